@@ -1,0 +1,1 @@
+//! Kubernetes operator glue: watches SignedImages, reads Secrets, writes status and Events.

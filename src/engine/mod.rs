@@ -1,0 +1,2 @@
+//! Reconcile engine: resolve → plan → apply → verify → status, for one SignedImage.
+//! Knows nothing of Kubernetes.

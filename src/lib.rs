@@ -1,0 +1,14 @@
+//! trustkeeper: keeps Docker Content Trust (Notary v1 / TUF) trust metadata signed and fresh.
+//!
+//! Layers, each knowing only those below it:
+//! `controller` (Kubernetes glue) → `engine` (resolve → plan → apply → verify → status)
+//! → `notary` (TUF metadata, keys, server API) and `registry` (references, tags, digests);
+//! `api` holds the SignedImage resource types that the engine reports into.
+
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod engine;
+pub mod notary;
+pub mod registry;
+pub mod tls;

@@ -1,0 +1,168 @@
+//! Shared support for integration tests that run against the real testbed
+//! (`tests/support/testbed.sh`: notary-server, notary-signer, docker registries, Go client).
+//!
+//! `scripts/test.sh` starts the testbeds and exports their directories:
+//! - `TRUSTKEEPER_TESTBED`: plain mode (anonymous registry + basic-auth registry)
+//! - `TRUSTKEEPER_TESTBED_TOKEN`: `up --token` mode (Docker-style bearer tokens)
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct Testbed {
+    pub dir: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+/// A GUN seeded by the real Go client (`testbed.sh seed`), with the values it recorded.
+pub struct Seed {
+    pub gun: String,
+    pub repository: String,
+    pub vars: HashMap<String, String>,
+    pub dir: PathBuf,
+}
+
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/testbed.sh")
+}
+
+/// Parses a shell file of `NAME='value'` / `NAME=value` lines (the testbed's `env`, `seed.env`).
+pub fn parse_env_file(path: &Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .or_else(|| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
+                .unwrap_or(v);
+            out.insert(k.trim().to_string(), v.to_string());
+        }
+    }
+    out
+}
+
+fn load(var: &str) -> Testbed {
+    let dir = std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: integration tests need the real testbed. Run `scripts/test.sh`, \
+             or start one with `tests/support/testbed.sh up DIR` and export {var}=DIR"
+        )
+    });
+    let dir = PathBuf::from(dir);
+    let env = parse_env_file(&dir.join("env"));
+    Testbed { dir, env }
+}
+
+impl Testbed {
+    /// The plain-mode testbed (anonymous registry, basic-auth registry, notary without auth).
+    pub fn get() -> &'static Testbed {
+        static TB: OnceLock<Testbed> = OnceLock::new();
+        TB.get_or_init(|| load("TRUSTKEEPER_TESTBED"))
+    }
+
+    /// The token-mode testbed (`up --token`).
+    pub fn token() -> &'static Testbed {
+        static TB: OnceLock<Testbed> = OnceLock::new();
+        TB.get_or_init(|| load("TRUSTKEEPER_TESTBED_TOKEN"))
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        self.env
+            .get(name)
+            .unwrap_or_else(|| panic!("testbed env has no {name}"))
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.var("CA_CERT")).expect("read CA_CERT")
+    }
+
+    /// A GUN name unique to this process and call, under the main registry.
+    pub fn unique_gun(&self, name: &str) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        format!(
+            "{}/test/{name}-{}-{n}-{nanos:x}",
+            self.var("REGISTRY_HOST"),
+            std::process::id()
+        )
+    }
+
+    /// Runs `testbed.sh ARGS...` against this testbed, panicking with its output on failure.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(args)
+            .output()
+            .expect("run testbed.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "testbed.sh {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Seeds a fresh GUN with the real Go client: images pushed, `targets`, `targets/releases`
+    /// and `targets/ci-bot` signed, snapshot key on the server.
+    pub fn seed(&self, name: &str) -> Seed {
+        let gun = self.unique_gun(name);
+        let dir = self.dir.to_str().unwrap().to_string();
+        self.run(&["seed", &dir, &gun]);
+        let safe: String = gun
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let seed_dir = self.dir.join("seed").join(safe);
+        let vars = parse_env_file(&seed_dir.join("seed.env"));
+        let repository = vars.get("REPOSITORY").cloned().unwrap_or_default();
+        Seed {
+            gun,
+            repository,
+            vars,
+            dir: seed_dir,
+        }
+    }
+
+    /// Runs the real notary Go client (the testbed's configured wrapper).
+    pub fn notary(&self, args: &[&str]) -> std::process::Output {
+        Command::new(self.var("NOTARY_CLIENT"))
+            .args(args)
+            .output()
+            .expect("run notary client")
+    }
+}
+
+impl Seed {
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("seed.env has no {name}"))
+    }
+
+    pub fn manifest(&self, tag: &str) -> Vec<u8> {
+        std::fs::read(self.dir.join("manifests").join(tag)).expect("read seeded manifest")
+    }
+}
