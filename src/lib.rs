@@ -11,4 +11,5 @@ pub mod controller;
 pub mod engine;
 pub mod notary;
 pub mod registry;
+
 pub mod tls;

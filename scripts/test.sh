@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every check and test of trustkeeper on a fresh Debian machine: installs what is missing,
+# starts the real services on loopback (notary-server + notary-signer + registries, twice: plain
+# and token auth; the Kubernetes apiextensions-apiserver with etcd), runs fmt, clippy and the
+# whole test suite against them, and stops the services again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- packages --------------------------------------------------------------------------------
+need_pkgs=()
+for bin in curl openssl python3 gcc; do command -v "$bin" >/dev/null || need_pkgs+=("$bin"); done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing ${need_pkgs[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]/gcc/build-essential}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+
+# --- static checks ---------------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+# --- services --------------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/trustkeeper-test.XXXXXX")
+TB=tests/support/testbed.sh
+KT=tests/support/kube-testbed.sh
+cleanup() {
+  "$TB" down "$WORK/tb" >/dev/null 2>&1 || true
+  "$TB" down "$WORK/tb-token" >/dev/null 2>&1 || true
+  "$KT" down "$WORK/kube" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+log "starting the notary + registry testbeds"
+"$TB" up "$WORK/tb" >"$WORK/tb-up.log" 2>&1 || { cat "$WORK/tb-up.log"; exit 1; }
+"$TB" up --token "$WORK/tb-token" >"$WORK/tb-token-up.log" 2>&1 || { cat "$WORK/tb-token-up.log"; exit 1; }
+log "starting the Kubernetes API server (first run builds it from Debian's sources, ~3 min)"
+"$KT" up "$WORK/kube" >"$WORK/kube-up.log" 2>&1 || { tail -50 "$WORK/kube-up.log"; exit 1; }
+
+export TRUSTKEEPER_TESTBED="$WORK/tb"
+export TRUSTKEEPER_TESTBED_TOKEN="$WORK/tb-token"
+export TRUSTKEEPER_KUBE_TESTBED="$WORK/kube"
+
+# --- tests -----------------------------------------------------------------------------------
+log "cargo test"
+cargo test --locked --all-targets 2>&1 | tee "$WORK/test.log"
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo '^test result: .*' "$WORK/test.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
+log "summary"
+set -- $passed
+echo "$1 passed, $2 failed"
+exit "$status"
