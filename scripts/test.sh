@@ -40,7 +40,7 @@ trap cleanup EXIT
 
 log "starting the notary + registry testbeds"
 "$TB" up "$WORK/tb" >"$WORK/tb-up.log" 2>&1 || { cat "$WORK/tb-up.log"; exit 1; }
-"$TB" up --token "$WORK/tb-token" >"$WORK/tb-token-up.log" 2>&1 || { cat "$WORK/tb-token-up.log"; exit 1; }
+"$TB" up "$WORK/tb-token" --token >"$WORK/tb-token-up.log" 2>&1 || { cat "$WORK/tb-token-up.log"; exit 1; }
 log "starting the Kubernetes API server (first run builds it from Debian's sources, ~3 min)"
 "$KT" up "$WORK/kube" >"$WORK/kube-up.log" 2>&1 || { tail -50 "$WORK/kube-up.log"; exit 1; }
 
