@@ -1,2 +1,5 @@
 //! Reconcile engine: resolve → plan → apply → verify → status, for one SignedImage.
 //! Knows nothing of Kubernetes.
+
+pub mod model;
+pub mod plan;
