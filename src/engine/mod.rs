@@ -4,3 +4,6 @@
 pub mod model;
 pub mod plan;
 pub mod schedule;
+pub mod request;
+
+pub use request::{Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler};
