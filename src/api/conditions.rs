@@ -44,6 +44,8 @@ pub mod reasons {
     pub const WRONG_PASSPHRASE: &str = "WrongPassphrase";
     /// Our key is not a signer of the role to sign into.
     pub const KEY_NOT_DELEGATED: &str = "KeyNotDelegated";
+    /// The role to sign into is not declared by its parent, or its paths exclude the tag.
+    pub const ROLE_NOT_USABLE: &str = "RoleNotUsable";
     /// The role needs more signatures than one key gives.
     pub const THRESHOLD_NOT_MET: &str = "ThresholdNotMet";
     /// An entry in a role docker reads first hides the newly signed digest.
