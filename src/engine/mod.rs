@@ -6,6 +6,7 @@ pub mod plan;
 pub mod report;
 pub mod request;
 pub mod schedule;
+pub mod status;
 
 pub use request::{
     Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler,
