@@ -291,8 +291,12 @@ impl Repository {
     }
 }
 
-/// Source of metadata files; `Ok(None)` = 404.
-pub(crate) trait Fetch {
+/// Source of metadata files by server name (`root.json`, `2.root.json`,
+/// `targets/releases.<sha256>.json`); `Ok(None)` = 404. [`NotaryClient`](super::NotaryClient)
+/// is one; tests plug in-memory sources.
+#[allow(async_fn_in_trait)]
+pub trait Fetch {
+    /// Returns at most `limit` bytes, else [`Error::TooLarge`].
     async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>>;
 }
 
@@ -482,7 +486,7 @@ fn restrict(parent: &[String], own: &[String]) -> Vec<String> {
 }
 
 /// The update algorithm over any file source.
-pub(crate) async fn update_with<F: Fetch>(
+pub async fn update_with<F: Fetch>(
     f: &F,
     gun: &str,
     anchor: &TrustAnchor,
