@@ -42,6 +42,13 @@ pub enum RegistryError {
         retry_after: Option<Duration>,
     },
 
+    /// TLS failed (unknown CA, wrong host name in the certificate, …). Not retried.
+    #[error(
+        "TLS with registry {registry} failed ({detail}): configure the registry's CA \
+         certificate, or check that the host name matches its certificate"
+    )]
+    Tls { registry: String, detail: String },
+
     /// A request took longer than the per-request timeout, even after retries.
     #[error(
         "registry {registry} did not answer within {}s: the registry is slow or overloaded; \

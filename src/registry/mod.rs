@@ -1,7 +1,9 @@
 //! Docker registry client: image references, credentials, tags and manifest digests.
 //! Knows nothing of notary, the engine or Kubernetes.
 
+mod auth;
 pub mod challenge;
+mod client;
 pub mod credentials;
 pub mod error;
 pub mod manifest;
@@ -9,7 +11,9 @@ pub mod reference;
 pub mod retry;
 pub mod stats;
 pub mod tags;
+mod transport;
 
+pub use client::{RegistryClient, RegistryOptions};
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
 pub use manifest::{ManifestDescriptor, RawManifest};

@@ -352,10 +352,21 @@ mod tests {
 
     const D: &str = "sha256:934658806b42b94cdd3db936c48d59e9197a60d29310e78a347a850789afcab9";
 
+    /// input, registry, api host, repository, tag, has digest, gun
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        bool,
+        &'a str,
+    );
+
     #[test]
     fn parses_valid_references() {
         // input, registry, api host, repository, tag, digest, gun
-        let cases: &[(&str, &str, &str, &str, Option<&str>, bool, &str)] = &[
+        let cases: &[Case] = &[
             (
                 "alpine",
                 "docker.io",
