@@ -6,6 +6,8 @@
 //! - `TRUSTKEEPER_TESTBED_TOKEN`: `up --token` mode (Docker-style bearer tokens)
 #![allow(dead_code)]
 
+pub mod vectors;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

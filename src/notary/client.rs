@@ -1,0 +1,833 @@
+//! TUF update and verification for one GUN (notary-v1.md §10): root (with rotation through
+//! versioned roots), timestamp, snapshot, targets and delegations; signatures vs thresholds,
+//! hashes and lengths, rollback against the caller's trusted state, expiry.
+//!
+//! Expired or badly signed *targets roles* are not fatal: they are loaded, flagged and hidden
+//! from lookups, so that a caller holding the key can renew them with their content intact.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+use super::keys::PublicKey;
+use super::metadata::{self, Envelope, FileMeta, Meta, Root, Targets};
+
+/// Largest `root.json` / `N.root.json` accepted (Go caps at 100 MiB; real roots are ~3 KiB).
+pub const MAX_ROOT_BYTES: u64 = 10 << 20;
+/// Largest `timestamp.json` accepted (Go: 1 MiB).
+pub const MAX_TIMESTAMP_BYTES: u64 = 1 << 20;
+
+/// What the caller trusted after the last successful update. Serializable (the operator keeps
+/// it in a Kubernetes status): the root key IDs and version suffice to re-verify a root by
+/// fetching `N.root.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustState {
+    /// TUF key IDs of root's `root` role, sorted.
+    pub root_key_ids: Vec<String>,
+    pub root_version: u64,
+    /// Highest version seen per role (`timestamp`, `snapshot`, `targets`, delegations).
+    pub versions: BTreeMap<String, u64>,
+}
+
+/// How the first root is trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustAnchor {
+    /// Trust on first use: accept whatever self-signed root the server serves.
+    FirstUse,
+    /// Accept a root only if signatures by these root keys (TUF or canonical IDs) meet its
+    /// root threshold.
+    PinnedKeys(Vec<String>),
+    /// Continue from an earlier update: rotations are followed through `N.root.json`.
+    State(TrustState),
+}
+
+/// Why a targets role is not used for lookups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleHealth {
+    Valid,
+    /// Its `expires` is in the past.
+    Expired,
+    /// Signatures by the keys its parent lists do not meet the threshold.
+    BadSignatures(String),
+    /// An ancestor is expired or badly signed (Go skips the subtree).
+    HiddenByAncestor(String),
+}
+
+/// A delegation as its parent declares it.
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    pub name: String,
+    /// TUF key ID → key, in the parent's `delegations.keys`.
+    pub keys: BTreeMap<String, PublicKey>,
+    pub threshold: u64,
+    /// Paths as written (`[""]` = all).
+    pub paths: Vec<String>,
+}
+
+/// One verified (or flagged) targets role.
+#[derive(Debug, Clone)]
+pub struct TargetsRole {
+    pub name: String,
+    pub version: u64,
+    pub expires: Timestamp,
+    pub expired: bool,
+    pub health: RoleHealth,
+    pub targets: BTreeMap<String, FileMeta>,
+    /// Children in `delegations.roles` order.
+    pub delegations: Vec<Delegation>,
+    /// Effective path prefixes (own paths restricted by the parent's).
+    pub paths: Vec<String>,
+    pub(crate) envelope: Envelope,
+    pub(crate) file: Vec<u8>,
+}
+
+impl TargetsRole {
+    pub fn usable(&self) -> bool {
+        self.health == RoleHealth::Valid
+    }
+
+    /// Whether the name passes this role's effective paths.
+    pub fn allows(&self, name: &str) -> bool {
+        self.paths.iter().any(|p| name.starts_with(p.as_str()))
+    }
+
+    /// The stored file bytes.
+    pub fn file_bytes(&self) -> &[u8] {
+        &self.file
+    }
+}
+
+/// Expiry facts of a base role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    pub name: String,
+    pub version: u64,
+    pub expires: Timestamp,
+    pub expired: bool,
+}
+
+/// A verified repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pub gun: String,
+    pub root: Root,
+    pub root_info: RoleInfo,
+    pub snapshot_info: RoleInfo,
+    pub timestamp_info: RoleInfo,
+    pub(crate) snapshot: Envelope,
+    /// The snapshot's `meta` (role → hashes + length of its current file).
+    pub snapshot_meta: BTreeMap<String, FileMeta>,
+    /// `targets` first, then delegations breadth first in `delegations.roles` order.
+    roles: Vec<TargetsRole>,
+    /// Declared delegations that have no file yet (name → declaration, effective paths).
+    declared: Vec<(Delegation, Vec<String>)>,
+}
+
+/// Which role's entry a lookup uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found<'a> {
+    pub role: &'a str,
+    pub meta: &'a FileMeta,
+}
+
+/// Accepted signers of a role.
+#[derive(Debug, Clone)]
+pub struct Signers {
+    pub role: String,
+    /// TUF key ID → key.
+    pub keys: BTreeMap<String, PublicKey>,
+    pub threshold: u64,
+}
+
+impl Signers {
+    /// Canonical IDs of the accepted keys (what `notary delegation list` prints).
+    pub fn canonical_ids(&self) -> Vec<String> {
+        self.keys
+            .values()
+            .filter_map(|k| k.canonical_id().ok())
+            .collect()
+    }
+}
+
+impl Repository {
+    /// Targets roles in reading order (`targets`, then delegations breadth first).
+    pub fn roles(&self) -> &[TargetsRole] {
+        &self.roles
+    }
+
+    pub fn role(&self, name: &str) -> Option<&TargetsRole> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+
+    /// Names of delegations declared by their parent but without a file yet.
+    pub fn declared_without_file(&self) -> Vec<&str> {
+        self.declared.iter().map(|(d, _)| d.name.as_str()).collect()
+    }
+
+    pub(crate) fn declaration(&self, name: &str) -> Option<(&Delegation, &[String])> {
+        self.declared
+            .iter()
+            .find(|(d, _)| d.name == name)
+            .map(|(d, p)| (d, p.as_slice()))
+            .or_else(|| {
+                self.roles.iter().find_map(|r| {
+                    r.delegations.iter().find(|d| d.name == name).map(|d| {
+                        (
+                            d,
+                            self.role(name).map(|x| x.paths.as_slice()).unwrap_or(&[]),
+                        )
+                    })
+                })
+            })
+    }
+
+    /// Keys (TUF ID → key) and threshold that may sign `role` (`targets`, a delegation,
+    /// `snapshot`, `root`, `timestamp`).
+    pub fn signers_of(&self, role: &str) -> Result<Signers> {
+        if let Some(rk) = self.root.roles.get(role)
+            && matches!(role, "root" | "targets" | "snapshot" | "timestamp")
+        {
+            let keys = rk
+                .keyids
+                .iter()
+                .filter_map(|id| self.root.keys.get(id).map(|k| (id.clone(), k.clone())))
+                .collect();
+            return Ok(Signers {
+                role: role.into(),
+                keys,
+                threshold: rk.threshold,
+            });
+        }
+        let (d, _) = self.declaration(role).ok_or_else(|| Error::UnknownRole {
+            role: role.to_string(),
+        })?;
+        Ok(Signers {
+            role: role.into(),
+            keys: d.keys.clone(),
+            threshold: d.threshold,
+        })
+    }
+
+    /// `notary list GUN` / `notary list GUN -r ROLE`: first-wins walk over `start`'s subtree
+    /// (parents before children, siblings in order), skipping unusable roles and names outside a
+    /// role's paths.
+    pub fn list(&self, start: &str) -> BTreeMap<&str, Found<'_>> {
+        let mut out: BTreeMap<&str, Found<'_>> = BTreeMap::new();
+        for r in &self.roles {
+            if !(r.name == start || r.name.starts_with(&format!("{start}/"))) || !r.usable() {
+                continue;
+            }
+            for (name, meta) in &r.targets {
+                if r.allows(name) && !out.contains_key(name.as_str()) {
+                    out.insert(
+                        name,
+                        Found {
+                            role: &r.name,
+                            meta,
+                        },
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// `notary lookup`: the first role in reading order that defines `tag`.
+    pub fn lookup(&self, tag: &str) -> Option<Found<'_>> {
+        self.list("targets").remove(tag)
+    }
+
+    /// The entry Docker uses for `tag` (notary-v1.md §10.2): the `targets/releases` subtree
+    /// first, then the rest of the tree; it counts only if the winning role is
+    /// `targets/releases` or `targets`, otherwise Docker reports no trust data (`None`).
+    pub fn winner(&self, tag: &str) -> Option<Found<'_>> {
+        const REL: &str = "targets/releases";
+        let in_rel = |n: &str| n == REL || n.starts_with("targets/releases/");
+        let find = |pred: &dyn Fn(&str) -> bool| {
+            self.roles.iter().find_map(|r| {
+                if !pred(&r.name) || !r.usable() || !r.allows(tag) {
+                    return None;
+                }
+                r.targets.get(tag).map(|meta| Found {
+                    role: &r.name,
+                    meta,
+                })
+            })
+        };
+        let found = find(&in_rel).or_else(|| find(&|n: &str| !in_rel(n)))?;
+        (found.role == REL || found.role == "targets").then_some(found)
+    }
+
+    /// Every role's entry for `tag` (as `docker trust inspect` collects them).
+    pub fn all_entries(&self, tag: &str) -> Vec<Found<'_>> {
+        self.roles
+            .iter()
+            .filter_map(|r| {
+                r.targets.get(tag).map(|meta| Found {
+                    role: &r.name,
+                    meta,
+                })
+            })
+            .collect()
+    }
+
+    /// Expiry facts of every role: root, targets roles, snapshot, timestamp.
+    pub fn expiries(&self) -> Vec<RoleInfo> {
+        let mut v = vec![self.root_info.clone()];
+        v.extend(self.roles.iter().map(|r| RoleInfo {
+            name: r.name.clone(),
+            version: r.version,
+            expires: r.expires,
+            expired: r.expired,
+        }));
+        v.push(self.snapshot_info.clone());
+        v.push(self.timestamp_info.clone());
+        v
+    }
+}
+
+/// Source of metadata files by server name (`root.json`, `2.root.json`,
+/// `targets/releases.<sha256>.json`); `Ok(None)` = 404. [`NotaryClient`](super::NotaryClient)
+/// is one; tests plug in-memory sources.
+#[allow(async_fn_in_trait)]
+pub trait Fetch {
+    /// Returns at most `limit` bytes, else [`Error::TooLarge`].
+    async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>>;
+}
+
+/// Counts distinct listed keys with a valid signature over `env`'s canonical `signed`.
+pub fn count_valid(env: &Envelope, keys: &BTreeMap<String, PublicKey>, listed: &[String]) -> usize {
+    let Ok(msg) = env.signed_bytes() else {
+        return 0;
+    };
+    let mut ok = BTreeSet::new();
+    for s in &env.signatures {
+        if !listed.contains(&s.keyid) || ok.contains(&s.keyid) {
+            continue;
+        }
+        let Some(k) = keys.get(&s.keyid) else {
+            continue;
+        };
+        if k.key_id() != s.keyid {
+            continue;
+        }
+        let Ok(sig) = B64.decode(&s.sig) else {
+            continue;
+        };
+        if k.verify(&s.method, &msg, &sig) {
+            ok.insert(s.keyid.clone());
+        }
+    }
+    ok.len()
+}
+
+fn check_threshold(
+    role: &str,
+    env: &Envelope,
+    keys: &BTreeMap<String, PublicKey>,
+    listed: &[String],
+    threshold: u64,
+) -> Result<()> {
+    if threshold < 1 {
+        return Err(Error::invalid(role, "threshold below 1"));
+    }
+    let valid = count_valid(env, keys, listed);
+    if (valid as u64) < threshold {
+        return Err(Error::ThresholdNotMet {
+            role: role.to_string(),
+            valid,
+            threshold: threshold as usize,
+            listed: listed.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+fn check_root_role(root: &Root, env: &Envelope, signer: &Root, role_name: &str) -> Result<()> {
+    let rk = signer
+        .roles
+        .get("root")
+        .ok_or_else(|| Error::invalid(role_name, "no root role"))?;
+    check_threshold(role_name, env, &signer.keys, &rk.keyids, rk.threshold)?;
+    let _ = root;
+    Ok(())
+}
+
+fn root_key_ids(root: &Root) -> Vec<String> {
+    let mut ids = root
+        .roles
+        .get("root")
+        .map(|r| r.keyids.clone())
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<()> {
+    for role in ["root", "targets", "snapshot", "timestamp"] {
+        let rk = root
+            .roles
+            .get(role)
+            .ok_or_else(|| Error::invalid("root", format!("no {role} role")))?;
+        if rk.threshold < 1 {
+            return Err(Error::invalid("root", format!("{role} threshold below 1")));
+        }
+        for id in &rk.keyids {
+            if !root.keys.contains_key(id) {
+                return Err(Error::invalid(
+                    "root",
+                    format!("{role} lists unknown key {id}"),
+                ));
+            }
+        }
+    }
+    // Root certificates: CN = GUN, inside validity (notary's ValidateCertificate).
+    let mut good = 0;
+    let mut why = String::new();
+    for id in &root.roles["root"].keyids {
+        let k = &root.keys[id];
+        if !k.keytype.ends_with("-x509") {
+            continue;
+        }
+        let cert = match k.certificate() {
+            Ok(c) => c,
+            Err(e) => {
+                why = e.to_string();
+                continue;
+            }
+        };
+        let tbs = cert.tbs_certificate();
+        let cn_ok = tbs.subject().to_string() == format!("CN={gun}");
+        let v = tbs.validity();
+        let nb = v.not_before.to_unix_duration().as_secs() as i64;
+        let na = v.not_after.to_unix_duration().as_secs() as i64;
+        let now_s = now.as_second();
+        if !cn_ok {
+            why = format!("certificate {id} is for {}, not CN={gun}", tbs.subject());
+        } else if now_s > na {
+            why = format!("certificate {id} expired");
+        } else if nb > now_s + 86_400 {
+            why = format!("certificate {id} is not valid yet");
+        } else {
+            good += 1;
+        }
+    }
+    if good == 0 {
+        return Err(Error::UntrustedRoot {
+            gun: gun.into(),
+            reason: if why.is_empty() {
+                "no root certificate".into()
+            } else {
+                why
+            },
+        });
+    }
+    Ok(())
+}
+
+fn rollback(state: Option<&TrustState>, role: &str, offered: u64) -> Result<()> {
+    if let Some(st) = state
+        && let Some(&trusted) = st.versions.get(role)
+        && offered < trusted
+    {
+        return Err(Error::Rollback {
+            role: role.into(),
+            trusted,
+            offered,
+        });
+    }
+    Ok(())
+}
+
+async fn fetch_meta<F: Fetch>(
+    f: &F,
+    gun: &str,
+    role: &str,
+    meta: &FileMeta,
+    by: &str,
+) -> Result<Option<Vec<u8>>> {
+    let hex = meta.sha256_hex().ok_or_else(|| Error::Tampered {
+        role: role.into(),
+        by: by.into(),
+        what: "no sha256 announced".into(),
+    })?;
+    let Some(bytes) = f
+        .fetch(gun, &format!("{role}.{hex}.json"), meta.length)
+        .await?
+    else {
+        return Ok(None);
+    };
+    meta.check(&bytes).map_err(|what| Error::Tampered {
+        role: role.into(),
+        by: by.into(),
+        what,
+    })?;
+    Ok(Some(bytes))
+}
+
+fn is_direct_child(parent: &str, child: &str) -> bool {
+    child
+        .strip_prefix(parent)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|r| !r.is_empty() && !r.contains('/'))
+}
+
+/// Effective prefixes: the child's own prefixes that start with one of the parent's.
+fn restrict(parent: &[String], own: &[String]) -> Vec<String> {
+    own.iter()
+        .filter(|p| parent.iter().any(|pp| p.starts_with(pp.as_str())))
+        .cloned()
+        .collect()
+}
+
+/// The update algorithm over any file source.
+pub async fn update_with<F: Fetch>(
+    f: &F,
+    gun: &str,
+    anchor: &TrustAnchor,
+    now: Timestamp,
+) -> Result<(Repository, TrustState)> {
+    let state = match anchor {
+        TrustAnchor::State(s) => Some(s),
+        _ => None,
+    };
+    // 1. Root.
+    let root_bytes = f
+        .fetch(gun, "root.json", MAX_ROOT_BYTES)
+        .await?
+        .ok_or_else(|| Error::UnknownRepository { gun: gun.into() })?;
+    let root_env = Envelope::parse("root", &root_bytes)?;
+    let root: Root = metadata::view(&root_env, "root", "Root")?;
+    check_root_shape(&root, gun, now)?;
+    match anchor {
+        TrustAnchor::FirstUse => check_root_role(&root, &root_env, &root, "root")?,
+        TrustAnchor::PinnedKeys(pins) => {
+            let rk = &root.roles["root"];
+            let listed: Vec<String> = rk
+                .keyids
+                .iter()
+                .filter(|id| {
+                    pins.contains(id)
+                        || root.keys[*id]
+                            .canonical_id()
+                            .is_ok_and(|c| pins.contains(&c))
+                })
+                .cloned()
+                .collect();
+            if listed.is_empty() {
+                return Err(Error::UntrustedRoot {
+                    gun: gun.into(),
+                    reason: format!(
+                        "root keys {:?} are not among the pinned keys {pins:?}",
+                        rk.keyids
+                    ),
+                });
+            }
+            check_threshold("root", &root_env, &root.keys, &listed, rk.threshold)?;
+        }
+        TrustAnchor::State(st) => {
+            if root.version < st.root_version {
+                return Err(Error::Rollback {
+                    role: "root".into(),
+                    trusted: st.root_version,
+                    offered: root.version,
+                });
+            }
+            // Re-establish the trusted root, then walk every version up to the current one.
+            let mut prev: Root = if root.version == st.root_version {
+                root.clone()
+            } else {
+                let b = f
+                    .fetch(
+                        gun,
+                        &format!("{}.root.json", st.root_version),
+                        MAX_ROOT_BYTES,
+                    )
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("{gun} {}.root.json", st.root_version),
+                    })?;
+                let e = Envelope::parse("root", &b)?;
+                metadata::view(&e, "root", "Root")?
+            };
+            if root_key_ids(&prev) != st.root_key_ids {
+                return Err(Error::UntrustedRoot {
+                    gun: gun.into(),
+                    reason: format!(
+                        "root version {} lists keys {:?}, the trusted state says {:?}",
+                        prev.version,
+                        root_key_ids(&prev),
+                        st.root_key_ids
+                    ),
+                });
+            }
+            for v in st.root_version + 1..=root.version {
+                let (e, r) = if v == root.version {
+                    (root_env.clone(), root.clone())
+                } else {
+                    let b = f
+                        .fetch(gun, &format!("{v}.root.json"), MAX_ROOT_BYTES)
+                        .await?
+                        .ok_or_else(|| Error::NotFound {
+                            what: format!("{gun} {v}.root.json"),
+                        })?;
+                    let e = Envelope::parse("root", &b)?;
+                    let r: Root = metadata::view(&e, "root", "Root")?;
+                    (e, r)
+                };
+                if r.version != v {
+                    return Err(Error::invalid(
+                        "root",
+                        format!("{v}.root.json has version {}", r.version),
+                    ));
+                }
+                check_root_role(&r, &e, &prev, "root")?;
+                prev = r;
+            }
+            check_root_role(&root, &root_env, &root, "root")?;
+        }
+    }
+    if root.expires <= now {
+        return Err(Error::Expired {
+            role: "root".into(),
+            expires: root.expires,
+        });
+    }
+    let base_check = |role: &str, env: &Envelope| -> Result<()> {
+        let rk = &root.roles[role];
+        check_threshold(role, env, &root.keys, &rk.keyids, rk.threshold)
+    };
+
+    // 2. Timestamp.
+    let ts_bytes = f
+        .fetch(gun, "timestamp.json", MAX_TIMESTAMP_BYTES)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            what: format!("{gun} timestamp.json"),
+        })?;
+    let ts_env = Envelope::parse("timestamp", &ts_bytes)?;
+    let ts: Meta = metadata::view(&ts_env, "timestamp", "Timestamp")?;
+    base_check("timestamp", &ts_env)?;
+    rollback(state, "timestamp", ts.version)?;
+    if ts.expires <= now {
+        return Err(Error::Expired {
+            role: "timestamp".into(),
+            expires: ts.expires,
+        });
+    }
+
+    // 3. Snapshot.
+    let snap_meta = ts
+        .meta
+        .get("snapshot")
+        .ok_or_else(|| Error::invalid("timestamp", "no snapshot entry"))?;
+    let snap_bytes = fetch_meta(f, gun, "snapshot", snap_meta, "timestamp")
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            what: format!("{gun} snapshot"),
+        })?;
+    let snap_env = Envelope::parse("snapshot", &snap_bytes)?;
+    let snap: Meta = metadata::view(&snap_env, "snapshot", "Snapshot")?;
+    base_check("snapshot", &snap_env)?;
+    rollback(state, "snapshot", snap.version)?;
+    if snap.expires <= now {
+        return Err(Error::Expired {
+            role: "snapshot".into(),
+            expires: snap.expires,
+        });
+    }
+    if let Some(m) = snap.meta.get("root") {
+        m.check(&root_bytes).map_err(|what| Error::Tampered {
+            role: "root".into(),
+            by: "snapshot".into(),
+            what: format!("{what} (root changed while reading? retry)"),
+        })?;
+    }
+
+    // 4. Targets.
+    let t_meta = snap
+        .meta
+        .get("targets")
+        .ok_or_else(|| Error::invalid("snapshot", "no targets entry"))?;
+    let t_bytes = fetch_meta(f, gun, "targets", t_meta, "snapshot")
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            what: format!("{gun} targets"),
+        })?;
+    let t_env = Envelope::parse("targets", &t_bytes)?;
+    let t: Targets = metadata::view(&t_env, "targets", "Targets")?;
+    base_check("targets", &t_env)?;
+    rollback(state, "targets", t.version)?;
+
+    let mut roles = Vec::new();
+    let mut declared = Vec::new();
+    let top = make_role("targets", t, t_env, t_bytes, vec![String::new()], now, None);
+    let mut queue: VecDeque<usize> = VecDeque::new();
+    roles.push(top);
+    queue.push_back(0);
+
+    // 5. Delegations, breadth first.
+    while let Some(pi) = queue.pop_front() {
+        let parent_name = roles[pi].name.clone();
+        let parent_paths = roles[pi].paths.clone();
+        let parent_hidden = match &roles[pi].health {
+            RoleHealth::Valid => None,
+            RoleHealth::HiddenByAncestor(a) => Some(a.clone()),
+            _ => Some(parent_name.clone()),
+        };
+        let children = roles[pi].delegations.clone();
+        for d in children {
+            if !is_direct_child(&parent_name, &d.name)
+                || roles.iter().any(|r: &TargetsRole| r.name == d.name)
+            {
+                continue;
+            }
+            let eff = restrict(&parent_paths, &d.paths);
+            let Some(m) = snap.meta.get(&d.name) else {
+                declared.push((d.clone(), eff));
+                continue;
+            };
+            let Some(bytes) = fetch_meta(f, gun, &d.name, m, "snapshot").await? else {
+                declared.push((d.clone(), eff));
+                continue;
+            };
+            let env = Envelope::parse(&d.name, &bytes)?;
+            let body: Targets = metadata::view(&env, &d.name, "Targets")?;
+            rollback(state, &d.name, body.version)?;
+            let sig_err = check_threshold(
+                &d.name,
+                &env,
+                &d.keys,
+                &d.keys.keys().cloned().collect::<Vec<_>>(),
+                d.threshold,
+            )
+            .err()
+            .map(|e| e.to_string());
+            let mut role = make_role(&d.name, body, env, bytes, eff, now, sig_err);
+            if let Some(a) = &parent_hidden
+                && role.health == RoleHealth::Valid
+            {
+                role.health = RoleHealth::HiddenByAncestor(a.clone());
+            }
+            roles.push(role);
+            queue.push_back(roles.len() - 1);
+        }
+    }
+
+    let mut versions = BTreeMap::new();
+    versions.insert("timestamp".to_string(), ts.version);
+    versions.insert("snapshot".to_string(), snap.version);
+    for r in &roles {
+        versions.insert(r.name.clone(), r.version);
+    }
+    // Never lower what was trusted (a role may have vanished from the snapshot).
+    if let Some(st) = state {
+        for (k, v) in &st.versions {
+            let e = versions.entry(k.clone()).or_insert(*v);
+            *e = (*e).max(*v);
+        }
+    }
+    let new_state = TrustState {
+        root_key_ids: root_key_ids(&root),
+        root_version: root.version,
+        versions,
+    };
+    let repo = Repository {
+        gun: gun.into(),
+        root_info: RoleInfo {
+            name: "root".into(),
+            version: root.version,
+            expires: root.expires,
+            expired: root.expires <= now,
+        },
+        root,
+        snapshot_info: RoleInfo {
+            name: "snapshot".into(),
+            version: snap.version,
+            expires: snap.expires,
+            expired: snap.expires <= now,
+        },
+        timestamp_info: RoleInfo {
+            name: "timestamp".into(),
+            version: ts.version,
+            expires: ts.expires,
+            expired: ts.expires <= now,
+        },
+        snapshot: snap_env,
+        snapshot_meta: snap.meta,
+        roles,
+        declared,
+    };
+    Ok((repo, new_state))
+}
+
+fn make_role(
+    name: &str,
+    body: Targets,
+    envelope: Envelope,
+    file: Vec<u8>,
+    paths: Vec<String>,
+    now: Timestamp,
+    sig_err: Option<String>,
+) -> TargetsRole {
+    let expired = body.expires <= now;
+    let health = match sig_err {
+        Some(e) => RoleHealth::BadSignatures(e),
+        None if expired => RoleHealth::Expired,
+        None => RoleHealth::Valid,
+    };
+    let delegations = body
+        .delegations
+        .roles
+        .iter()
+        .map(|r| Delegation {
+            name: r.name.clone(),
+            keys: r
+                .keyids
+                .iter()
+                .filter_map(|id| {
+                    body.delegations
+                        .keys
+                        .get(id)
+                        .map(|k| (id.clone(), k.clone()))
+                })
+                .collect(),
+            threshold: r.threshold,
+            paths: r.paths.clone(),
+        })
+        .collect();
+    TargetsRole {
+        name: name.into(),
+        version: body.version,
+        expires: body.expires,
+        expired,
+        health,
+        targets: body.targets,
+        delegations,
+        paths,
+        envelope,
+        file,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert!(is_direct_child("targets", "targets/releases"));
+        assert!(!is_direct_child("targets", "targets/a/b"));
+        assert!(!is_direct_child("targets", "targetsx/a"));
+        assert_eq!(
+            restrict(&["team/".into()], &["team/qa/".into(), "prod/".into()]),
+            vec!["team/qa/".to_string()]
+        );
+        assert_eq!(restrict(&["".into()], &["".into()]), vec![String::new()]);
+    }
+}

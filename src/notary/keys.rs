@@ -1,0 +1,546 @@
+//! Keys: public key objects and their IDs, signature verification, private key import
+//! (notary's PEM files) and signing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::canonical;
+use super::error::{Error, Result};
+use super::metadata::Signature;
+
+/// A public key as metadata lists it: `{"keytype":T,"keyval":{"private":null,"public":base64(P)}}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// `ecdsa`, `ecdsa-x509`, `rsa`, `rsa-x509` or `ed25519`.
+    pub keytype: String,
+    /// SPKI DER (`ecdsa`, `rsa`), PEM certificate text (`*-x509`), raw 32 bytes (`ed25519`).
+    pub public: Vec<u8>,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({} {})", self.keytype, self.key_id())
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct KeyVal {
+            public: String,
+        }
+        #[derive(Deserialize)]
+        struct Obj {
+            keytype: String,
+            keyval: KeyVal,
+        }
+        let o = Obj::deserialize(d)?;
+        let public = B64
+            .decode(o.keyval.public.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("public key is not base64: {e}")))?;
+        Ok(PublicKey {
+            keytype: o.keytype,
+            public,
+        })
+    }
+}
+
+/// A lower-case hex TUF key ID.
+pub fn key_id_of(keytype: &str, public: &[u8]) -> String {
+    let obj = json!({"keytype": keytype, "keyval": {"private": Value::Null, "public": B64.encode(public)}});
+    let c = canonical::to_vec(&obj).expect("strings only");
+    hex::encode(Sha256::digest(&c))
+}
+
+impl PublicKey {
+    /// The key object as written in metadata (`"private":null`).
+    pub fn to_value(&self) -> Value {
+        json!({"keytype": self.keytype, "keyval": {"private": Value::Null, "public": B64.encode(&self.public)}})
+    }
+
+    /// TUF key ID (used inside metadata).
+    pub fn key_id(&self) -> String {
+        key_id_of(&self.keytype, &self.public)
+    }
+
+    /// Canonical key ID (private key file names, listings): for `*-x509` keys the ID of the
+    /// certificate's SPKI as a plain key, otherwise the TUF ID.
+    pub fn canonical_id(&self) -> Result<String> {
+        match self.keytype.as_str() {
+            "ecdsa-x509" => Ok(key_id_of("ecdsa", &self.spki_der()?)),
+            "rsa-x509" => Ok(key_id_of("rsa", &self.spki_der()?)),
+            _ => Ok(self.key_id()),
+        }
+    }
+
+    /// The certificate of an `*-x509` key.
+    pub fn certificate(&self) -> Result<x509_cert::Certificate> {
+        use x509_cert::der::Decode;
+        let p = pem::parse(&self.public).map_err(|e| self.malformed(e.to_string()))?;
+        x509_cert::Certificate::from_der(p.contents()).map_err(|e| self.malformed(e.to_string()))
+    }
+
+    /// SPKI DER of `ecdsa`/`rsa` keys and of certificates.
+    pub fn spki_der(&self) -> Result<Vec<u8>> {
+        use x509_cert::der::Encode;
+        match self.keytype.as_str() {
+            "ecdsa" | "rsa" => Ok(self.public.clone()),
+            "ecdsa-x509" | "rsa-x509" => self
+                .certificate()?
+                .tbs_certificate()
+                .subject_public_key_info()
+                .to_der()
+                .map_err(|e| self.malformed(e.to_string())),
+            other => Err(Error::UnsupportedKey {
+                key: self.key_id(),
+                what: format!("key type {other} has no SPKI"),
+            }),
+        }
+    }
+
+    fn malformed(&self, reason: String) -> Error {
+        Error::MalformedKey {
+            key: key_id_of(&self.keytype, &self.public),
+            reason,
+        }
+    }
+
+    /// Verifies `sig` (decoded) over `msg` with `method`. Any failure is `false`.
+    pub fn verify(&self, method: &str, msg: &[u8], sig: &[u8]) -> bool {
+        match (method, self.keytype.as_str()) {
+            ("ecdsa", "ecdsa" | "ecdsa-x509") => {
+                use p256::ecdsa::signature::Verifier;
+                use p256::pkcs8::DecodePublicKey;
+                let Ok(spki) = self.spki_der() else {
+                    return false;
+                };
+                let Ok(vk) = p256::ecdsa::VerifyingKey::from_public_key_der(&spki) else {
+                    return false;
+                };
+                // Raw r||s only; DER is rejected by notary.
+                if sig.len() != 64 {
+                    return false;
+                }
+                let Ok(s) = p256::ecdsa::Signature::from_slice(sig) else {
+                    return false;
+                };
+                vk.verify(msg, &s).is_ok()
+            }
+            ("rsapss" | "rsapkcs1v15", "rsa" | "rsa-x509") => {
+                use rsa::pkcs8::DecodePublicKey;
+                use rsa::signature::Verifier;
+                use rsa::traits::PublicKeyParts;
+                let Ok(spki) = self.spki_der() else {
+                    return false;
+                };
+                let Ok(pk) = rsa::PublicKey::from_public_key_der(&spki) else {
+                    return false;
+                };
+                if pk.size() * 8 < 2048 {
+                    return false;
+                }
+                if method == "rsapss" {
+                    let vk = rsa::pss::VerifyingKey::<rsa::sha2::Sha256>::new_with_salt_len(pk, 32);
+                    let Ok(s) = rsa::pss::Signature::try_from(sig) else {
+                        return false;
+                    };
+                    vk.verify(msg, &s).is_ok()
+                } else {
+                    let vk = rsa::pkcs1v15::VerifyingKey::<rsa::sha2::Sha256>::new(pk);
+                    let Ok(s) = rsa::pkcs1v15::Signature::try_from(sig) else {
+                        return false;
+                    };
+                    vk.verify(msg, &s).is_ok()
+                }
+            }
+            ("eddsa", "ed25519") => {
+                use ed25519_dalek::Verifier;
+                let Ok(bytes) = <[u8; 32]>::try_from(self.public.as_slice()) else {
+                    return false;
+                };
+                let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&bytes) else {
+                    return false;
+                };
+                let Ok(s) = ed25519_dalek::Signature::from_slice(sig) else {
+                    return false;
+                };
+                vk.verify(msg, &s).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+enum Secret {
+    P256(p256::ecdsa::SigningKey),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+}
+
+/// A private key able to sign metadata (ECDSA P-256, or Ed25519). Its `Debug` shows only the
+/// key ID; the secret is zeroized on drop by the underlying crates.
+pub struct SigningKey {
+    secret: Secret,
+    public: PublicKey,
+    id: String,
+    headers: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({})", self.id)
+    }
+}
+
+/// Alias: the engine calls it `PrivateKey` too.
+pub type PrivateKey = SigningKey;
+
+const OID_EC: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+const OID_RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
+const OID_ED25519_NOTARY: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x0F, 0x01];
+const OID_ED25519: &[u8] = &[0x2B, 0x65, 0x70];
+
+impl SigningKey {
+    /// Reads every private key block of a PEM file: `notary key export` output (encrypted
+    /// PKCS#8 with `role`/`gun`/`path` headers, several blocks), unencrypted `PRIVATE KEY`,
+    /// `EC PRIVATE KEY` (plain or legacy `DEK-Info` encryption). Other blocks (certificates,
+    /// public keys) are skipped. A `path:` header must name the key the block holds.
+    pub fn from_pem(
+        pem_bytes: &[u8],
+        passphrase: Option<&SecretString>,
+    ) -> Result<Vec<SigningKey>> {
+        Self::from_pem_with(pem_bytes, |_| passphrase.cloned())
+    }
+
+    /// Like [`SigningKey::from_pem`], choosing each block's passphrase from its headers (a whole
+    /// key store export mixes root, targets and delegation passphrases).
+    pub fn from_pem_with(
+        pem_bytes: &[u8],
+        passphrase_for: impl Fn(&BTreeMap<String, String>) -> Option<SecretString>,
+    ) -> Result<Vec<SigningKey>> {
+        let blocks = pem::parse_many(pem_bytes).map_err(|e| Error::MalformedKey {
+            key: "PEM".into(),
+            reason: e.to_string(),
+        })?;
+        let mut out = Vec::new();
+        for (i, block) in blocks.iter().enumerate() {
+            let mut headers = BTreeMap::new();
+            for (k, v) in block.headers().iter() {
+                headers.insert(k.to_string(), v.to_string());
+            }
+            let label = headers
+                .get("path")
+                .or_else(|| headers.get("role"))
+                .map(|s| format!("{s} (block {})", i + 1))
+                .unwrap_or_else(|| format!("block {}", i + 1));
+            let der = Zeroizing::new(block.contents().to_vec());
+            let secret = match block.tag() {
+                "ENCRYPTED PRIVATE KEY" => {
+                    let pass = passphrase_for(&headers);
+                    let pass = pass.as_ref().ok_or_else(|| Error::WrongPassphrase {
+                        key: format!("{label}: encrypted, no passphrase given"),
+                    })?;
+                    let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
+                        .map_err(|e| malformed(&label, e.to_string()))?;
+                    let doc =
+                        info.decrypt(pass.expose_secret().as_bytes())
+                            .map_err(|e| match e {
+                                pkcs8::Error::EncryptedPrivateKey(
+                                    pkcs8::pkcs5::Error::UnsupportedAlgorithm { oid },
+                                ) => Error::UnsupportedKey {
+                                    key: label.clone(),
+                                    what: format!("encryption algorithm {oid}"),
+                                },
+                                pkcs8::Error::EncryptedPrivateKey(
+                                    pkcs8::pkcs5::Error::DecryptFailed,
+                                )
+                                | pkcs8::Error::Asn1(_) => {
+                                    Error::WrongPassphrase { key: label.clone() }
+                                }
+                                other => malformed(&label, other.to_string()),
+                            })?;
+                    parse_private_key_info(doc.as_bytes(), &label).map_err(|e| match e {
+                        // Valid padding by chance with a wrong passphrase gives garbage DER.
+                        Error::MalformedKey { .. } => Error::WrongPassphrase { key: label.clone() },
+                        other => other,
+                    })?
+                }
+                "PRIVATE KEY" => parse_private_key_info(&der, &label)?,
+                "EC PRIVATE KEY" => {
+                    let plain = if headers
+                        .get("Proc-Type")
+                        .is_some_and(|v| v.contains("ENCRYPTED"))
+                    {
+                        let pass = passphrase_for(&headers);
+                        let pass = pass.as_ref().ok_or_else(|| Error::WrongPassphrase {
+                            key: format!("{label}: encrypted, no passphrase given"),
+                        })?;
+                        legacy_decrypt(&der, headers.get("DEK-Info"), pass, &label)?
+                    } else {
+                        der.clone()
+                    };
+                    let sk = p256::SecretKey::from_sec1_der(&plain).map_err(|e| {
+                        if headers.contains_key("DEK-Info") {
+                            Error::WrongPassphrase { key: label.clone() }
+                        } else {
+                            malformed(&label, format!("SEC1: {e}"))
+                        }
+                    })?;
+                    Secret::P256(p256::ecdsa::SigningKey::from(sk))
+                }
+                "RSA PRIVATE KEY" | "ED25519 PRIVATE KEY" => {
+                    return Err(Error::UnsupportedKey {
+                        key: label,
+                        what: format!("{} cannot sign here", block.tag()),
+                    });
+                }
+                _ => continue,
+            };
+            let public = match &secret {
+                Secret::P256(sk) => {
+                    use p256::pkcs8::EncodePublicKey;
+                    let der = sk
+                        .verifying_key()
+                        .to_public_key_der()
+                        .map_err(|e| malformed(&label, e.to_string()))?;
+                    PublicKey {
+                        keytype: "ecdsa".into(),
+                        public: der.as_bytes().to_vec(),
+                    }
+                }
+                Secret::Ed25519(sk) => PublicKey {
+                    keytype: "ed25519".into(),
+                    public: sk.verifying_key().to_bytes().to_vec(),
+                },
+            };
+            let id = public.key_id();
+            if let Some(path) = headers.get("path") {
+                // Old exports wrote `tuf_keys/<gun>/<id>`: the last segment is the ID.
+                let declared = path.rsplit('/').next().unwrap_or(path);
+                if declared != id {
+                    return Err(Error::KeyIdMismatch {
+                        declared: declared.to_string(),
+                        actual: id,
+                    });
+                }
+            }
+            out.push(SigningKey {
+                secret,
+                public,
+                id,
+                headers,
+            });
+        }
+        if out.is_empty() {
+            return Err(Error::MalformedKey {
+                key: "PEM".into(),
+                reason: "no private key block found".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The key's ID (TUF ID = canonical ID for plain keys).
+    pub fn key_id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// PEM headers (`role`, `gun`, `path`, …).
+    pub fn headers(&self) -> &BTreeMap<String, String> {
+        &self.headers
+    }
+
+    pub fn role(&self) -> Option<&str> {
+        self.headers.get("role").map(String::as_str)
+    }
+
+    pub fn gun(&self) -> Option<&str> {
+        self.headers.get("gun").map(String::as_str)
+    }
+
+    /// Signs `msg` (canonical bytes), labelling the signature with `label_key_id` (the TUF ID
+    /// the role lists, which differs from ours for certificate keys).
+    pub fn sign(&self, msg: &[u8], label_key_id: &str) -> Signature {
+        use ed25519_dalek::Signer as _;
+        let (method, sig) = match &self.secret {
+            Secret::P256(sk) => {
+                let s: p256::ecdsa::Signature = sk.sign(msg);
+                ("ecdsa", s.to_bytes().to_vec())
+            }
+            Secret::Ed25519(sk) => ("eddsa", sk.sign(msg).to_bytes().to_vec()),
+        };
+        Signature {
+            keyid: label_key_id.to_string(),
+            method: method.to_string(),
+            sig: B64.encode(sig),
+        }
+    }
+}
+
+fn malformed(label: &str, reason: String) -> Error {
+    Error::MalformedKey {
+        key: label.to_string(),
+        reason,
+    }
+}
+
+/// Minimal DER reader: (tag, content, rest).
+fn der_next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&len0, mut rest) = rest.split_first()?;
+    let len = if len0 < 0x80 {
+        len0 as usize
+    } else {
+        let n = (len0 & 0x7F) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let mut l = 0usize;
+        for &b in &rest[..n] {
+            l = (l << 8) | b as usize;
+        }
+        rest = &rest[n..];
+        l
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// Lenient PKCS#8 `PrivateKeyInfo` reader: version 0 or 1, with or without publicKey; EC with
+/// the curve in the parameters or in SEC1; the notary Ed25519 OID (public ‖ seed ‖ public).
+fn parse_private_key_info(der: &[u8], label: &str) -> Result<Secret> {
+    let bad = |what: &str| malformed(label, format!("PKCS#8: {what}"));
+    let (tag, body, _) = der_next(der).ok_or_else(|| bad("not DER"))?;
+    if tag != 0x30 {
+        return Err(bad("not a SEQUENCE"));
+    }
+    let (tag, _version, rest) = der_next(body).ok_or_else(|| bad("no version"))?;
+    if tag != 0x02 {
+        return Err(bad("no version INTEGER"));
+    }
+    let (tag, alg, rest) = der_next(rest).ok_or_else(|| bad("no algorithm"))?;
+    if tag != 0x30 {
+        return Err(bad("algorithm is not a SEQUENCE"));
+    }
+    let (tag, oid, params) = der_next(alg).ok_or_else(|| bad("no OID"))?;
+    if tag != 0x06 {
+        return Err(bad("algorithm has no OID"));
+    }
+    let (tag, key, _) = der_next(rest).ok_or_else(|| bad("no private key"))?;
+    if tag != 0x04 {
+        return Err(bad("private key is not an OCTET STRING"));
+    }
+    if oid == OID_EC {
+        if let Some((0x06, curve, _)) = der_next(params)
+            && curve != OID_P256
+        {
+            return Err(Error::UnsupportedKey {
+                key: label.into(),
+                what: "EC curve other than P-256".into(),
+            });
+        }
+        let sk = p256::SecretKey::from_sec1_der(key).map_err(|e| bad(&format!("SEC1: {e}")))?;
+        Ok(Secret::P256(p256::ecdsa::SigningKey::from(sk)))
+    } else if oid == OID_ED25519_NOTARY {
+        if key.len() != 96 {
+            return Err(bad("notary Ed25519 key is not 96 bytes"));
+        }
+        let seed: [u8; 32] = key[32..64].try_into().expect("32 bytes");
+        Ok(Secret::Ed25519(Box::new(
+            ed25519_dalek::SigningKey::from_bytes(&seed),
+        )))
+    } else if oid == OID_ED25519 {
+        let (_, seed, _) = der_next(key).ok_or_else(|| bad("Ed25519 seed"))?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| bad("Ed25519 seed length"))?;
+        Ok(Secret::Ed25519(Box::new(
+            ed25519_dalek::SigningKey::from_bytes(&seed),
+        )))
+    } else if oid == OID_RSA {
+        Err(Error::UnsupportedKey {
+            key: label.into(),
+            what: "RSA keys can be verified but not used for signing".into(),
+        })
+    } else {
+        Err(Error::UnsupportedKey {
+            key: label.into(),
+            what: format!("algorithm OID {}", hex::encode(oid)),
+        })
+    }
+}
+
+/// OpenSSL legacy PEM encryption (`Proc-Type: 4,ENCRYPTED`, `DEK-Info: AES-256-CBC,<iv hex>`):
+/// key = EVP_BytesToKey(MD5, salt = iv[..8], 1 round).
+fn legacy_decrypt(
+    ct: &[u8],
+    dek_info: Option<&String>,
+    pass: &SecretString,
+    label: &str,
+) -> Result<Zeroizing<Vec<u8>>> {
+    use cbc::cipher::{BlockModeDecrypt, KeyIvInit, block_padding::Pkcs7};
+    use md5::Md5;
+    let dek = dek_info.ok_or_else(|| malformed(label, "encrypted without DEK-Info".into()))?;
+    let (alg, iv_hex) = dek
+        .split_once(',')
+        .ok_or_else(|| malformed(label, "bad DEK-Info".into()))?;
+    if alg.trim() != "AES-256-CBC" {
+        return Err(Error::UnsupportedKey {
+            key: label.into(),
+            what: format!("legacy PEM encryption {alg}"),
+        });
+    }
+    let iv = hex::decode(iv_hex.trim()).map_err(|_| malformed(label, "bad DEK-Info IV".into()))?;
+    if iv.len() != 16 {
+        return Err(malformed(label, "DEK-Info IV is not 16 bytes".into()));
+    }
+    let mut key = Zeroizing::new(Vec::with_capacity(48));
+    let mut prev: Vec<u8> = Vec::new();
+    while key.len() < 32 {
+        let mut h = Md5::new();
+        h.update(&prev);
+        h.update(pass.expose_secret().as_bytes());
+        h.update(&iv[..8]);
+        prev = h.finalize().to_vec();
+        key.extend_from_slice(&prev);
+    }
+    let dec = cbc::Decryptor::<aes::Aes256>::new_from_slices(&key[..32], &iv)
+        .map_err(|_| malformed(label, "bad key/IV length".into()))?;
+    let plain = dec
+        .decrypt_padded_vec::<Pkcs7>(ct)
+        .map_err(|_| Error::WrongPassphrase { key: label.into() })?;
+    Ok(Zeroizing::new(plain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_only_id() {
+        let k = PublicKey {
+            keytype: "ed25519".into(),
+            public: vec![0; 32],
+        };
+        assert!(format!("{k:?}").starts_with("PublicKey(ed25519 "));
+    }
+
+    #[test]
+    fn der_reader() {
+        let (t, c, r) = der_next(&[0x30, 0x03, 0x02, 0x01, 0x00, 0xFF]).unwrap();
+        assert_eq!((t, c, r), (0x30, &[0x02, 0x01, 0x00][..], &[0xFF][..]));
+        assert!(der_next(&[0x30, 0x05, 0x00]).is_none());
+    }
+}

@@ -1,0 +1,489 @@
+//! notary-server HTTP API (notary-v1.md §6, §7): GET roles (current, by version, by hash),
+//! publish (one multipart POST), server-managed keys; anonymous, basic or Docker-style bearer
+//! token auth; custom CA; timeouts; response size limits. One reqwest client (pool) per server.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use reqwest::{RequestBuilder, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::client::{self, Fetch, Repository, TrustAnchor, TrustState};
+use super::edit::SignedFile;
+use super::error::{Error, Result};
+use super::keys::PublicKey;
+
+/// Credentials for the trust server (used for Basic challenges and the token endpoint).
+#[derive(Clone, Default)]
+pub enum Auth {
+    #[default]
+    Anonymous,
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Anonymous => write!(f, "Anonymous"),
+            Auth::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `https://notary.example.com` (no trailing `/v2`).
+    pub url: String,
+    /// Extra CA certificates (PEM bundle) trusted on top of the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub auth: Auth,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        ServerConfig {
+            url: url.into(),
+            ca_pem: None,
+            auth: Auth::Anonymous,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Client for one notary server.
+pub struct NotaryClient {
+    base: String,
+    auth: Auth,
+    http: reqwest::Client,
+    /// (scope kind, gun) → (bearer token, valid until).
+    tokens: Mutex<HashMap<String, (SecretString, Instant)>>,
+}
+
+impl std::fmt::Debug for NotaryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NotaryClient({})", self.base)
+    }
+}
+
+/// Largest error body read for messages.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+/// Parses a `WWW-Authenticate` value (`Bearer realm="…",service="…",scope="…"`).
+pub(crate) fn parse_challenge(h: &str) -> Option<Challenge> {
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut params = HashMap::new();
+    let mut s = rest.trim();
+    while !s.is_empty() {
+        let (k, after) = s.split_once('=')?;
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (v, remaining) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (q[..end].to_string(), &q[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        params.insert(k, v);
+        s = remaining.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(Challenge::Bearer {
+        realm: params.remove("realm")?,
+        service: params.remove("service"),
+        scope: params.remove("scope"),
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    errors: Vec<ErrorEntry>,
+}
+#[derive(Deserialize)]
+struct ErrorEntry {
+    code: String,
+    message: Option<String>,
+    detail: Option<serde_json::Value>,
+}
+
+impl NotaryClient {
+    pub fn new(cfg: ServerConfig) -> Result<Self> {
+        let mut b = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("trustkeeper/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &cfg.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Config(format!("CA bundle: {e}")))?;
+            b = b.tls_certs_merge(certs);
+        }
+        let http = b
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(NotaryClient {
+            base: cfg.url.trim_end_matches('/').to_string(),
+            auth: cfg.auth,
+            http,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn url(&self, gun: &str, name: &str) -> String {
+        format!("{}/v2/{gun}/_trust/tuf/{name}", self.base)
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> Error {
+        Error::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<(SecretString, Duration)> {
+        let mut q: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = service {
+            q.push(("service", s));
+        }
+        if let Some(s) = scope {
+            q.push(("scope", s));
+        }
+        if let Auth::Basic { username, .. } = &self.auth {
+            q.push(("account", username));
+        }
+        let url = reqwest::Url::parse_with_params(realm, &q)
+            .map_err(|e| Error::Config(format!("token realm {realm:?}: {e}")))?;
+        let mut req = self.http.get(url);
+        if let Auth::Basic { username, password } = &self.auth {
+            req = req.basic_auth(username, Some(password.expose_secret()));
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Error::Unauthorized {
+                url: realm.to_string(),
+                status: status.as_u16(),
+            });
+        }
+        let body = read_limited(resp, MAX_ERROR_BODY, "token response").await?;
+        if !status.is_success() {
+            return Err(Error::Server {
+                url: realm.into(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Server {
+            url: realm.into(),
+            status: status.as_u16(),
+            body: format!("bad token response: {e}"),
+        })?;
+        let token = t.token.or(t.access_token).ok_or_else(|| Error::Server {
+            url: realm.into(),
+            status: status.as_u16(),
+            body: "token response without token".into(),
+        })?;
+        let life = Duration::from_secs(t.expires_in.unwrap_or(60).max(10));
+        Ok((SecretString::from(token), life))
+    }
+
+    /// Sends a request, answering one auth challenge. `make` builds the request (again).
+    async fn send(
+        &self,
+        cache_key: &str,
+        make: impl Fn() -> RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let cached = {
+            let t = self.tokens.lock().expect("token cache");
+            t.get(cache_key)
+                .filter(|(_, until)| *until > Instant::now())
+                .map(|(tok, _)| tok.clone())
+        };
+        let mut req = make();
+        if let Some(tok) = &cached {
+            req = req.bearer_auth(tok.expose_secret());
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let url = resp.url().to_string();
+        let challenge = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        let retry = match challenge {
+            Some(Challenge::Basic) => match &self.auth {
+                Auth::Basic { username, password } => {
+                    make().basic_auth(username, Some(password.expose_secret()))
+                }
+                Auth::Anonymous => return Err(Error::Unauthorized { url, status: 401 }),
+            },
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let (tok, life) = self
+                    .fetch_token(&realm, service.as_deref(), scope.as_deref())
+                    .await?;
+                let until = Instant::now() + life.saturating_sub(Duration::from_secs(5));
+                self.tokens
+                    .lock()
+                    .expect("token cache")
+                    .insert(cache_key.to_string(), (tok.clone(), until));
+                make().bearer_auth(tok.expose_secret())
+            }
+            None => return Err(Error::Unauthorized { url, status: 401 }),
+        };
+        let resp = retry.send().await.map_err(|e| self.unreachable(e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
+            return Err(Error::Unauthorized {
+                url,
+                status: resp.status().as_u16(),
+            });
+        }
+        Ok(resp)
+    }
+
+    /// GETs `<name>` (`root.json`, `2.root.json`, `targets/releases.<sha256>.json`, …) with a
+    /// size limit. `Ok(None)` on 404.
+    pub async fn get(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let url = self.url(gun, name);
+        let resp = self
+            .send(&format!("pull {gun}"), || self.http.get(&url))
+            .await?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let body = read_limited(resp, MAX_ERROR_BODY, &url)
+                .await
+                .unwrap_or_default();
+            return Err(Error::Server {
+                url,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        Ok(Some(
+            read_limited(resp, limit, &format!("{gun} {name}")).await?,
+        ))
+    }
+
+    /// Current file of `role`.
+    pub async fn get_role(&self, gun: &str, role: &str) -> Result<Option<Vec<u8>>> {
+        self.get(gun, &format!("{role}.json"), client::MAX_ROOT_BYTES)
+            .await
+    }
+
+    /// `role` at `version` (`N.role.json`).
+    pub async fn get_role_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        self.get(
+            gun,
+            &format!("{version}.{role}.json"),
+            client::MAX_ROOT_BYTES,
+        )
+        .await
+    }
+
+    /// `role` by the sha256 (hex) of its file bytes.
+    pub async fn get_role_by_hash(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256_hex: &str,
+        length: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        self.get(gun, &format!("{role}.{sha256_hex}.json"), length)
+            .await
+    }
+
+    /// Public half of the server-managed `timestamp` or `snapshot` key (created if missing).
+    pub async fn server_key(&self, gun: &str, role: &str) -> Result<PublicKey> {
+        let name = format!("{role}.key");
+        let b = self
+            .get(gun, &name, MAX_ERROR_BODY)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("{gun} {name}"),
+            })?;
+        serde_json::from_slice(&b).map_err(|e| Error::invalid(&name, e.to_string()))
+    }
+
+    /// Asks the server to create a new `timestamp`/`snapshot` key (used once a root lists it).
+    pub async fn rotate_server_key(&self, gun: &str, role: &str) -> Result<PublicKey> {
+        let name = format!("{role}.key");
+        let url = self.url(gun, &name);
+        let resp = self
+            .send(&format!("push {gun}"), || self.http.post(&url))
+            .await?;
+        let status = resp.status();
+        let b = read_limited(resp, MAX_ERROR_BODY, &url).await?;
+        if !status.is_success() {
+            return Err(Error::Server {
+                url,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&b).into_owned(),
+            });
+        }
+        serde_json::from_slice(&b).map_err(|e| Error::invalid(&name, e.to_string()))
+    }
+
+    /// Fetches and verifies the repository (see [`client`]).
+    pub async fn update(
+        &self,
+        gun: &str,
+        anchor: &TrustAnchor,
+        now: Timestamp,
+    ) -> Result<(Repository, TrustState)> {
+        client::update_with(self, gun, anchor, now).await
+    }
+
+    /// Uploads signed files in one multipart POST (field `files`, filename = role).
+    pub async fn publish(&self, gun: &str, files: &[SignedFile]) -> Result<()> {
+        if files.iter().any(|f| f.role == "timestamp") {
+            return Err(Error::Config("never upload timestamp".into()));
+        }
+        let url = self.url(gun, "");
+        let make = || {
+            let mut form = reqwest::multipart::Form::new();
+            for f in files {
+                let part = reqwest::multipart::Part::bytes(f.bytes.clone())
+                    .file_name(f.role.clone())
+                    .mime_str("application/octet-stream")
+                    .expect("static mime");
+                form = form.part("files", part);
+            }
+            self.http.post(&url).multipart(form)
+        };
+        let resp = self.send(&format!("push {gun}"), make).await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = read_limited(resp, MAX_ERROR_BODY, &url)
+            .await
+            .unwrap_or_default();
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::UnknownRepository { gun: gun.into() });
+        }
+        if let Ok(eb) = serde_json::from_slice::<ErrorBody>(&body)
+            && let Some(e) = eb.errors.first()
+        {
+            let detail = e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default();
+            if e.code == "VERSION" {
+                return Err(Error::VersionConflict { gun: gun.into() });
+            }
+            if detail.contains("tuf: data has no signatures") {
+                return Err(Error::NoSignatures { gun: gun.into() });
+            }
+            return Err(Error::Rejected {
+                gun: gun.into(),
+                code: e.code.clone(),
+                message: format!("{} {detail}", e.message.clone().unwrap_or_default()),
+            });
+        }
+        Err(Error::Server {
+            url,
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+impl Fetch for NotaryClient {
+    async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.get(gun, name, limit).await
+    }
+}
+
+/// Reads a body, failing as soon as it exceeds `limit` bytes.
+async fn read_limited(mut resp: reqwest::Response, limit: u64, what: &str) -> Result<Vec<u8>> {
+    if resp.content_length().is_some_and(|l| l > limit) {
+        return Err(Error::TooLarge {
+            what: what.into(),
+            limit,
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Unreachable {
+        url: what.into(),
+        reason: e.to_string(),
+    })? {
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(Error::TooLarge {
+                what: what.into(),
+                limit,
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://127.0.0.1:12396/token",service="testbed-notary",scope="repository:example.com/vectors/auth:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://127.0.0.1:12396/token".into(),
+                service: Some("testbed-notary".into()),
+                scope: Some("repository:example.com/vectors/auth:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="x""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+    }
+}

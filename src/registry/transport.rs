@@ -1,0 +1,62 @@
+//! Mapping transport failures to [`RegistryError`], and bounded body reads.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use super::error::{RegistryError, Result};
+
+/// Classifies a reqwest error: timeout, TLS/certificate problem, or unreachable.
+pub(crate) fn transport_error(
+    registry: &str,
+    e: reqwest::Error,
+    timeout: Duration,
+) -> RegistryError {
+    if e.is_timeout() {
+        return RegistryError::Timeout {
+            registry: registry.to_string(),
+            timeout,
+        };
+    }
+    let mut detail = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        src = s.source();
+    }
+    let lower = detail.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("unknownissuer") {
+        return RegistryError::Tls {
+            registry: registry.to_string(),
+            detail,
+        };
+    }
+    RegistryError::Unreachable {
+        registry: registry.to_string(),
+        detail,
+    }
+}
+
+/// Reads a response body, refusing more than `limit` bytes.
+pub(crate) async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+    registry: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_error(registry, e, timeout))?
+    {
+        if buf.len() + chunk.len() > limit {
+            return Err(RegistryError::Protocol {
+                registry: registry.to_string(),
+                detail: format!("response body larger than {limit} bytes"),
+            });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
