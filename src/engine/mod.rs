@@ -1,13 +1,18 @@
 //! Reconcile engine: resolve → plan → apply → verify → status, for one SignedImage.
 //! Knows nothing of Kubernetes.
 
+pub mod failure;
 pub mod model;
 pub mod plan;
 pub mod report;
 pub mod request;
+pub mod run;
 pub mod schedule;
 pub mod status;
+pub mod view;
 
+pub use failure::Failure;
 pub use request::{
     Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler,
 };
+pub use run::{Engine, Settings};

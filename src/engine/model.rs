@@ -55,6 +55,8 @@ pub enum RoleState {
     /// Its signatures do not meet the threshold of the keys its parent lists now (a removed
     /// signer): readers skip it until a listed key re-signs it.
     Unverified,
+    /// Fine itself, but an ancestor is expired or unverified, so readers skip it.
+    Hidden,
 }
 
 /// One targets role (`targets` or a delegation) as the engine sees it.

@@ -213,7 +213,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 
     // 3. Renewals: every role our key can sign that has a file and is due (or unusable as served).
     for role in &repo.roles {
-        let due = role.state != RoleState::Valid || role.expires.is_none_or(|e| e < horizon);
+        let due = matches!(role.state, RoleState::Expired | RoleState::Unverified)
+            || role.expires.is_none_or(|e| e < horizon);
         if role.state == RoleState::Missing || !due || out.changes.contains_key(&role.name) {
             continue;
         }

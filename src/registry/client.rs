@@ -297,9 +297,17 @@ impl RegistryClient {
         image: &ImageRef,
         tags: &[String],
     ) -> Vec<(String, Result<ManifestDescriptor>)> {
+        // Owned items: a stream of futures borrowing `tags` is not `Send` for callers that hold
+        // this future across an await in a spawned task (higher-ranked lifetime inference).
         let mut out: Vec<(usize, String, Result<ManifestDescriptor>)> =
-            futures::stream::iter(tags.iter().enumerate())
-                .map(|(i, tag)| async move { (i, tag.clone(), self.resolve(image, tag).await) })
+            futures::stream::iter(tags.iter().cloned().enumerate())
+                .map(|(i, tag)| {
+                    let (this, image) = (self.clone(), image.clone());
+                    async move {
+                        let r = this.resolve(&image, &tag).await;
+                        (i, tag, r)
+                    }
+                })
                 .buffer_unordered(self.inner.max_concurrency)
                 .collect()
                 .await;

@@ -1,0 +1,77 @@
+//! A failed run: the Ready reason and a message that says what to do. Every protocol and registry
+//! error maps to exactly one reason, so a user (and an alert) can tell the classes apart.
+
+use std::fmt;
+
+use crate::api::reasons;
+use crate::notary::Error as NotaryError;
+use crate::registry::RegistryError;
+
+/// Why a run did not reach Ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<NotaryError> for Failure {
+    fn from(e: NotaryError) -> Self {
+        use NotaryError as E;
+        let reason = match &e {
+            E::KeyNotSigner { .. } => reasons::KEY_NOT_DELEGATED,
+            E::WrongPassphrase { .. } => reasons::WRONG_PASSPHRASE,
+            E::MalformedKey { .. }
+            | E::UnsupportedKey { .. }
+            | E::KeyIdMismatch { .. }
+            | E::NoSignatures { .. } => reasons::BAD_KEY,
+            E::ThresholdNotMet { .. }
+            | E::Tampered { .. }
+            | E::TooLarge { .. }
+            | E::InvalidMetadata { .. } => reasons::METADATA_INVALID,
+            E::Expired { .. } => reasons::EXPIRING,
+            E::Rollback { .. } => reasons::ROLLBACK,
+            E::UntrustedRoot { .. } => reasons::ROOT_MISMATCH,
+            E::UnknownRepository { .. } | E::NotFound { .. } => reasons::REPOSITORY_NOT_FOUND,
+            E::Unauthorized { .. } => reasons::UNAUTHORIZED,
+            E::Unreachable { .. } => reasons::NOTARY_UNREACHABLE,
+            E::VersionConflict { .. } => reasons::CONFLICT,
+            E::Rejected { .. } | E::Server { .. } => reasons::PUBLISH_FAILED,
+            E::TargetNotAllowed { .. } | E::UnknownRole { .. } => reasons::ROLE_NOT_USABLE,
+            E::Config(_) => reasons::INVALID_SPEC,
+            #[allow(unreachable_patterns)]
+            _ => reasons::PUBLISH_FAILED,
+        };
+        Failure::new(reason, e.to_string())
+    }
+}
+
+impl From<RegistryError> for Failure {
+    fn from(e: RegistryError) -> Self {
+        use RegistryError as E;
+        let reason = match &e {
+            E::BadReference { .. } | E::Config { .. } => reasons::INVALID_SPEC,
+            E::Unauthorized { .. } => reasons::UNAUTHORIZED,
+            E::NotFound { .. } => reasons::TAG_NOT_FOUND,
+            E::Unsupported { .. } => reasons::UNSUPPORTED_MANIFEST,
+            _ => reasons::REGISTRY_UNREACHABLE,
+        };
+        Failure::new(reason, e.to_string())
+    }
+}

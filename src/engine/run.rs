@@ -1,0 +1,668 @@
+//! One reconcile with I/O at the edges: resolve (registry + notary) → plan (pure) → apply (sign,
+//! one publish) → verify (read back) → status. A version conflict (another writer published
+//! first) refetches and re-plans, a bounded number of times.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tracing::Instrument;
+
+use super::failure::Failure;
+use super::model::{Manifest, RepoView};
+use super::plan::{ChangeKind, Plan, PlanInput, apply_to_view, plan};
+use super::request::{
+    Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler,
+};
+use super::view::repo_view;
+use super::{schedule, status};
+use crate::api::{self, SignedImageSpec, SignedImageStatus, TrustStatus, reasons};
+use crate::notary::{
+    self, NotaryClient, Repository, ServerConfig, SigningKey, TrustAnchor, TrustState,
+};
+use crate::registry::{self, DockerConfig, ImageRef, RegistryClient, RegistryOptions, TagSelector};
+
+/// Publishes tried per run when other writers keep winning the race.
+pub const MAX_PUBLISH_ATTEMPTS: u32 = 4;
+
+/// The reconcile engine. Holds settings only; clients are built per run from the run's
+/// credentials, each with one connection pool per server.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    /// Timeout of each HTTP request.
+    pub timeout: Duration,
+    /// Registry requests in flight at once.
+    pub registry_concurrency: usize,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            timeout: Duration::from_secs(30),
+            registry_concurrency: 8,
+        }
+    }
+}
+
+impl Reconciler for Engine {
+    fn reconcile(&self, request: ReconcileRequest<'_>) -> impl Future<Output = Outcome> + Send {
+        self.run(request)
+    }
+}
+
+/// The spec's values, parsed.
+pub struct Settings {
+    pub image: ImageRef,
+    pub gun: String,
+    pub notary_url: String,
+    pub validity: SignedDuration,
+    pub renew_before: SignedDuration,
+    pub interval: SignedDuration,
+}
+
+fn invalid(msg: impl Into<String>) -> Failure {
+    Failure::new(reasons::INVALID_SPEC, msg)
+}
+
+/// The notary server of an image when the spec names none.
+pub fn default_notary_url(image: &ImageRef) -> String {
+    if registry::reference::is_docker_hub(image.registry_host()) {
+        "https://notary.docker.io".into()
+    } else {
+        let host = image.registry_host();
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        format!("https://{host}:4443")
+    }
+}
+
+impl Settings {
+    pub fn from_spec(spec: &SignedImageSpec) -> Result<Settings, Failure> {
+        let image =
+            ImageRef::parse(&spec.image).map_err(|e| invalid(format!("spec.image: {e}")))?;
+        if image.tag().is_some() || image.digest().is_some() {
+            return Err(invalid(format!(
+                "spec.image {:?} names a tag or digest: give the repository only and list tags in spec.tags",
+                spec.image
+            )));
+        }
+        let dur = |field: &str, v: &str| {
+            api::parse_go_duration(v)
+                .map(|d| d.0)
+                .map_err(|e| invalid(format!("spec.{field}: {e}")))
+        };
+        let validity = dur("validity", &spec.validity)?;
+        let renew_before = dur("renewBefore", &spec.renew_before)?;
+        let interval = dur("interval", &spec.interval)?;
+        if renew_before >= validity {
+            return Err(invalid(
+                "spec.renewBefore must be shorter than spec.validity",
+            ));
+        }
+        let notary_url = match &spec.notary.url {
+            Some(u) if u.starts_with("https://") => u.trim_end_matches('/').to_string(),
+            Some(u) => {
+                return Err(invalid(format!(
+                    "spec.notary.url {u:?} is not https: trust data is never fetched in the clear; \
+                     configure the server's CA instead"
+                )));
+            }
+            None => default_notary_url(&image),
+        };
+        Ok(Settings {
+            gun: image.gun(),
+            image,
+            notary_url,
+            validity,
+            renew_before,
+            interval,
+        })
+    }
+}
+
+impl From<&TrustStatus> for TrustState {
+    fn from(t: &TrustStatus) -> Self {
+        TrustState {
+            root_key_ids: t.root_key_ids.clone(),
+            root_version: t.root_version,
+            versions: t.versions.clone(),
+        }
+    }
+}
+
+impl From<&TrustState> for TrustStatus {
+    fn from(t: &TrustState) -> Self {
+        TrustStatus {
+            root_key_ids: t.root_key_ids.clone(),
+            root_version: t.root_version,
+            versions: t.versions.clone(),
+        }
+    }
+}
+
+/// How to trust the repository's root this time.
+pub fn trust_anchor(spec: &SignedImageSpec, previous: Option<&SignedImageStatus>) -> TrustAnchor {
+    match previous.and_then(|p| p.trust.as_ref()) {
+        Some(t) => TrustAnchor::State(t.into()),
+        None if !spec.notary.root_key_ids.is_empty() => {
+            TrustAnchor::PinnedKeys(spec.notary.root_key_ids.clone())
+        }
+        None => TrustAnchor::FirstUse,
+    }
+}
+
+/// Registry and notary clients for one run.
+pub struct Clients {
+    pub registry: RegistryClient,
+    pub notary: NotaryClient,
+}
+
+impl Engine {
+    /// Builds the clients a run needs from its credentials.
+    pub fn clients(&self, settings: &Settings, creds: &Credentials) -> Result<Clients, Failure> {
+        let docker_config = match &creds.registry_auth {
+            Some(bytes) => Some(DockerConfig::from_json(bytes).map_err(|e| {
+                Failure::new(
+                    reasons::SECRET_INVALID,
+                    format!("registry credentials: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        let credentials = docker_config
+            .as_ref()
+            .map(|c| c.credentials_for(settings.image.registry_host()))
+            .unwrap_or_default();
+        let registry = RegistryClient::new(RegistryOptions {
+            ca_pem: creds.registry_ca.clone(),
+            credentials,
+            timeout: self.timeout,
+            max_concurrency: self.registry_concurrency,
+            ..Default::default()
+        })?;
+        let notary_host = settings
+            .notary_url
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let basic = |c: registry::Credentials| match c {
+            registry::Credentials::Basic { username, password } => {
+                notary::Auth::Basic { username, password }
+            }
+            _ => notary::Auth::Anonymous,
+        };
+        let auth = match &creds.notary_auth {
+            Some(NotaryAuth::Basic { username, password }) => notary::Auth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            Some(NotaryAuth::DockerConfig(bytes)) => basic(
+                DockerConfig::from_json(bytes)
+                    .map_err(|e| {
+                        Failure::new(reasons::SECRET_INVALID, format!("notary credentials: {e}"))
+                    })?
+                    .credentials_for(&notary_host),
+            ),
+            None => docker_config
+                .as_ref()
+                .map(|c| basic(c.credentials_for(&notary_host)))
+                .unwrap_or_default(),
+        };
+        let notary = NotaryClient::new(ServerConfig {
+            url: settings.notary_url.clone(),
+            ca_pem: creds.notary_ca.clone(),
+            auth,
+            timeout: self.timeout,
+        })?;
+        Ok(Clients { registry, notary })
+    }
+}
+
+/// Loads the signing keys (all blocks of the PEM).
+pub fn load_keys(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
+    if creds.signing_key_pem.is_empty() {
+        return Err(Failure::new(
+            reasons::BAD_KEY,
+            "the signing key is empty: give the PEM `notary key export` wrote",
+        ));
+    }
+    let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())?;
+    if keys.is_empty() {
+        return Err(Failure::new(
+            reasons::BAD_KEY,
+            "the PEM holds no private key (only certificates or public keys?): give the private key `notary key export` wrote",
+        ));
+    }
+    Ok(keys)
+}
+
+/// What the registry holds for the selection.
+pub struct Resolved {
+    /// Selected tags present in the registry.
+    pub desired: BTreeMap<String, Manifest>,
+    /// Exact names in the selection that the registry lacks.
+    pub absent: BTreeSet<String>,
+    /// The full tag list, when it was fetched (globs).
+    pub listed: Option<BTreeSet<String>>,
+    pub selector: Option<TagSelector>,
+}
+
+/// Resolves the selected tags to what a pull by tag gets now.
+pub async fn resolve_tags(
+    reg: &RegistryClient,
+    image: &ImageRef,
+    patterns: &[String],
+) -> Result<Resolved, Failure> {
+    let mut out = Resolved {
+        desired: BTreeMap::new(),
+        absent: BTreeSet::new(),
+        listed: None,
+        selector: None,
+    };
+    if patterns.is_empty() {
+        return Ok(out);
+    }
+    let selector = TagSelector::new(patterns).map_err(|e| invalid(format!("spec.tags: {e}")))?;
+    let names = if selector.is_exact_only() {
+        selector.exact_tags()
+    } else {
+        let all = reg.list_tags(image).await?;
+        let sel = selector.select(&all);
+        if let Some(glob) = sel
+            .unmatched
+            .iter()
+            .find(|p| !selector.exact_tags().contains(p))
+        {
+            return Err(Failure::new(
+                reasons::TAG_NOT_FOUND,
+                format!(
+                    "the pattern {glob:?} matches no tag of {}: push a matching tag or fix spec.tags",
+                    image.gun()
+                ),
+            ));
+        }
+        out.absent.extend(sel.unmatched.iter().cloned());
+        out.listed = Some(all.into_iter().collect());
+        sel.tags
+    };
+    for (tag, res) in reg.resolve_many(image, &names).await {
+        match res {
+            Ok(d) => {
+                out.desired.insert(
+                    tag,
+                    Manifest {
+                        sha256: d.sha256_hex().to_string(),
+                        size: d.size,
+                        media_type: d.media_type,
+                    },
+                );
+            }
+            Err(registry::RegistryError::NotFound { .. }) => {
+                out.absent.insert(tag);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.selector = Some(selector);
+    Ok(out)
+}
+
+/// Names signed in the repository that match the selection but are gone from the registry.
+fn vanished(resolved: &Resolved, view: &RepoView) -> BTreeSet<String> {
+    let Some(selector) = &resolved.selector else {
+        return BTreeSet::new();
+    };
+    let signed: BTreeSet<&String> = view.roles.iter().flat_map(|r| r.targets.keys()).collect();
+    signed
+        .into_iter()
+        .filter(|n| match &resolved.listed {
+            Some(listed) => selector.matches(n) && !listed.contains(*n),
+            None => resolved.absent.contains(*n),
+        })
+        .cloned()
+        .collect()
+}
+
+/// Stages and signs the plan's changes.
+pub fn sign_changes(
+    repo: &Repository,
+    plan: &Plan,
+    keys: &[SigningKey],
+    now: Timestamp,
+) -> Result<Vec<notary::SignedFile>, Failure> {
+    let mut editor = repo.edit();
+    for (role, change) in &plan.changes {
+        for (tag, t) in &change.set {
+            let mut sha = [0u8; 32];
+            hex::decode_to_slice(&t.sha256, &mut sha).map_err(|_| {
+                Failure::new(
+                    reasons::REGISTRY_UNREACHABLE,
+                    format!("bad digest for {tag}"),
+                )
+            })?;
+            editor.add_target(role, tag, &sha, t.length)?;
+        }
+        for tag in &change.remove {
+            editor.remove_target(role, tag)?;
+        }
+        match change.kind {
+            ChangeKind::Renew => editor.witness(role, Some(change.expires))?,
+            ChangeKind::Content => editor.set_expiry(role, change.expires)?,
+        };
+    }
+    Ok(editor.sign(keys, now)?)
+}
+
+/// Checks that the repository as served now holds what the plan meant to publish.
+pub fn verify(
+    planned: &RepoView,
+    plan: &Plan,
+    served: &RepoView,
+    desired: &BTreeMap<String, Manifest>,
+) -> Result<(), Failure> {
+    let fail = |m: String| Err(Failure::new(reasons::VERIFY_FAILED, m));
+    for (role, change) in &plan.changes {
+        let Some(want) = planned.role(role) else {
+            continue;
+        };
+        let Some(got) = served.role(role) else {
+            return fail(format!("{role} is missing after the publish"));
+        };
+        if got.version < want.version {
+            return fail(format!(
+                "{role} is at version {} after publishing version {}",
+                got.version, want.version
+            ));
+        }
+        if got.version == want.version && got.expires != Some(change.expires) {
+            return fail(format!(
+                "{role} does not carry the new expiry after the publish"
+            ));
+        }
+        for (tag, t) in &change.set {
+            if got.targets.get(tag) != Some(t) {
+                return fail(format!(
+                    "{role} does not hold {tag} = sha256:{} after the publish",
+                    t.sha256
+                ));
+            }
+        }
+        if let Some(tag) = change.remove.iter().find(|t| got.targets.contains_key(*t)) {
+            return fail(format!("{role} still holds {tag} after the publish"));
+        }
+        // Nothing we did not mean to drop went missing.
+        if let Some(lost) = want
+            .targets
+            .keys()
+            .find(|t| !got.targets.contains_key(*t) && !change.remove.contains(*t))
+        {
+            return fail(format!("{role} lost {lost} in the publish"));
+        }
+    }
+    for (tag, m) in desired {
+        match served.docker_winner(tag) {
+            Some((_, t)) if t.sha256 == m.sha256 => {}
+            Some((r, t)) => {
+                return fail(format!(
+                    "docker resolves {tag} to sha256:{} from {}",
+                    t.sha256, r.name
+                ));
+            }
+            None => {
+                return fail(format!(
+                    "docker finds no trust data for {tag} after the publish"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a successful attempt produced.
+struct Done {
+    repo: RepoView,
+    desired: BTreeMap<String, Manifest>,
+    key_ids: Vec<String>,
+    trust: TrustState,
+    plan: Plan,
+    publishes: u32,
+}
+
+impl Engine {
+    async fn attempt(
+        &self,
+        req: &ReconcileRequest<'_>,
+        settings: &Settings,
+        now: Timestamp,
+    ) -> Result<Done, Failure> {
+        let keys = load_keys(&req.credentials)?;
+        let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
+        let clients = self.clients(settings, &req.credentials)?;
+        let resolved = resolve_tags(&clients.registry, &settings.image, &req.spec.tags).await?;
+        let mut anchor = trust_anchor(req.spec, req.previous);
+        let mut publishes = 0;
+        loop {
+            let (repo, trust) = clients.notary.update(&settings.gun, &anchor, now).await?;
+            let view = repo_view(&repo);
+            let vanished = vanished(&resolved, &view);
+            if let Some(tag) = resolved.absent.iter().find(|t| !vanished.contains(*t)) {
+                return Err(Failure::new(
+                    reasons::TAG_NOT_FOUND,
+                    format!(
+                        "tag {tag} is not in the registry ({}) and was never signed: push it, or remove it from the tags",
+                        settings.image.gun()
+                    ),
+                ));
+            }
+            let p = plan(&PlanInput {
+                repo: &view,
+                desired: &resolved.desired,
+                vanished: &vanished,
+                prune: req.spec.prune_vanished_tags,
+                roles: &req.spec.roles,
+                key_ids: &key_ids,
+                now,
+                validity: settings.validity,
+                renew_before: settings.renew_before,
+            });
+            if let Some(first) = p.problems.first() {
+                let message = p
+                    .problems
+                    .iter()
+                    .map(|x| x.message(&settings.gun))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(Failure::new(first.reason(), message));
+            }
+            if p.is_noop() {
+                return Ok(Done {
+                    repo: view,
+                    desired: resolved.desired,
+                    key_ids,
+                    trust,
+                    plan: p,
+                    publishes,
+                });
+            }
+            let files = sign_changes(&repo, &p, &keys, now)?;
+            publishes += 1;
+            match clients.notary.publish(&settings.gun, &files).await {
+                Ok(()) => {}
+                Err(notary::Error::VersionConflict { .. }) if publishes < MAX_PUBLISH_ATTEMPTS => {
+                    tracing::info!(gun = %settings.gun, attempt = publishes, "version conflict: another writer published first; refetching");
+                    anchor = TrustAnchor::State(trust);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let planned = apply_to_view(&view, &p.changes);
+            let (served_repo, served_trust) = clients
+                .notary
+                .update(&settings.gun, &TrustAnchor::State(trust), Timestamp::now())
+                .await?;
+            let served = repo_view(&served_repo);
+            verify(&planned, &p, &served, &resolved.desired)?;
+            return Ok(Done {
+                repo: served,
+                desired: resolved.desired,
+                key_ids,
+                trust: served_trust,
+                plan: p,
+                publishes,
+            });
+        }
+    }
+
+    /// Runs one reconcile. Never fails: a failure is a status reason.
+    pub async fn run(&self, req: ReconcileRequest<'_>) -> Outcome {
+        let now = Timestamp::now();
+        let jitter: f64 = rand::random();
+        let prev = req.previous;
+        let gen_ = req.generation;
+        let prev_ready = prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == api::READY));
+        let settings = match Settings::from_spec(req.spec) {
+            Ok(s) => s,
+            Err(f) => return self.failed(prev, gen_, f, now, jitter),
+        };
+        if req.spec.suspend {
+            let mut st = prev.cloned().unwrap_or_default();
+            st.observed_generation = gen_;
+            api::set_condition(
+                &mut st.conditions,
+                api::READY,
+                api::ConditionStatus::False,
+                reasons::SUSPENDED,
+                "spec.suspend is true: nothing is signed or renewed",
+                gen_,
+                now,
+            );
+            return Outcome {
+                status: st,
+                events: vec![],
+                requeue_at: now + settings.interval,
+                publishes: 0,
+                renewed: vec![],
+                signed: vec![],
+                failure_reason: None,
+            };
+        }
+        let span = tracing::info_span!("reconcile", id = req.id, gun = %settings.gun);
+        match self.attempt(&req, &settings, now).instrument(span).await {
+            Ok(done) => {
+                let seen = status::Observed {
+                    repo: &done.repo,
+                    desired: &done.desired,
+                    key_ids: &done.key_ids,
+                    renew_before: settings.renew_before,
+                    trust: (&done.trust).into(),
+                };
+                let next = schedule::next_after_success(
+                    now,
+                    settings.interval,
+                    seen.next_renewal(),
+                    jitter,
+                );
+                let published = !done.plan.changes.is_empty();
+                let st =
+                    status::success(prev, gen_, &seen, &done.plan.warnings, published, now, next);
+                let mut events = Vec::new();
+                let mut signed = Vec::new();
+                let mut renewed = Vec::new();
+                for (role, c) in &done.plan.changes {
+                    match c.kind {
+                        ChangeKind::Content => {
+                            for (tag, t) in &c.set {
+                                signed.push(tag.clone());
+                                events.push(EngineEvent {
+                                    type_: EventType::Normal,
+                                    reason: "Signed".into(),
+                                    note: format!(
+                                        "signed {tag} = sha256:{} ({} bytes) into {role}",
+                                        t.sha256, t.length
+                                    ),
+                                });
+                            }
+                            for tag in &c.remove {
+                                events.push(EngineEvent {
+                                    type_: EventType::Normal,
+                                    reason: "Removed".into(),
+                                    note: format!("removed vanished tag {tag} from {role}"),
+                                });
+                            }
+                        }
+                        ChangeKind::Renew => {
+                            renewed.push(role.clone());
+                            events.push(EngineEvent {
+                                type_: EventType::Normal,
+                                reason: "Renewed".into(),
+                                note: format!("re-signed {role}, now valid until {}", c.expires),
+                            });
+                        }
+                    }
+                }
+                if prev_ready.is_some_and(|c| c.status == "False") && events.is_empty() {
+                    events.push(EngineEvent {
+                        type_: EventType::Normal,
+                        reason: "Recovered".into(),
+                        note: "every selected tag is signed and every held role is fresh again"
+                            .into(),
+                    });
+                }
+                signed.sort();
+                signed.dedup();
+                Outcome {
+                    status: st,
+                    events,
+                    requeue_at: next,
+                    publishes: done.publishes,
+                    renewed,
+                    signed,
+                    failure_reason: None,
+                }
+            }
+            Err(f) => self.failed(prev, gen_, f, now, jitter),
+        }
+    }
+
+    fn failed(
+        &self,
+        prev: Option<&SignedImageStatus>,
+        gen_: Option<i64>,
+        f: Failure,
+        now: Timestamp,
+        jitter: f64,
+    ) -> Outcome {
+        let failures = prev.map_or(0, |s| s.failed_attempts) + 1;
+        let next = schedule::next_after_failure(now, failures, jitter);
+        let was = prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == api::READY));
+        let transition = !was.is_some_and(|c| c.status == "False" && c.reason == f.reason);
+        tracing::warn!(reason = f.reason, message = %f.message, failures, "reconcile failed");
+        let st = status::failure(prev, gen_, f.reason, &f.message, now, next);
+        let mut note = f.message.clone();
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        Outcome {
+            status: st,
+            events: if transition {
+                vec![EngineEvent {
+                    type_: EventType::Warning,
+                    reason: f.reason.to_string(),
+                    note,
+                }]
+            } else {
+                vec![]
+            },
+            requeue_at: next,
+            publishes: 0,
+            renewed: vec![],
+            signed: vec![],
+            failure_reason: Some(f.reason),
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The engine end to end on the real testbed, with the real notary Go client as referee.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Seed, Testbed};
+use secrecy::SecretString;
+use trustkeeper::api::{SignedImageSpec, SignedImageStatus};
+use trustkeeper::engine::{Credentials, Engine, Outcome, ReconcileRequest};
+use zeroize::Zeroizing;
+
+/// `notary list GUN [-r ROLE]` as tag → (sha256 hex, size, role).
+pub fn notary_list(
+    tb: &Testbed,
+    gun: &str,
+    role: Option<&str>,
+) -> BTreeMap<String, (String, u64, String)> {
+    let mut args = vec!["list", gun];
+    if let Some(r) = role {
+        args.extend(["-r", r]);
+    }
+    let out = tb.notary(&args);
+    assert!(
+        out.status.success(),
+        "notary list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 4).then(|| {
+                (
+                    f[0].to_string(),
+                    (f[1].to_string(), f[2].parse().unwrap(), f[3].to_string()),
+                )
+            })
+        })
+        .collect()
+}
+
+fn spec(tb: &Testbed, seed: &Seed, tags: &[&str], roles: &[&str]) -> SignedImageSpec {
+    let yaml = format!(
+        "image: {}\ntags: {:?}\nroles: {:?}\nsigningKey: {{secretRef: {{name: k}}}}\nnotary: {{url: {:?}}}\n",
+        seed.gun,
+        tags,
+        roles,
+        tb.var("NOTARY_URL")
+    );
+    let mut s: SignedImageSpec = serde_saphyr::from_str(&yaml).unwrap();
+    // serde defaults mirror the CRD defaults.
+    assert_eq!(s.validity, "26280h");
+    s.renew_before = "4560h".into();
+    s
+}
+
+fn creds(tb: &Testbed, key: &str, pass_file: &str) -> Credentials {
+    let ca = tb.ca_pem();
+    Credentials {
+        signing_key_pem: Zeroizing::new(std::fs::read(key).unwrap()),
+        passphrase: Some(SecretString::from(
+            std::fs::read_to_string(pass_file)
+                .unwrap()
+                .trim()
+                .to_string(),
+        )),
+        registry_auth: None,
+        registry_ca: Some(ca.clone()),
+        notary_auth: None,
+        notary_ca: Some(ca),
+    }
+}
+
+fn delegation_creds(tb: &Testbed, seed: &Seed) -> Credentials {
+    creds(
+        tb,
+        seed.var("DELEGATION_KEY"),
+        seed.var("DELEGATION_PASSPHRASE_FILE"),
+    )
+}
+
+async fn run(
+    spec: &SignedImageSpec,
+    creds: Credentials,
+    prev: Option<&SignedImageStatus>,
+) -> Outcome {
+    trustkeeper::tls::install_crypto_provider();
+    Engine::default()
+        .run(ReconcileRequest {
+            id: "test",
+            spec,
+            generation: Some(1),
+            previous: prev,
+            credentials: creds,
+        })
+        .await
+}
+
+fn ready(o: &Outcome) -> (&str, &str, &str) {
+    let c = o
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready condition");
+    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+}
+
+#[tokio::test]
+async fn signs_every_manifest_type_into_releases_and_the_go_client_agrees() {
+    let tb = Testbed::get();
+    let seed = tb.seed("engine-sign");
+    let tags = ["v1", "latest", "multi", "oci-v1", "oci-multi"];
+    let spec = spec(tb, &seed, &tags, &[]);
+    let o = run(&spec, delegation_creds(tb, &seed), None).await;
+    assert_eq!(ready(&o).0, "True", "{:?}", ready(&o));
+    assert_eq!(o.publishes, 1, "one publish for all tags and both roles");
+    assert_eq!(o.status.tag_summary.as_deref(), Some("5/5"));
+    // Default roles: every direct delegation listing our key (releases and ci-bot).
+    for role in ["targets/releases", "targets/ci-bot"] {
+        let listed = notary_list(tb, &seed.gun, Some(role));
+        for tag in tags {
+            let up = tag.to_uppercase().replace('-', "_");
+            let want_digest = seed
+                .var(&format!("TAG_{up}_DIGEST"))
+                .trim_start_matches("sha256:")
+                .to_string();
+            let want_size: u64 = seed.var(&format!("TAG_{up}_SIZE")).parse().unwrap();
+            assert_eq!(listed[tag].0, want_digest, "{role} {tag}");
+            assert_eq!(listed[tag].1, want_size, "{role} {tag}");
+        }
+    }
+    let all = notary_list(tb, &seed.gun, None);
+    assert_eq!(all.len(), 5);
+    assert!(all.values().all(|(_, _, role)| role == "targets/releases"));
+    for t in &o.status.signed_tags {
+        assert_eq!(t.role, "targets/releases");
+    }
+    // Trust anchor and versions are in the status.
+    let trust = o.status.trust.as_ref().unwrap();
+    assert_eq!(trust.root_key_ids.len(), 1);
+    assert!(trust.versions["targets/releases"] >= 2);
+
+    // Nothing new: no publish, Ready stays, no events.
+    let again = run(&spec, delegation_creds(tb, &seed), Some(&o.status)).await;
+    assert_eq!(ready(&again).0, "True");
+    assert_eq!(again.publishes, 0);
+    assert!(again.events.is_empty(), "{:?}", again.events);
+    assert_eq!(
+        again.status.conditions[0].last_transition_time,
+        o.status.conditions[0].last_transition_time
+    );
+}
+
+#[tokio::test]
+async fn renews_near_expiry_and_expired_delegations_keeping_their_targets() {
+    let tb = Testbed::get();
+    let seed = tb.seed("engine-renew");
+    let dir = tb.dir.to_str().unwrap();
+    tb.run(&["age", dir, &seed.gun, "targets/releases", "+90d"]);
+    let spec = spec(tb, &seed, &[], &[]);
+    let o = run(&spec, delegation_creds(tb, &seed), None).await;
+    assert_eq!(ready(&o).0, "True", "{:?}", ready(&o));
+    assert_eq!(o.renewed, ["targets/releases"]);
+    let releases = o
+        .status
+        .roles
+        .iter()
+        .find(|r| r.name == "targets/releases")
+        .unwrap();
+    let in_years = releases
+        .expires
+        .0
+        .duration_since(jiff::Timestamp::now())
+        .as_secs()
+        / (365 * 86400);
+    assert_eq!(in_years, 2, "renewed for 3 years (2.99…)");
+    // The Go client no longer warns about nearing expiry.
+    let out = tb.notary(&["list", &seed.gun]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("targets/releases metadata is nearing expiry"),
+        "{stderr}"
+    );
+
+    // Expired: renewed with its old target kept, and a new tag signed in the same publish.
+    tb.run(&["age", dir, &seed.gun, "targets/releases", "-1d"]);
+    let spec = self::spec(tb, &seed, &["multi"], &["targets/releases"]);
+    let o = run(&spec, delegation_creds(tb, &seed), Some(&o.status)).await;
+    assert_eq!(ready(&o).0, "True", "{:?}", ready(&o));
+    let listed = notary_list(tb, &seed.gun, Some("targets/releases"));
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        ["multi", "v1"],
+        "old v1 kept, multi added"
+    );
+}
+
+#[tokio::test]
+async fn key_not_delegated_publishes_nothing() {
+    let tb = Testbed::get();
+    let seed = tb.seed("engine-notdeleg");
+    // The repository (targets) key is not a delegation signer: docker's
+    // "no valid signing keys for delegation roles".
+    let c = creds(
+        tb,
+        seed.var("TARGETS_KEY"),
+        seed.var("TARGETS_PASSPHRASE_FILE"),
+    );
+    let spec = spec(tb, &seed, &["multi"], &[]);
+    let before = notary_list(tb, &seed.gun, None);
+    let o = run(&spec, c, None).await;
+    let (status, reason, message) = ready(&o);
+    assert_eq!((status, reason), ("False", "KeyNotDelegated"), "{message}");
+    assert!(
+        message.starts_with("no valid signing keys for delegation roles"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&seed.var("TARGETS_KEY_ID")[..12]),
+        "{message}"
+    );
+    assert_eq!(o.publishes, 0);
+    assert_eq!(o.status.failed_attempts, 1);
+    assert_eq!(o.events.len(), 1);
+    assert_eq!(
+        notary_list(tb, &seed.gun, None),
+        before,
+        "server state unchanged"
+    );
+}
+
+#[tokio::test]
+async fn wrong_passphrase_and_unknown_tag_are_specific() {
+    let tb = Testbed::get();
+    let seed = tb.seed("engine-bad");
+    let mut c = delegation_creds(tb, &seed);
+    c.passphrase = Some(SecretString::from("not-the-passphrase".to_string()));
+    let o = run(&spec(tb, &seed, &["v1"], &[]), c, None).await;
+    assert_eq!(ready(&o).1, "WrongPassphrase", "{:?}", ready(&o));
+    assert!(!ready(&o).2.contains("not-the-passphrase"));
+
+    let o = run(
+        &spec(tb, &seed, &["nope"], &[]),
+        delegation_creds(tb, &seed),
+        None,
+    )
+    .await;
+    assert_eq!(ready(&o).1, "TagNotFound", "{:?}", ready(&o));
+    assert!(ready(&o).2.contains("nope"));
+
+    let o = run(
+        &spec(tb, &seed, &["zz*"], &[]),
+        delegation_creds(tb, &seed),
+        None,
+    )
+    .await;
+    assert_eq!(ready(&o).1, "TagNotFound", "{:?}", ready(&o));
+    assert!(ready(&o).2.contains("zz*"));
+}
