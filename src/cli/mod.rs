@@ -1,27 +1,110 @@
-//! Command line: argument parsing and output. Each subcommand is a thin shell over the library.
+//! Command line: argument parsing and output. Each subcommand is a thin shell over the library;
+//! the binary maps errors to exit code 1 (clap uses 2 for usage errors).
 
-use clap::{Parser, Subcommand};
+mod common;
+mod inspect;
+mod key;
+mod reconcile;
+mod sign;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use common::CliError;
 
 /// Keeps Docker Content Trust (Notary v1) signatures and trust metadata fresh.
 #[derive(Parser, Debug)]
 #[command(name = "trustkeeper", version, about, propagate_version = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Flags every subcommand takes, each with an environment variable.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// CA certificates (PEM) for the registry and the notary server, added to the system roots.
+    #[arg(long, env = "TRUSTKEEPER_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Docker config with registry (and notary) credentials [default: ~/.docker/config.json].
+    #[arg(long, env = "TRUSTKEEPER_DOCKER_CONFIG", global = true)]
+    pub docker_config: Option<PathBuf>,
+    /// Notary server URL [default: https://notary.docker.io for Docker Hub, else https://HOST:4443].
+    #[arg(long, env = "TRUSTKEEPER_NOTARY_URL", global = true)]
+    pub notary_url: Option<String>,
+    /// Where trust on first use and the last versions seen are kept [default: ~/.trustkeeper].
+    #[arg(long, env = "TRUSTKEEPER_TRUST_DIR", global = true)]
+    pub trust_dir: Option<PathBuf>,
+    /// Pin the repository's root key ID(s) instead of trusting on first use.
+    #[arg(
+        long = "root-key-id",
+        env = "TRUSTKEEPER_ROOT_KEY_ID",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub root_key_ids: Vec<String>,
+    /// File holding the key's passphrase (or set TRUSTKEEPER_PASSPHRASE; prompted when interactive).
+    #[arg(long, env = "TRUSTKEEPER_PASSPHRASE_FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "text", global = true)]
+    pub output: Output,
+    /// Timeout of each HTTP request, a Go duration.
+    #[arg(
+        long,
+        env = "TRUSTKEEPER_TIMEOUT",
+        default_value = "30s",
+        global = true
+    )]
+    pub timeout: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Sign the current digests of IMAGE:TAG... (manifest lists and OCI indexes included), renew
+    /// roles that near expiry, publish once and verify.
+    Sign(sign::SignArgs),
+    /// Re-sign (renew) roles now, with their content unchanged.
+    Witness(sign::WitnessArgs),
+    /// Show signed tags, signers, key IDs, every role's expiry and when it would be renewed.
+    Inspect(inspect::InspectArgs),
+    /// Key files.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Run SignedImage resources from YAML files, without a cluster.
+    Reconcile(reconcile::ReconcileArgs),
     /// Print the SignedImage CustomResourceDefinition (what `crds/` holds).
     Crd,
 }
 
-/// Runs a parsed command line; the binary maps the error to exit code 1.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Crd => {
-            print!("{}", crate::api::crd_yaml());
-            Ok(())
-        }
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Crd = cli.command {
+        print!("{}", crate::api::crd_yaml());
+        return Ok(());
     }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Sign(a) => sign::sign(&cli.global, a).await,
+            Command::Witness(a) => sign::witness(&cli.global, a).await,
+            Command::Inspect(a) => inspect::inspect(&cli.global, a).await,
+            Command::Key(k) => key::run(&cli.global, k),
+            Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
+            Command::Crd => unreachable!("handled above"),
+        }
+    })
 }

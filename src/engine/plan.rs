@@ -26,6 +26,9 @@ pub struct PlanInput<'a> {
     pub validity: SignedDuration,
     /// Renew a role when it expires before `now + renew_before`.
     pub renew_before: SignedDuration,
+    /// Renew now (notary's `witness`) every role our key can sign (only those in `roles` when
+    /// that is given), due or not.
+    pub force_renew: bool,
 }
 
 /// Why a role is re-signed.
@@ -213,7 +216,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 
     // 3. Renewals: every role our key can sign that has a file and is due (or unusable as served).
     for role in &repo.roles {
-        let due = matches!(role.state, RoleState::Expired | RoleState::Unverified)
+        let forced =
+            input.force_renew && (input.roles.is_empty() || input.roles.contains(&role.name));
+        let due = forced
+            || matches!(role.state, RoleState::Expired | RoleState::Unverified)
             || role.expires.is_none_or(|e| e < horizon);
         if role.state == RoleState::Missing || !due || out.changes.contains_key(&role.name) {
             continue;

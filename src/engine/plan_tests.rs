@@ -66,6 +66,7 @@ struct Case {
     vanished: BTreeSet<String>,
     prune: bool,
     roles: Vec<String>,
+    force: bool,
 }
 
 impl Case {
@@ -76,6 +77,7 @@ impl Case {
             vanished: BTreeSet::new(),
             prune: false,
             roles: vec![],
+            force: false,
         }
     }
     fn want(mut self, tag: &str, man: Manifest) -> Self {
@@ -98,6 +100,7 @@ impl Case {
             now: now(),
             validity: SignedDuration::from_hours(26280),
             renew_before: SignedDuration::from_hours(4560),
+            force_renew: self.force,
         })
     }
 }
@@ -385,4 +388,18 @@ fn role_signed_by_a_removed_key_is_re_signed() {
     roles[2].state = RoleState::Unverified;
     let p = Case::new(roles).want("v1", m('a', 10)).run();
     assert_eq!(p.changes.keys().collect::<Vec<_>>(), ["targets/ci-bot"]);
+}
+
+#[test]
+fn forced_renewal_witnesses_every_role_we_hold_or_the_named_ones() {
+    let mut c = Case::new(fresh_repo());
+    c.force = true;
+    let p = c.run();
+    assert_eq!(
+        p.changes.keys().collect::<Vec<_>>(),
+        ["targets/ci-bot", "targets/releases"]
+    );
+    assert!(p.changes.values().all(|c| c.kind == ChangeKind::Renew));
+    let p = c.only(&["targets/releases"]).run();
+    assert_eq!(p.changes.keys().collect::<Vec<_>>(), ["targets/releases"]);
 }

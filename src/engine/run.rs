@@ -33,6 +33,8 @@ pub struct Engine {
     pub timeout: Duration,
     /// Registry requests in flight at once.
     pub registry_concurrency: usize,
+    /// Re-sign every role the key holds now, due or not (`trustkeeper witness`).
+    pub force_renew: bool,
 }
 
 impl Default for Engine {
@@ -40,6 +42,7 @@ impl Default for Engine {
         Engine {
             timeout: Duration::from_secs(30),
             registry_concurrency: 8,
+            force_renew: false,
         }
     }
 }
@@ -465,6 +468,7 @@ impl Engine {
                 now,
                 validity: settings.validity,
                 renew_before: settings.renew_before,
+                force_renew: self.force_renew,
             });
             if let Some(first) = p.problems.first() {
                 let message = p

@@ -1,0 +1,68 @@
+//! `key inspect`: key IDs, type and headers of an exported key, so nobody guesses a key ID.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::common::{self, CliError};
+use super::{Global, Output};
+use crate::notary::SigningKey;
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Show the key ID, type and `role`/`gun`/`path` headers of each key in a PEM file.
+    Inspect {
+        /// A PEM file written by `notary key export` or `notary key generate -o`.
+        file: PathBuf,
+    },
+}
+
+#[derive(Serialize)]
+struct KeyInfo {
+    key_id: String,
+    key_type: String,
+    role: Option<String>,
+    gun: Option<String>,
+    path: Option<String>,
+}
+
+pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
+    let KeyCommand::Inspect { file } = cmd;
+    let creds = common::credentials(g, Some(&file))?;
+    let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())
+        .map_err(|e| CliError::new(e.to_string()))?;
+    if keys.is_empty() {
+        return Err(CliError::new(format!(
+            "{} holds no private key",
+            file.display()
+        )));
+    }
+    let infos: Vec<KeyInfo> = keys
+        .iter()
+        .map(|k| KeyInfo {
+            key_id: k.key_id().to_string(),
+            key_type: k.public().keytype.clone(),
+            role: k.role().map(str::to_string),
+            gun: k.gun().map(str::to_string),
+            path: k.headers().get("path").cloned(),
+        })
+        .collect();
+    if g.output == Output::Json {
+        common::print_json(&infos);
+        return Ok(());
+    }
+    for k in &infos {
+        println!("key ID:   {}", k.key_id);
+        println!("type:     {}", k.key_type);
+        println!("role:     {}", k.role.as_deref().unwrap_or("-"));
+        if let Some(gun) = &k.gun {
+            println!("gun:      {gun}");
+        }
+        if let Some(path) = &k.path {
+            println!("path:     {path}");
+        }
+        println!();
+    }
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! `reconcile -f`: runs SignedImage resources from YAML files without a cluster. Secrets and
+//! ConfigMaps they reference come from the same files or from `--secrets-dir` (one folder per
+//! object, one file per key, as Kubernetes mounts them). Each resource's status is printed and
+//! written beside its file (`FILE.status.yaml`), which also carries the trust anchor to the next run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use clap::Args;
+use jiff::Timestamp;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use super::common::{self, CliError};
+use super::{Global, Output};
+use crate::api::{SignedImage, SignedImageStatus};
+use crate::engine::secrets::{ObjectData, ObjectKind, SecretSource, gather};
+use crate::engine::{Failure, ReconcileRequest};
+
+#[derive(Args, Debug)]
+pub struct ReconcileArgs {
+    /// SignedImage YAML files, or folders of them (`*.yaml`, `*.yml`).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Keep running: reconcile each resource again when its next sync time comes, and re-read
+    /// the files each time.
+    #[arg(long)]
+    pub watch: bool,
+    /// Folder with referenced Secrets/ConfigMaps as `NAME/KEY` files.
+    #[arg(long, env = "TRUSTKEEPER_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+}
+
+/// One SignedImage read from a file.
+struct Item {
+    file: PathBuf,
+    resource: SignedImage,
+}
+
+/// (kind, namespace, name) of an object in the input files.
+type ObjectKey = (ObjectKind, String, String);
+/// Its type and data.
+type ObjectValue = (Option<String>, BTreeMap<String, Vec<u8>>);
+
+/// Objects from the input files and the secrets folder.
+struct FileSource {
+    objects: BTreeMap<ObjectKey, ObjectValue>,
+    dir: Option<PathBuf>,
+    namespace: String,
+}
+
+impl SecretSource for FileSource {
+    async fn get(&self, kind: ObjectKind, name: &str) -> Result<Option<ObjectData>, Failure> {
+        if let Some((type_, data)) =
+            self.objects
+                .get(&(kind, self.namespace.clone(), name.to_string()))
+        {
+            return Ok(Some(ObjectData {
+                type_: type_.clone(),
+                data: data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
+                    .collect(),
+            }));
+        }
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        let folder = dir.join(name);
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return Ok(None);
+        };
+        let mut data = BTreeMap::new();
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_file()
+                && let Some(key) = path.file_name().and_then(|n| n.to_str())
+                && !key.starts_with("..")
+            {
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    Failure::new(
+                        crate::api::reasons::SECRET_INVALID,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                data.insert(key.to_string(), Zeroizing::new(bytes));
+            }
+        }
+        Ok(Some(ObjectData { type_: None, data }))
+    }
+}
+
+fn yaml_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display())))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| {
+                    let n = f.to_string_lossy();
+                    (n.ends_with(".yaml") || n.ends_with(".yml")) && !n.ends_with(".status.yaml")
+                })
+                .collect();
+            v.sort();
+            out.extend(v);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn b64(v: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .ok()
+}
+
+fn load(
+    inputs: &[PathBuf],
+    secrets_dir: Option<&Path>,
+) -> Result<(Vec<Item>, FileSource), CliError> {
+    let mut items = Vec::new();
+    let mut src = FileSource {
+        objects: BTreeMap::new(),
+        dir: secrets_dir.map(Path::to_path_buf),
+        namespace: String::new(),
+    };
+    for file in yaml_files(inputs)? {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| CliError::new(format!("cannot read {}: {e}", file.display())))?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| CliError::new(format!("{} is not valid YAML: {e}", file.display())))?;
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+            let name = doc["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let ns = doc["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string();
+            match kind.as_str() {
+                "SignedImage" => {
+                    let resource: SignedImage = serde_json::from_value(doc).map_err(|e| {
+                        CliError::new(format!(
+                            "{}: SignedImage {name:?} is invalid: {e}",
+                            file.display()
+                        ))
+                    })?;
+                    items.push(Item {
+                        file: file.clone(),
+                        resource,
+                    });
+                }
+                "Secret" | "ConfigMap" => {
+                    let k = if kind == "Secret" {
+                        ObjectKind::Secret
+                    } else {
+                        ObjectKind::ConfigMap
+                    };
+                    let mut data = BTreeMap::new();
+                    if let Some(m) = doc["data"].as_object() {
+                        for (key, v) in m {
+                            let v = v.as_str().unwrap_or_default();
+                            let bytes = if k == ObjectKind::Secret {
+                                b64(v).ok_or_else(|| {
+                                    CliError::new(format!(
+                                        "{}: Secret {name} key {key} is not base64",
+                                        file.display()
+                                    ))
+                                })?
+                            } else {
+                                v.as_bytes().to_vec()
+                            };
+                            data.insert(key.clone(), bytes);
+                        }
+                    }
+                    if let Some(m) = doc["stringData"].as_object() {
+                        for (key, v) in m {
+                            data.insert(
+                                key.clone(),
+                                v.as_str().unwrap_or_default().as_bytes().to_vec(),
+                            );
+                        }
+                    }
+                    let type_ = doc["type"].as_str().map(str::to_string);
+                    src.objects.insert((k, ns, name), (type_, data));
+                }
+                other => {
+                    return Err(CliError::new(format!(
+                        "{}: unexpected kind {other:?}: give SignedImage, Secret and ConfigMap objects",
+                        file.display()
+                    )));
+                }
+            }
+        }
+    }
+    if items.is_empty() {
+        return Err(CliError::new("no SignedImage in the given files"));
+    }
+    Ok((items, src))
+}
+
+fn status_file(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".status.yaml");
+    PathBuf::from(s)
+}
+
+/// Statuses kept beside a file: name → status.
+fn read_statuses(file: &Path) -> BTreeMap<String, SignedImageStatus> {
+    let Ok(text) = std::fs::read_to_string(status_file(file)) else {
+        return BTreeMap::new();
+    };
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap_or_default();
+    docs.into_iter()
+        .filter_map(|d| {
+            let name = d["metadata"]["name"].as_str()?.to_string();
+            let st = serde_json::from_value(d["status"].clone()).ok()?;
+            Some((name, st))
+        })
+        .collect()
+}
+
+fn write_statuses(
+    file: &Path,
+    statuses: &BTreeMap<String, (String, SignedImageStatus)>,
+) -> Result<(), CliError> {
+    let mut out = String::from(
+        "# Written by `trustkeeper reconcile`; carries the trust anchor to the next run.\n",
+    );
+    for (name, (ns, st)) in statuses {
+        let doc = serde_json::json!({
+            "apiVersion": "trustkeeper.dev/v1alpha1",
+            "kind": "SignedImage",
+            "metadata": {"name": name, "namespace": ns},
+            "status": st,
+        });
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&doc).map_err(|e| CliError::new(e.to_string()))?);
+    }
+    common::write_atomic(&status_file(file), out.as_bytes())
+}
+
+pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
+    let engine = common::engine(g)?;
+    loop {
+        let (items, mut src) = load(&a.files, a.secrets_dir.as_deref())?;
+        let mut failed = 0;
+        let mut next: Option<Timestamp> = None;
+        let mut by_file: BTreeMap<PathBuf, BTreeMap<String, (String, SignedImageStatus)>> =
+            BTreeMap::new();
+        for item in &items {
+            let name = item.resource.metadata.name.clone().unwrap_or_default();
+            let ns = item
+                .resource
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let previous = read_statuses(&item.file)
+                .remove(&name)
+                .or_else(|| item.resource.status.clone());
+            src.namespace = ns.clone();
+            let id = format!("{ns}/{name}");
+            let outcome = match gather(&item.resource.spec, &src).await {
+                Ok(credentials) => {
+                    engine
+                        .run(ReconcileRequest {
+                            id: &id,
+                            spec: &item.resource.spec,
+                            generation: item.resource.metadata.generation,
+                            previous: previous.as_ref(),
+                            credentials,
+                        })
+                        .await
+                }
+                Err(f) => {
+                    let now = Timestamp::now();
+                    let failures = previous.as_ref().map_or(0, |s| s.failed_attempts) + 1;
+                    let at =
+                        crate::engine::schedule::next_after_failure(now, failures, rand::random());
+                    let status = crate::engine::status::failure(
+                        previous.as_ref(),
+                        item.resource.metadata.generation,
+                        f.reason,
+                        &f.message,
+                        now,
+                        at,
+                    );
+                    crate::engine::Outcome {
+                        status,
+                        events: vec![],
+                        requeue_at: at,
+                        publishes: 0,
+                        renewed: vec![],
+                        signed: vec![],
+                        failure_reason: Some(f.reason),
+                    }
+                }
+            };
+            if g.output == Output::Text {
+                println!("== {id} ({})", item.file.display());
+            }
+            if let Err(e) = super::sign::report(g, &item.resource.spec.image, &outcome) {
+                eprintln!("error: {id}: {e}");
+                failed += 1;
+            }
+            next = Some(next.map_or(outcome.requeue_at, |n| n.min(outcome.requeue_at)));
+            by_file
+                .entry(item.file.clone())
+                .or_default()
+                .insert(name, (ns, outcome.status));
+        }
+        for (file, statuses) in &by_file {
+            write_statuses(file, statuses)?;
+        }
+        if !a.watch {
+            return if failed == 0 {
+                Ok(())
+            } else {
+                Err(CliError::new(format!(
+                    "{failed} of {} SignedImages are not Ready",
+                    items.len()
+                )))
+            };
+        }
+        let wait = next.map_or(std::time::Duration::from_secs(60), |n| {
+            n.duration_since(Timestamp::now())
+                .unsigned_abs()
+                .max(std::time::Duration::from_secs(1))
+        });
+        tokio::time::sleep(wait).await;
+    }
+}

@@ -1,0 +1,136 @@
+//! `sign` and `witness`: one reconcile of a SignedImage that the command line stands for.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::common::{self, CliError};
+use super::{Global, Output};
+use crate::api::SignedImageSpec;
+use crate::engine::{Engine, Outcome, ReconcileRequest};
+use crate::registry::ImageRef;
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// Images to sign, as IMAGE:TAG (all of one repository).
+    #[arg(required = true, value_name = "IMAGE:TAG")]
+    pub images: Vec<String>,
+    /// The signing key: a PEM written by `notary key export`.
+    #[arg(long, env = "TRUSTKEEPER_KEY")]
+    pub key: PathBuf,
+    /// Role to sign into (repeatable) [default: what `docker trust sign` picks].
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WitnessArgs {
+    /// The image repository.
+    pub image: String,
+    /// The signing key: a PEM written by `notary key export`.
+    #[arg(long, env = "TRUSTKEEPER_KEY")]
+    pub key: PathBuf,
+    /// Role to renew (repeatable) [default: every role the key can sign].
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+}
+
+pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
+    let mut repo: Option<String> = None;
+    let mut tags = Vec::new();
+    for i in &a.images {
+        let r = ImageRef::parse(i).map_err(|e| CliError::new(e.to_string()))?;
+        let tag = r
+            .tag()
+            .ok_or_else(|| CliError::new(format!("{i:?} names no tag: give IMAGE:TAG")))?;
+        let gun = r.gun();
+        if repo.as_ref().is_some_and(|g| *g != gun) {
+            return Err(CliError::new(
+                "all images must be of one repository: run sign once per repository",
+            ));
+        }
+        repo = Some(gun);
+        tags.push(tag.to_string());
+    }
+    let gun = repo.expect("at least one image");
+    let spec = common::spec(g, &gun, tags, a.roles);
+    run(g, &spec, common::engine(g)?, Some(&a.key)).await
+}
+
+pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
+    let r = ImageRef::parse(&a.image).map_err(|e| CliError::new(e.to_string()))?;
+    let spec = common::spec(g, &r.gun(), vec![], a.roles);
+    let engine = Engine {
+        force_renew: true,
+        ..common::engine(g)?
+    };
+    run(g, &spec, engine, Some(&a.key)).await
+}
+
+async fn run(
+    g: &Global,
+    spec: &SignedImageSpec,
+    engine: Engine,
+    key: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    let credentials = common::credentials(g, key)?;
+    let gun = ImageRef::parse(&spec.image)
+        .map_err(|e| CliError::new(e.to_string()))?
+        .gun();
+    let previous = common::load_trust(g, &gun)?;
+    let outcome = engine
+        .run(ReconcileRequest {
+            id: &gun,
+            spec,
+            generation: None,
+            previous: previous.as_ref(),
+            credentials,
+        })
+        .await;
+    if let Some(t) = &outcome.status.trust {
+        common::save_trust(g, &gun, t)?;
+    }
+    report(g, &gun, &outcome)
+}
+
+/// Prints the outcome; a failed run is an error with its reason and message.
+pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
+    let ready = o
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::api::READY);
+    if g.output == Output::Json {
+        common::print_json(&o.status);
+    } else if o.failure_reason.is_none() {
+        for t in &o.status.signed_tags {
+            let new = if o.signed.contains(&t.tag) {
+                "signed"
+            } else {
+                "unchanged"
+            };
+            println!(
+                "{new:9} {gun}:{} {} ({} bytes) in {}",
+                t.tag, t.digest, t.size, t.role
+            );
+        }
+        for r in &o.renewed {
+            let until = o
+                .status
+                .roles
+                .iter()
+                .find(|x| &x.name == r)
+                .map(|x| x.expires.0.to_string())
+                .unwrap_or_default();
+            println!("renewed   {r} until {until}");
+        }
+        if let Some(c) = ready {
+            println!("{}", c.message);
+        }
+    }
+    match (o.failure_reason, ready) {
+        (Some(reason), Some(c)) => Err(CliError::new(format!("{reason}: {}", c.message))),
+        (Some(reason), None) => Err(CliError::new(reason)),
+        _ => Ok(()),
+    }
+}
