@@ -597,3 +597,16 @@ async fn resolve_many_bounds_concurrency_and_keeps_order() {
     let max = max_in_flight.load(Ordering::SeqCst);
     assert!((1..=3).contains(&max), "{max}");
 }
+
+#[test]
+fn bad_ca_bundle_is_a_config_error() {
+    for pem in [b"not a pem".to_vec(), Vec::new()] {
+        let err = RegistryClient::new(RegistryOptions {
+            ca_pem: Some(pem),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, RegistryError::Config { .. }), "{err}");
+        assert!(err.to_string().contains("CA bundle"), "{err}");
+    }
+}

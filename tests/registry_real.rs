@@ -325,3 +325,44 @@ async fn push_tags(tb: &Testbed, seed: &Seed, tags: &[String], manifest: &[u8], 
         assert!(status.is_success(), "PUT {url}: {status}");
     }
 }
+
+#[tokio::test]
+async fn pool_picks_credentials_and_ca_per_registry() {
+    use trustkeeper::registry::RegistryPool;
+    let tb = Testbed::get();
+    let seed = tb.seed("reg-pool");
+    let basic_host = tb.var("REGISTRY_BASIC_HOST");
+    let auth = base64_encode(&format!(
+        "{}:{}",
+        tb.var("REGISTRY_BASIC_USER"),
+        tb.var("REGISTRY_BASIC_PASSWORD")
+    ));
+    let doc = serde_json::json!({"auths": {basic_host: {"auth": auth}}, "credsStore": "desktop"});
+    let cfg = DockerConfig::from_json(doc.to_string().as_bytes()).unwrap();
+    let pool = RegistryPool::new(RegistryOptions::default(), Some(cfg))
+        .with_ca(basic_host, tb.ca_pem())
+        .with_ca(
+            &format!("https://{}/", tb.var("REGISTRY_HOST")),
+            tb.ca_pem(),
+        );
+    let anon = ImageRef::parse(&seed.gun).unwrap();
+    let basic = on_host(basic_host, &seed);
+    let want = seed_var(&seed, "v1", "DIGEST");
+    for image in [&anon, &basic, &anon] {
+        let c = pool.client_for(image).unwrap();
+        assert_eq!(c.resolve(image, "v1").await.unwrap().digest, want);
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.len(), 2);
+    let anon_stats = stats
+        .iter()
+        .find(|(h, _)| h == anon.registry_host())
+        .unwrap()
+        .1;
+    assert_eq!(anon_stats.head, 2, "one shared client per registry");
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
