@@ -610,3 +610,23 @@ fn bad_ca_bundle_is_a_config_error() {
         assert!(err.to_string().contains("CA bundle"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_cold_requests_fetch_one_token() {
+    let tf = token_fake(300).await;
+    let c = RegistryClient::new(RegistryOptions {
+        plain_http: true,
+        credentials: Credentials::basic("user", "pass"),
+        max_concurrency: 4,
+        retry: fast_retry(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let tags: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let out = c.resolve_many(&tf.fake.image(), &tags).await;
+    assert!(out.iter().all(|(_, r)| r.is_ok()), "{out:?}");
+    let s = c.stats();
+    assert_eq!(s.token, 1, "{s:?}");
+    assert!(s.unauthorized <= 4, "{s:?}");
+    assert_eq!(s.head, 8 + s.unauthorized, "{s:?}");
+}
