@@ -155,6 +155,16 @@ async fn without_the_ca_tls_fails_fast() {
     assert!(err.to_string().contains("CA"), "{err}");
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(c.stats().retries, 0);
+
+    // trusting only the testbed CA works (the repository just doesn't exist)
+    let c = RegistryClient::new(RegistryOptions {
+        ca_pem: Some(tb.ca_pem()),
+        ca_only: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let err = c.resolve(&image, "v1").await.unwrap_err();
+    assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
 }
 
 #[tokio::test]
