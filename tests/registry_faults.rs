@@ -168,7 +168,7 @@ async fn rate_limit_honours_retry_after_seconds() {
     let elapsed = t.elapsed();
     assert_eq!(d.digest, sha256_digest(MANIFEST));
     assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
     let s = c.stats();
     assert_eq!((s.head, s.retries, s.get), (2, 1, 0), "{s:?}");
 }
@@ -202,7 +202,7 @@ async fn rate_limit_http_date_is_capped_and_attempts_bounded() {
     }
     assert!(err.to_string().contains("rate limiting"), "{err}");
     assert!(elapsed >= Duration::from_millis(550), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
     assert_eq!(c.stats().head, 3);
 }
 
@@ -231,7 +231,7 @@ async fn persistent_server_errors_give_up_after_bounded_attempts() {
         matches!(err, RegistryError::Server { status: 503, .. }),
         "{err}"
     );
-    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(t.elapsed() < Duration::from_secs(8));
     let s = c.stats();
     assert_eq!((s.tag_list, s.retries), (3, 2), "{s:?}");
 
@@ -248,7 +248,7 @@ async fn persistent_server_errors_give_up_after_bounded_attempts() {
     );
     let t = Instant::now();
     assert!(c.resolve(&fake.image(), "v1").await.is_err());
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert!(c.stats().head <= 6, "{:?}", c.stats());
 }
 
@@ -271,7 +271,7 @@ async fn slow_responses_time_out() {
     let elapsed = t.elapsed();
     assert!(matches!(err, RegistryError::Timeout { .. }), "{err}");
     assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
     assert_eq!(c.stats().head, 2);
 }
 
@@ -290,7 +290,7 @@ async fn closed_port_is_unreachable() {
         err.to_string().contains(&format!("127.0.0.1:{port}")),
         "{err}"
     );
-    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(t.elapsed() < Duration::from_secs(8));
     assert_eq!(c.stats().retries, 2);
 }
 

@@ -153,7 +153,7 @@ async fn without_the_ca_tls_fails_fast() {
     let err = c.resolve(&image, "v1").await.unwrap_err();
     assert!(matches!(err, RegistryError::Tls { .. }), "{err}");
     assert!(err.to_string().contains("CA"), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(t.elapsed() < Duration::from_secs(10));
     assert_eq!(c.stats().retries, 0);
 
     // trusting only the testbed CA works (the repository just doesn't exist)
