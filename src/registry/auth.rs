@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use super::challenge::parse_challenges;
 use super::credentials::Credentials;
 use super::error::{RegistryError, Result};
+use super::retry::parse_retry_after;
 use super::stats::{Counters, Kind};
 use super::transport::{read_limited, transport_error};
 
@@ -203,6 +204,11 @@ impl Auth {
             .await
             .map_err(|e| transport_error(net.registry, e, net.timeout))?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
         let body = read_limited(resp, MAX_TOKEN_RESPONSE, net.registry, net.timeout).await?;
         if status == 401 || status == 403 {
             return Err(RegistryError::Unauthorized {
@@ -219,7 +225,13 @@ impl Auth {
                 ),
             });
         }
-        if status.is_server_error() || status == 429 {
+        if status == 429 {
+            return Err(RegistryError::RateLimited {
+                registry: net.registry.to_string(),
+                retry_after,
+            });
+        }
+        if status.is_server_error() {
             return Err(RegistryError::Server {
                 registry: net.registry.to_string(),
                 status: status.as_u16(),

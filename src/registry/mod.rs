@@ -1,12 +1,78 @@
 //! Docker registry client: image references, credentials, tags and manifest digests.
 //! Knows nothing of notary, the engine or Kubernetes.
-
+//!
+//! # Pieces
+//!
+//! | type | job |
+//! |---|---|
+//! | [`ImageRef`] | parse `name[:tag][@sha256:…]`, `host[:port]/path…`; Docker Hub defaults (`docker.io`, `library/`, API host `registry-1.docker.io`, legacy `index.docker.io`); [`ImageRef::gun`] is the notary GUN |
+//! | [`DockerConfig`] / [`Credentials`] | `.dockerconfigjson` / `~/.docker/config.json` → credentials per registry (`auth`, `username`/`password`, `identitytoken`, `registrytoken`). **Credential helpers (`credsStore`, `credHelpers`) are never executed**: such hosts get anonymous access and a warning |
+//! | [`RegistryClient`] | one registry's HTTP client: tag lists, manifest digests, raw manifests, auth, retries, counters |
+//! | [`RegistryPool`] | one shared [`RegistryClient`] per registry host, credentials from a [`DockerConfig`], CA per registry |
+//! | [`TagSelector`] / [`Selection`] | exact tags and globs; patterns that matched nothing are reported |
+//! | [`RegistryError`] | typed errors whose messages say what to do |
+//!
+//! # Behaviour
+//!
+//! - **Digests** ([`RegistryClient::resolve`]): one `HEAD /v2/<repo>/manifests/<tag>` with
+//!   `Accept` of Docker schema 2, Docker manifest list, OCI manifest and OCI index; reads
+//!   `Docker-Content-Digest`, `Content-Length`, `Content-Type`. Only when the HEAD lacks the
+//!   digest, the length or a known type: one GET of the raw bytes, whose sha256 must equal the
+//!   digest the registry (or the reference) names ([`RegistryError::DigestMismatch`]); size =
+//!   byte length. Docker schema 1 → [`RegistryError::Unsupported`].
+//! - **Tags** ([`RegistryClient::list_tags`]): follows `Link: <…>; rel="next"` (relative or
+//!   absolute), detects loops; `n` only if [`RegistryOptions::tags_page_size`] is set (registry
+//!   2.8 ignores it and returns everything in one page).
+//! - **Auth**: a request goes out with what is known; a 401 is answered from its
+//!   `WWW-Authenticate`: `Bearer` → token from the realm for `repository:<repo>:pull` (Basic
+//!   credentials with `account=`, identity token via `grant_type=refresh_token` POST, or
+//!   anonymous), cached per scope until `expires_in` (default 60 s) minus a small margin, and
+//!   dropped + re-fetched when the registry answers 401 to it; `Basic` → username/password are
+//!   sent from then on. 401/403 after that → [`RegistryError::Unauthorized`] naming the registry;
+//!   no digest is ever returned on bad credentials.
+//! - **Pressure**: 429 waits `Retry-After` (seconds or HTTP date, capped by
+//!   [`RetryPolicy::max_retry_after`]); 5xx, timeouts and connection errors back off
+//!   exponentially with jitter (backon); attempts ([`RetryPolicy::max_attempts`]) and total time
+//!   ([`RetryPolicy::max_total`]) are bounded. TLS/certificate failures, 401/403/404 are not
+//!   retried. Every request has [`RegistryOptions::timeout`]; at most
+//!   [`RegistryOptions::max_concurrency`] requests per client are in flight
+//!   ([`RegistryClient::resolve_many`] runs the HEADs concurrently within that bound).
+//! - **TLS**: [`RegistryOptions::ca_pem`] is added to the system roots (reqwest
+//!   `tls_certs_merge`), or replaces them with [`RegistryOptions::ca_only`] (`tls_certs_only`).
+//! - **Counters**: [`RegistryClient::stats`] counts every HEAD, manifest GET, tag-list page and
+//!   token request sent (retries and 401s included), plus retries and 401s. Steady state for a
+//!   glob selection: 1 tag-list request + 1 HEAD per selected tag, 0 GETs.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> trustkeeper::registry::Result<()> {
+//! use trustkeeper::registry::*;
+//! let image = ImageRef::parse("registry.example.com:5000/team/app")?;
+//! let config = DockerConfig::from_json(br#"{"auths":{"registry.example.com:5000":{"auth":"dTpw"}}}"#)?;
+//! let client = RegistryClient::new(RegistryOptions {
+//!     credentials: config.credentials_for(image.registry_host()),
+//!     ..Default::default()
+//! })?;
+//! let selection = client
+//!     .select_tags(&image, &TagSelector::new(&["v1.*", "latest"])?)
+//!     .await?;
+//! for pattern in &selection.unmatched {
+//!     eprintln!("{pattern} matched no tag");
+//! }
+//! for (tag, result) in client.resolve_many(&image, &selection.tags).await {
+//!     let d = result?;
+//!     println!("{}:{tag} {} {} {}", image.gun(), d.digest, d.size, d.media_type);
+//! }
+//! # Ok(()) }
+//! ```
 mod auth;
 pub mod challenge;
 mod client;
 pub mod credentials;
 pub mod error;
 pub mod manifest;
+mod pool;
 pub mod reference;
 pub mod retry;
 pub mod stats;
@@ -17,6 +83,7 @@ pub use client::{RegistryClient, RegistryOptions};
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
 pub use manifest::{ManifestDescriptor, RawManifest};
+pub use pool::RegistryPool;
 pub use reference::ImageRef;
 pub use retry::RetryPolicy;
 pub use stats::RequestStats;

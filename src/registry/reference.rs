@@ -152,6 +152,19 @@ impl fmt::Display for ImageRef {
     }
 }
 
+impl serde::Serialize for ImageRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ImageRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ImageRef::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for ImageRef {
     type Err = RegistryError;
     fn from_str(s: &str) -> Result<Self> {
@@ -565,6 +578,17 @@ mod tests {
             );
             assert!(msg.contains(want), "{input}: {msg} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn serde_as_a_string() {
+        let r: ImageRef = serde_json::from_str(r#""alpine:3""#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#""docker.io/library/alpine:3""#
+        );
+        let err = serde_json::from_str::<ImageRef>(r#""Bad""#).unwrap_err();
+        assert!(err.to_string().contains("lowercase"), "{err}");
     }
 
     #[test]
