@@ -304,35 +304,9 @@ async fn token_auth_registry_with_good_wrong_and_no_credentials() {
 
 /// Pushes `manifest` under each tag (anonymous registry; the blobs already exist).
 async fn push_tags(tb: &Testbed, seed: &Seed, tags: &[String], manifest: &[u8], media_type: &str) {
-    trustkeeper::tls::install_crypto_provider();
-    let certs = reqwest::Certificate::from_pem_bundle(&tb.ca_pem()).unwrap();
-    let http = reqwest::Client::builder()
-        .tls_certs_merge(certs)
-        .build()
-        .unwrap();
-    let base = tb.var("REGISTRY_URL");
-    use futures::StreamExt as _;
-    let results: Vec<_> = futures::stream::iter(tags)
-        .map(|tag| {
-            let http = http.clone();
-            let url = format!("{base}/v2/{}/manifests/{tag}", seed.repository);
-            let body = manifest.to_vec();
-            async move {
-                let r = http
-                    .put(&url)
-                    .header("Content-Type", media_type)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                (url, r.status())
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    for (url, status) in results {
-        assert!(status.is_success(), "PUT {url}: {status}");
+    for tag in tags {
+        tb.push_manifest(&seed.repository, tag, manifest, media_type)
+            .await;
     }
 }
 

@@ -168,3 +168,46 @@ impl Seed {
         std::fs::read(self.dir.join("manifests").join(tag)).expect("read seeded manifest")
     }
 }
+
+impl Testbed {
+    /// Pushes manifest bytes under `tag` of `repository` on the anonymous registry (the blobs
+    /// must exist already, e.g. by pushing a seeded tag's manifest under a new name).
+    pub async fn push_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        manifest: &[u8],
+        media_type: &str,
+    ) {
+        trustkeeper::tls::install_crypto_provider();
+        let certs = reqwest::Certificate::from_pem_bundle(&self.ca_pem()).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_merge(certs)
+            .build()
+            .unwrap();
+        let url = format!(
+            "{}/v2/{repository}/manifests/{tag}",
+            self.var("REGISTRY_URL")
+        );
+        let r = http
+            .put(&url)
+            .header("Content-Type", media_type)
+            .body(manifest.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "PUT {url}: {}", r.status());
+    }
+
+    /// Points `tag` at the manifest of the seeded tag `from` (a new or moved tag).
+    pub async fn retag(&self, seed: &Seed, from: &str, tag: &str) {
+        let up = from.to_uppercase().replace('-', "_");
+        self.push_manifest(
+            &seed.repository,
+            tag,
+            &seed.manifest(from),
+            seed.var(&format!("TAG_{up}_MEDIATYPE")),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,469 @@
+//! The `trustkeeper` binary end to end on the real testbed: what a CI step or a person runs,
+//! with exit codes and messages, and the real notary Go client as referee.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{Seed, Testbed};
+
+struct Cli {
+    trust_dir: tempfile::TempDir,
+    passphrase: Option<String>,
+}
+
+impl Cli {
+    fn new(seed: &Seed) -> Cli {
+        let pass = std::fs::read_to_string(seed.var("DELEGATION_PASSPHRASE_FILE"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Cli {
+            trust_dir: tempfile::tempdir().unwrap(),
+            passphrase: Some(pass),
+        }
+    }
+
+    fn run(&self, tb: &Testbed, args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+        c.args(args)
+            .env("TRUSTKEEPER_TRUST_DIR", self.trust_dir.path())
+            .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
+            .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
+            .env_remove("TRUSTKEEPER_DOCKER_CONFIG")
+            .env_remove("TRUSTKEEPER_PASSPHRASE")
+            .env_remove("NOTARY_AUTH")
+            // An empty HOME: no ~/.docker/config.json, anonymous registry access.
+            .env("HOME", self.trust_dir.path());
+        if let Some(p) = &self.passphrase {
+            c.env("TRUSTKEEPER_PASSPHRASE", p);
+        }
+        c.output().unwrap()
+    }
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn notary_list(tb: &Testbed, gun: &str, role: &str) -> BTreeMap<String, String> {
+    let out = tb.notary(&["list", gun, "-r", role]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 4).then(|| (f[0].to_string(), f[1].to_string()))
+        })
+        .collect()
+}
+
+fn digest(seed: &Seed, tag: &str) -> String {
+    let up = tag.to_uppercase().replace('-', "_");
+    seed.var(&format!("TAG_{up}_DIGEST"))
+        .trim_start_matches("sha256:")
+        .to_string()
+}
+
+#[test]
+fn key_inspect_names_the_key_id() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-key");
+    let cli = Cli::new(&seed);
+    let o = cli.run(
+        tb,
+        &["key", "inspect", seed.var("DELEGATION_KEY"), "-o", "json"],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["key_id"], seed.var("DELEGATION_KEY_ID"));
+    assert_eq!(v[0]["key_type"], "ecdsa");
+    // The passphrase never appears in any output.
+    let (out, err) = text(&o);
+    let pass = cli.passphrase.as_deref().unwrap();
+    assert!(!out.contains(pass) && !err.contains(pass));
+}
+
+#[test]
+fn sign_witness_and_inspect_agree_with_the_go_client() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-sign");
+    let cli = Cli::new(&seed);
+    let key = seed.var("DELEGATION_KEY");
+    let refs: Vec<String> = ["multi", "oci-v1", "oci-multi"]
+        .iter()
+        .map(|t| format!("{}:{t}", seed.gun))
+        .collect();
+    let mut args = vec!["sign"];
+    args.extend(refs.iter().map(String::as_str));
+    args.extend(["--key", key, "--role", "targets/releases"]);
+    let o = cli.run(tb, &args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out.matches("signed ").count(), 3, "{out}");
+    let listed = notary_list(tb, &seed.gun, "targets/releases");
+    for tag in ["v1", "multi", "oci-v1", "oci-multi"] {
+        assert_eq!(listed[tag], digest(&seed, tag), "{tag}");
+    }
+    // The Go client can publish on top of what we published.
+    let add = tb.notary(&[
+        "addhash",
+        &seed.gun,
+        "extra",
+        "3",
+        "--sha256",
+        &"ab".repeat(32),
+        "-r",
+        "targets/releases",
+    ]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let publish = tb.notary(&["publish", &seed.gun]);
+    assert!(
+        publish.status.success(),
+        "{}",
+        String::from_utf8_lossy(&publish.stderr)
+    );
+
+    // inspect: the same tags and digests as `notary list`, with the role docker reads.
+    let o = cli.run(tb, &["inspect", &seed.gun, "-o", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let all = notary_list(tb, &seed.gun, "targets");
+    let ours: BTreeMap<String, String> = v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tag"].as_str().unwrap().to_string(),
+                t["digest"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("sha256:")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(ours, all);
+    assert_eq!(v["repository_key_ids"][0], seed.var("TARGETS_KEY_ID"));
+    let releases = v["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "targets/releases")
+        .unwrap();
+    let version_before = releases["version"].as_u64().unwrap();
+
+    // witness: version + 1, same targets, fresh expiry.
+    tb.run(&[
+        "age",
+        tb.dir.to_str().unwrap(),
+        &seed.gun,
+        "targets/releases",
+        "+30d",
+    ]);
+    let o = cli.run(
+        tb,
+        &[
+            "witness",
+            &seed.gun,
+            "--key",
+            key,
+            "--role",
+            "targets/releases",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("renewed   targets/releases"), "{out}");
+    let o = cli.run(tb, &["inspect", &seed.gun, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let releases = v["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "targets/releases")
+        .unwrap();
+    assert_eq!(
+        releases["version"].as_u64().unwrap(),
+        version_before + 2,
+        "age, then witness"
+    );
+    let expires: jiff::Timestamp = releases["expires"].as_str().unwrap().parse().unwrap();
+    assert!(expires > jiff::Timestamp::now() + jiff::SignedDuration::from_hours(26000));
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/releases").len(),
+        5,
+        "witness kept every target"
+    );
+    let out = tb.notary(&["list", &seed.gun]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("nearing expiry"));
+}
+
+#[test]
+fn bad_input_gets_a_specific_message_and_exit_code_and_publishes_nothing() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-bad");
+    let cli = Cli::new(&seed);
+    let key = seed.var("DELEGATION_KEY");
+    let good = format!("{}:multi", seed.gun);
+    let before = notary_list(tb, &seed.gun, "targets");
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_cert = dir.path().join("ca.pem");
+    std::fs::write(&not_a_cert, "hello, I am not a certificate\n").unwrap();
+    let garbage_key = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage_key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+
+    let mut wrong = Cli::new(&seed);
+    wrong.passphrase = Some("wrong".into());
+    let mut repo_key = Cli::new(&seed);
+    repo_key.passphrase = Some(
+        std::fs::read_to_string(seed.var("TARGETS_PASSPHRASE_FILE"))
+            .unwrap()
+            .trim()
+            .to_string(),
+    );
+    let cases: Vec<(&str, Output, i32, &str)> = vec![
+        (
+            "wrong passphrase",
+            wrong.run(tb, &["sign", &good, "--key", key]),
+            1,
+            "wrong passphrase",
+        ),
+        (
+            "malformed key",
+            cli.run(tb, &["sign", &good, "--key", garbage_key.to_str().unwrap()]),
+            1,
+            "key",
+        ),
+        (
+            "repository key",
+            repo_key.run(tb, &["sign", &good, "--key", seed.var("TARGETS_KEY")]),
+            1,
+            "no valid signing keys for delegation roles",
+        ),
+        (
+            "bad reference",
+            cli.run(tb, &["sign", "Not A Reference:x", "--key", key]),
+            1,
+            "Not A Reference",
+        ),
+        (
+            "no tag",
+            cli.run(tb, &["sign", &seed.gun, "--key", key]),
+            1,
+            "names no tag",
+        ),
+        (
+            "unknown tag",
+            cli.run(tb, &["sign", &format!("{}:nope", seed.gun), "--key", key]),
+            1,
+            "nope",
+        ),
+        (
+            "http notary",
+            cli.run(
+                tb,
+                &[
+                    "sign",
+                    &good,
+                    "--key",
+                    key,
+                    "--notary-url",
+                    "http://127.0.0.1:1",
+                ],
+            ),
+            1,
+            "not https",
+        ),
+        (
+            "CA not a certificate",
+            cli.run(
+                tb,
+                &[
+                    "sign",
+                    &good,
+                    "--key",
+                    key,
+                    "--ca-file",
+                    not_a_cert.to_str().unwrap(),
+                ],
+            ),
+            1,
+            "CA",
+        ),
+        (
+            "unreachable notary",
+            cli.run(
+                tb,
+                &[
+                    "sign",
+                    &good,
+                    "--key",
+                    key,
+                    "--notary-url",
+                    "https://127.0.0.1:1",
+                ],
+            ),
+            1,
+            "unreachable",
+        ),
+        (
+            "bad duration",
+            cli.run(tb, &["sign", &good, "--key", key, "--timeout", "3d"]),
+            1,
+            "Go duration",
+        ),
+        (
+            "usage",
+            cli.run(tb, &["sign", "--key", key]),
+            2,
+            "IMAGE:TAG",
+        ),
+    ];
+    for (what, o, code, needle) in &cases {
+        let (out, err) = text(o);
+        assert_eq!(o.status.code(), Some(*code), "{what}: {out}\n{err}");
+        assert!(
+            err.to_lowercase().contains(&needle.to_lowercase()),
+            "{what}: stderr lacks {needle:?}: {err}"
+        );
+        if *code == 1 {
+            assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
+        }
+        assert!(
+            !err.contains("wrong\n") && !err.contains(cli.passphrase.as_deref().unwrap()),
+            "{what}: secret in output"
+        );
+    }
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets"),
+        before,
+        "nothing was published"
+    );
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn resource(seed: &Seed, tb: &Testbed, tags: &str, interval: &str) -> String {
+    let key = std::fs::read(seed.var("DELEGATION_KEY")).unwrap();
+    let pass = std::fs::read(seed.var("DELEGATION_PASSPHRASE_FILE")).unwrap();
+    let ca = std::fs::read(tb.var("CA_CERT")).unwrap();
+    format!(
+        "apiVersion: trustkeeper.dev/v1alpha1\nkind: SignedImage\nmetadata: {{name: app, namespace: ci}}\nspec:\n  image: {gun}\n  tags: {tags}\n  roles: [targets/releases]\n  signingKey: {{secretRef: {{name: signer}}}}\n  registry: {{ca: {{configMapKeyRef: {{name: ca, key: ca.crt}}}}}}\n  notary:\n    url: {url}\n    ca: {{secretKeyRef: {{name: signer, key: ca.crt}}}}\n  interval: {interval}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: signer, namespace: ci}}\ndata:\n  key.pem: {k}\n  passphrase: {p}\n  ca.crt: {c}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ca, namespace: ci}}\ndata:\n  ca.crt: |\n{ca_text}",
+        gun = seed.gun,
+        url = tb.var("NOTARY_URL"),
+        k = b64(&key),
+        p = b64(&pass),
+        c = b64(&ca),
+        ca_text = String::from_utf8(ca)
+            .unwrap()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>(),
+    )
+}
+
+#[test]
+fn reconcile_from_files_writes_status_beside_them() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-reconcile");
+    let mut cli = Cli::new(&seed);
+    cli.passphrase = None; // it comes from the Secret in the file
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("app.yaml");
+    write(&file, &resource(&seed, tb, "[\"oci-*\", multi]", "5m"));
+    let o = cli.run(tb, &["reconcile", "-f", file.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let listed = notary_list(tb, &seed.gun, "targets/releases");
+    for tag in ["multi", "oci-v1", "oci-multi"] {
+        assert_eq!(listed[tag], digest(&seed, tag));
+    }
+    let status = std::fs::read_to_string(dir.path().join("app.yaml.status.yaml")).unwrap();
+    assert!(status.contains("reason: Signed"), "{status}");
+    assert!(status.contains("tagSummary: 3/3"), "{status}");
+    assert!(status.contains("rootKeyIDs"), "{status}");
+    let pass = std::fs::read_to_string(seed.var("DELEGATION_PASSPHRASE_FILE")).unwrap();
+    assert!(
+        !status.contains(pass.trim()) && !out.contains(pass.trim()) && !err.contains(pass.trim())
+    );
+
+    // Again: nothing new, still Ready, status rewritten with the same trust anchor.
+    let o = cli.run(tb, &["reconcile", "-f", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(!text(&o).0.contains("signed  "), "{:?}", text(&o));
+
+    // A missing Secret is a status reason naming it.
+    write(
+        &file,
+        &resource(&seed, tb, "[multi]", "5m").replace("name: signer}", "name: nosuch}"),
+    );
+    let o = cli.run(tb, &["reconcile", "-f", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("SecretNotFound") && text(&o).1.contains("nosuch"),
+        "{:?}",
+        text(&o)
+    );
+}
+
+#[tokio::test]
+async fn reconcile_watch_signs_new_and_moved_tags() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-watch");
+    let mut cli = Cli::new(&seed);
+    cli.passphrase = None;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.yaml");
+    write(&file, &resource(&seed, tb, "[\"rc-*\"]", "1s"));
+    tb.retag(&seed, "v1", "rc-1").await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trustkeeper"))
+        .args(["reconcile", "--watch", "-f", file.to_str().unwrap()])
+        .env("TRUSTKEEPER_TRUST_DIR", cli.trust_dir.path())
+        .env("HOME", cli.trust_dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |tag: &str, want: String| {
+        for _ in 0..150 {
+            if notary_list(tb, &seed.gun, "targets/releases").get(tag) == Some(&want) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    };
+    let signed_first = wait_for("rc-1", digest(&seed, "v1"));
+    // A new tag and a moved tag are picked up by the next poll.
+    tb.retag(&seed, "multi", "rc-2").await;
+    let signed_new = wait_for("rc-2", digest(&seed, "multi"));
+    tb.retag(&seed, "oci-v1", "rc-1").await;
+    let signed_moved = wait_for("rc-1", digest(&seed, "oci-v1"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(signed_first, "rc-1 signed");
+    assert!(signed_new, "new tag rc-2 signed");
+    assert!(signed_moved, "moved tag rc-1 re-signed");
+}
