@@ -113,6 +113,62 @@ impl PublicKey {
         }
     }
 
+    /// Reads a `PUBLIC KEY` (→ `ecdsa`/`rsa`) or `CERTIFICATE` (→ `ecdsa-x509`/`rsa-x509`, the
+    /// PEM text as notary stores it) block, as `notary delegation add` does.
+    pub fn from_pem(pem_bytes: &[u8]) -> Result<PublicKey> {
+        let bad = |reason: String| Error::MalformedKey {
+            key: "public key PEM".into(),
+            reason,
+        };
+        let p = pem::parse(pem_bytes).map_err(|e| bad(e.to_string()))?;
+        let (spki, cert) = match p.tag() {
+            "PUBLIC KEY" => (p.contents().to_vec(), false),
+            "CERTIFICATE" => {
+                use x509_cert::der::{Decode, Encode};
+                let c = x509_cert::Certificate::from_der(p.contents())
+                    .map_err(|e| bad(e.to_string()))?;
+                let spki = c
+                    .tbs_certificate()
+                    .subject_public_key_info()
+                    .to_der()
+                    .map_err(|e| bad(e.to_string()))?;
+                (spki, true)
+            }
+            other => return Err(bad(format!("{other} block is not a public key"))),
+        };
+        let oid = der_next(&spki)
+            .and_then(|(_, body, _)| der_next(body))
+            .and_then(|(_, alg, _)| der_next(alg))
+            .map(|(_, oid, _)| oid)
+            .ok_or_else(|| bad("bad SubjectPublicKeyInfo".into()))?;
+        let base = if oid == OID_EC {
+            "ecdsa"
+        } else if oid == OID_RSA {
+            "rsa"
+        } else {
+            return Err(Error::UnsupportedKey {
+                key: "public key PEM".into(),
+                what: format!("algorithm OID {}", hex::encode(oid)),
+            });
+        };
+        Ok(if cert {
+            // notary stores the certificate as PEM text without headers.
+            let text = pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", p.contents().to_vec()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            );
+            PublicKey {
+                keytype: format!("{base}-x509"),
+                public: text.into_bytes(),
+            }
+        } else {
+            PublicKey {
+                keytype: base.into(),
+                public: spki,
+            }
+        })
+    }
+
     /// Verifies `sig` (decoded) over `msg` with `method`. Any failure is `false`.
     pub fn verify(&self, method: &str, msg: &[u8], sig: &[u8]) -> bool {
         match (method, self.keytype.as_str()) {
