@@ -347,13 +347,21 @@ fn read(rel: &str) -> Vec<u8> {
 fn public_key_pems_and_what_notary_stored() {
     // Certificates are stored as PEM text: our re-encoding gives notary's IDs.
     let k = PublicKey::from_pem(&read("keys/set-a/certsigner.crt")).unwrap();
-    assert_eq!((k.keytype.as_str(), &k.key_id()[..8]), ("ecdsa-x509", "cef1ad7c"));
+    assert_eq!(
+        (k.keytype.as_str(), &k.key_id()[..8]),
+        ("ecdsa-x509", "cef1ad7c")
+    );
     let k = PublicKey::from_pem(&read("keys/set-a/root-cert.pem")).unwrap();
     assert_eq!(
         k.canonical_id().unwrap(),
         "99b40f9f341051732add457c640e97033a3918ef69220a4b195452d0d7b08292"
     );
-    for (n, id) in [("l1", "a90bf570"), ("l2", "61d67456"), ("l3", "4a3c39f3"), ("l4", "a3095e99")] {
+    for (n, id) in [
+        ("l1", "a90bf570"),
+        ("l2", "61d67456"),
+        ("l3", "4a3c39f3"),
+        ("l4", "a3095e99"),
+    ] {
         let p = PublicKey::from_pem(&read(&format!("keys/legacy/{n}-public.pem"))).unwrap();
         assert_eq!(&p.key_id()[..8], id, "{n}");
         // What `notary key import` stored (re-encrypted, or verbatim for l2/l4) reads back.
@@ -366,7 +374,11 @@ fn public_key_pems_and_what_notary_stored() {
     }
     // `key generate -o`: private (no path header) and public halves agree.
     for (private, public, set) in [
-        ("keys/set-a/releases-key.pem", "keys/set-a/releases.pem", "delegpass123"),
+        (
+            "keys/set-a/releases-key.pem",
+            "keys/set-a/releases.pem",
+            "delegpass123",
+        ),
         (
             "keys/set-b/key-generate-output-key.pem",
             "keys/set-b/key-generate-output.pem",
@@ -374,13 +386,27 @@ fn public_key_pems_and_what_notary_stored() {
         ),
     ] {
         let k = SigningKey::from_pem(&read(private), Some(&pass(set))).unwrap();
-        assert_eq!(k[0].key_id(), PublicKey::from_pem(&read(public)).unwrap().key_id());
+        assert_eq!(
+            k[0].key_id(),
+            PublicKey::from_pem(&read(public)).unwrap().key_id()
+        );
     }
-    for f in ["keys/set-b/client-run-export.pem", "keys/set-b/canonical-upload-releases-key.pem"] {
-        assert!(!SigningKey::from_pem_with(&read(f), set_b_pass).unwrap().is_empty(), "{f}");
+    for f in [
+        "keys/set-b/client-run-export.pem",
+        "keys/set-b/canonical-upload-releases-key.pem",
+    ] {
+        assert!(
+            !SigningKey::from_pem_with(&read(f), set_b_pass)
+                .unwrap()
+                .is_empty(),
+            "{f}"
+        );
     }
     let keys = SigningKey::from_pem_with(&read("keys/set-a/export-gun.pem"), set_a_pass).unwrap();
-    assert!(keys.iter().any(|k| k.gun() == Some("example.com/research/app")));
+    assert!(
+        keys.iter()
+            .any(|k| k.gun() == Some("example.com/research/app"))
+    );
 }
 
 #[test]

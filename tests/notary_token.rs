@@ -51,7 +51,12 @@ async fn token_auth_read_and_publish() {
         .update(&seed.gun, &TrustAnchor::FirstUse, now)
         .await
         .unwrap();
-    assert!(repo.role("targets/releases").unwrap().targets.contains_key("v1"));
+    assert!(
+        repo.role("targets/releases")
+            .unwrap()
+            .targets
+            .contains_key("v1")
+    );
     // Cached pull token: a second update needs no new challenge round.
     c.update(&seed.gun, &TrustAnchor::State(st), now)
         .await
@@ -66,8 +71,13 @@ async fn token_auth_read_and_publish() {
     .unwrap();
     let m = seed.manifest("multi");
     let mut ed = repo.edit();
-    ed.add_target("targets/releases", "multi", &Sha256::digest(&m).into(), m.len() as u64)
-        .unwrap();
+    ed.add_target(
+        "targets/releases",
+        "multi",
+        &Sha256::digest(&m).into(),
+        m.len() as u64,
+    )
+    .unwrap();
     c.publish(&seed.gun, &ed.sign(&key, now).unwrap())
         .await
         .unwrap();
@@ -76,5 +86,10 @@ async fn token_auth_read_and_publish() {
     assert!(out.status.success() && s.contains("multi"), "{s}");
     // The server-managed timestamp key is the one root lists.
     let ts = c.server_key(&seed.gun, "timestamp").await.unwrap();
-    assert!(repo.signers_of("timestamp").unwrap().keys.contains_key(&ts.key_id()));
+    assert!(
+        repo.signers_of("timestamp")
+            .unwrap()
+            .keys
+            .contains_key(&ts.key_id())
+    );
 }
