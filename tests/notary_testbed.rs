@@ -470,3 +470,61 @@ async fn expired_top_level_targets_is_renewed_directly() {
     assert!(repo.role("targets").unwrap().usable());
     assert_same_as_go(tb, &repo, &gun);
 }
+
+/// A repository whose snapshot key the client holds (`notary init` + `publish`, no rotation
+/// to the server): we publish the changed role **and** a snapshot we sign.
+#[tokio::test]
+async fn client_held_snapshot_is_signed_and_uploaded() {
+    let tb = Testbed::get();
+    let gun = tb.unique_gun("snapheld");
+    let trust = tempfile::tempdir().unwrap();
+    let go_in = |args: &[&str]| {
+        let out = Command::new(tb.var("NOTARY_CLIENT"))
+            .env("TESTBED_TRUST_DIR", trust.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let s = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "notary {args:?}: {s}");
+        s
+    };
+    go_in(&["init", &gun]);
+    go_in(&["publish", &gun]);
+    // The store's key files, each with its role's passphrase.
+    let mut keys = Vec::new();
+    for e in std::fs::read_dir(trust.path().join("private")).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        keys.extend(
+            SigningKey::from_pem_with(&bytes, |h| {
+                h.get("role").map(|r| passphrase(tb, r))
+            })
+            .unwrap(),
+        );
+    }
+    assert_eq!(keys.len(), 3);
+    let c = client(tb);
+    let (repo, st) = update(&c, &gun, None).await;
+    let snap_v = repo.snapshot_info.version;
+    let mut ed = repo.edit();
+    ed.add_target("targets", "held", &[9; 32], 9).unwrap();
+    let files = ed.sign(&keys, now()).unwrap();
+    let roles: Vec<&str> = files.iter().map(|f| f.role.as_str()).collect();
+    assert_eq!(roles, ["targets", "snapshot"]);
+    assert_eq!(version_of(&files, "snapshot"), snap_v + 1);
+    c.publish(&gun, &files).await.unwrap();
+    // The server kept our snapshot byte for byte and built the timestamp on it.
+    let (repo, _) = update(&c, &gun, Some(st)).await;
+    assert_eq!(repo.snapshot_info.version, snap_v + 1);
+    let stored = c.get_role(&gun, "snapshot").await.unwrap().unwrap();
+    assert_eq!(stored, files[1].bytes);
+    assert_eq!(go_list(tb, &gun, None)["held"].1, 9);
+    // And the Go client can still publish on top (it holds the same snapshot key).
+    go_in(&["addhash", &gun, "go-held", "4", "--sha256", &"cd".repeat(32)]);
+    go_in(&["publish", &gun]);
+    let go = go_list(tb, &gun, None);
+    assert!(go.contains_key("held") && go.contains_key("go-held"));
+}
