@@ -316,6 +316,9 @@ async fn follows_root_rotation_from_trusted_state() {
     .await
     .unwrap();
     assert_eq!(repo.root_info.version, 3);
+    // notary init: certificate valid 3650 days, the root itself 10 × 365 days.
+    let cert = repo.root_cert_expires.unwrap();
+    assert!(cert > now() && cert <= repo.root_info.expires);
     assert_eq!(st2.root_version, 3);
     assert_ne!(st2.root_key_ids, ids);
     // Pinning the old root key no longer admits the rotated root.

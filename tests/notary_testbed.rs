@@ -499,10 +499,8 @@ async fn client_held_snapshot_is_signed_and_uploaded() {
     for e in std::fs::read_dir(trust.path().join("private")).unwrap() {
         let bytes = std::fs::read(e.unwrap().path()).unwrap();
         keys.extend(
-            SigningKey::from_pem_with(&bytes, |h| {
-                h.get("role").map(|r| passphrase(tb, r))
-            })
-            .unwrap(),
+            SigningKey::from_pem_with(&bytes, |h| h.get("role").map(|r| passphrase(tb, r)))
+                .unwrap(),
         );
     }
     assert_eq!(keys.len(), 3);
@@ -523,7 +521,14 @@ async fn client_held_snapshot_is_signed_and_uploaded() {
     assert_eq!(stored, files[1].bytes);
     assert_eq!(go_list(tb, &gun, None)["held"].1, 9);
     // And the Go client can still publish on top (it holds the same snapshot key).
-    go_in(&["addhash", &gun, "go-held", "4", "--sha256", &"cd".repeat(32)]);
+    go_in(&[
+        "addhash",
+        &gun,
+        "go-held",
+        "4",
+        "--sha256",
+        &"cd".repeat(32),
+    ]);
     go_in(&["publish", &gun]);
     let go = go_list(tb, &gun, None);
     assert!(go.contains_key("held") && go.contains_key("go-held"));

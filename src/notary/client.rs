@@ -116,6 +116,9 @@ pub struct RoleInfo {
 pub struct Repository {
     pub gun: String,
     pub root: Root,
+    /// Earliest `notAfter` of root's certificates: re-signing root does not renew it; plan a
+    /// root key rotation before it (notary-v1.md §9.1).
+    pub root_cert_expires: Option<Timestamp>,
     pub root_info: RoleInfo,
     pub snapshot_info: RoleInfo,
     pub timestamp_info: RoleInfo,
@@ -368,7 +371,8 @@ fn root_key_ids(root: &Root) -> Vec<String> {
     ids
 }
 
-fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<()> {
+/// Checks root's roles and certificates; returns the earliest expiry of its valid certificates.
+fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<Option<Timestamp>> {
     for role in ["root", "targets", "snapshot", "timestamp"] {
         let rk = root
             .roles
@@ -388,6 +392,7 @@ fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<()> {
     }
     // Root certificates: CN = GUN, inside validity (notary's ValidateCertificate).
     let mut good = 0;
+    let mut earliest: Option<Timestamp> = None;
     let mut why = String::new();
     for id in &root.roles["root"].keyids {
         let k = &root.keys[id];
@@ -415,6 +420,9 @@ fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<()> {
             why = format!("certificate {id} is not valid yet");
         } else {
             good += 1;
+            if let Ok(t) = Timestamp::from_second(na) {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
         }
     }
     if good == 0 {
@@ -427,7 +435,7 @@ fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<()> {
             },
         });
     }
-    Ok(())
+    Ok(earliest)
 }
 
 fn rollback(state: Option<&TrustState>, role: &str, offered: u64) -> Result<()> {
@@ -503,7 +511,7 @@ pub async fn update_with<F: Fetch>(
         .ok_or_else(|| Error::UnknownRepository { gun: gun.into() })?;
     let root_env = Envelope::parse("root", &root_bytes)?;
     let root: Root = metadata::view(&root_env, "root", "Root")?;
-    check_root_shape(&root, gun, now)?;
+    let root_cert_expires = check_root_shape(&root, gun, now)?;
     match anchor {
         TrustAnchor::FirstUse => check_root_role(&root, &root_env, &root, "root")?,
         TrustAnchor::PinnedKeys(pins) => {
@@ -739,6 +747,7 @@ pub async fn update_with<F: Fetch>(
     };
     let repo = Repository {
         gun: gun.into(),
+        root_cert_expires,
         root_info: RoleInfo {
             name: "root".into(),
             version: root.version,

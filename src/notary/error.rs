@@ -51,7 +51,7 @@ pub enum Error {
         listed: Vec<String>,
     },
 
-    #[error("{role} expired at {} ; re-sign (renew) {role} with its key", display(*.expires))]
+    #[error("{role} expired at {}; re-sign (renew) {role} with its key", display(*.expires))]
     Expired { role: String, expires: Timestamp },
 
     #[error(

@@ -287,18 +287,20 @@ impl SigningKey {
             reason: e.to_string(),
         })?;
         let mut out = Vec::new();
-        for (i, block) in blocks.iter().enumerate() {
+        for (i, block) in blocks.into_iter().enumerate() {
             let mut headers = BTreeMap::new();
             for (k, v) in block.headers().iter() {
                 headers.insert(k.to_string(), v.to_string());
             }
+            let tag = block.tag().to_string();
             let label = headers
                 .get("path")
                 .or_else(|| headers.get("role"))
                 .map(|s| format!("{s} (block {})", i + 1))
                 .unwrap_or_else(|| format!("block {}", i + 1));
-            let der = Zeroizing::new(block.contents().to_vec());
-            let secret = match block.tag() {
+            // Unencrypted blocks hold the key itself: zeroize the decoded bytes.
+            let der = Zeroizing::new(block.into_contents());
+            let secret = match tag.as_str() {
                 "ENCRYPTED PRIVATE KEY" => {
                     let pass = passphrase_for(&headers);
                     let pass = pass.as_ref().ok_or_else(|| Error::WrongPassphrase {
@@ -355,7 +357,7 @@ impl SigningKey {
                 "RSA PRIVATE KEY" | "ED25519 PRIVATE KEY" => {
                     return Err(Error::UnsupportedKey {
                         key: label,
-                        what: format!("{} cannot sign here", block.tag()),
+                        what: format!("{tag} cannot sign here"),
                     });
                 }
                 _ => continue,
@@ -563,13 +565,13 @@ fn legacy_decrypt(
         return Err(malformed(label, "DEK-Info IV is not 16 bytes".into()));
     }
     let mut key = Zeroizing::new(Vec::with_capacity(48));
-    let mut prev: Vec<u8> = Vec::new();
+    let mut prev = Zeroizing::new(Vec::new());
     while key.len() < 32 {
         let mut h = Md5::new();
         h.update(&prev);
         h.update(pass.expose_secret().as_bytes());
         h.update(&iv[..8]);
-        prev = h.finalize().to_vec();
+        prev = Zeroizing::new(h.finalize().to_vec());
         key.extend_from_slice(&prev);
     }
     let dec = cbc::Decryptor::<aes::Aes256>::new_from_slices(&key[..32], &iv)
