@@ -533,3 +533,84 @@ async fn client_held_snapshot_is_signed_and_uploaded() {
     let go = go_list(tb, &gun, None);
     assert!(go.contains_key("held") && go.contains_key("go-held"));
 }
+
+/// `targets/releases` signed by a key its parent no longer lists (signer replaced): readers hide
+/// it ("valid signatures did not meet threshold"); we keep its content and a witness with the
+/// new key revives it with every old target.
+#[tokio::test]
+async fn role_signed_by_a_removed_key_is_revived_by_witness() {
+    let tb = Testbed::get();
+    let seed = tb.seed("replaced");
+    let gun = seed.gun.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let generated = Command::new(tb.var("NOTARY_CLIENT"))
+        .env("TESTBED_TRUST_DIR", tmp.path().join("trust"))
+        .current_dir(tmp.path())
+        .args([
+            "key",
+            "generate",
+            "ecdsa",
+            "--role",
+            "targets/releases",
+            "-o",
+            "newkey",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let new_key = SigningKey::from_pem(
+        &std::fs::read(tmp.path().join("newkey-key.pem")).unwrap(),
+        Some(&passphrase(tb, "delegation")),
+    )
+    .unwrap()
+    .remove(0);
+    let old_id = tb.var_keys_delegation_id();
+    let new_pub = tmp.path().join("newkey.pem");
+    go_cmd(
+        tb,
+        &["delegation", "remove", &gun, "targets/releases", &old_id],
+    );
+    go_cmd(
+        tb,
+        &[
+            "delegation",
+            "add",
+            &gun,
+            "targets/releases",
+            new_pub.to_str().unwrap(),
+            "--all-paths",
+        ],
+    );
+    go_cmd(tb, &["publish", &gun]);
+
+    let c = client(tb);
+    let (repo, _) = update(&c, &gun, None).await;
+    let rel = repo.role("targets/releases").unwrap();
+    assert!(
+        matches!(rel.health, RoleHealth::BadSignatures(_)),
+        "{:?}",
+        rel.health
+    );
+    assert!(rel.targets.contains_key("v1"));
+    assert!(go_list(tb, &gun, Some("targets/releases")).is_empty());
+    assert!(our_list(&repo, "targets/releases").is_empty());
+    // The old key is refused for signing; the new one works.
+    let mut ed = repo.edit();
+    ed.witness("targets/releases", None).unwrap();
+    let e = ed.sign(&[delegation_key(tb)], now()).unwrap_err();
+    assert!(matches!(e, Error::KeyNotSigner { .. }), "{e}");
+    let files = ed.sign(std::slice::from_ref(&new_key), now()).unwrap();
+    assert_eq!(version_of(&files, "targets/releases"), rel.version + 1);
+    c.publish(&gun, &files).await.unwrap();
+    assert_eq!(
+        go_list(tb, &gun, Some("targets/releases"))["v1"].2,
+        "targets/releases"
+    );
+    let (repo, _) = update(&c, &gun, None).await;
+    assert!(repo.role("targets/releases").unwrap().usable());
+    assert_same_as_go(tb, &repo, &gun);
+}
