@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::vectors::{Memory, now};
+use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trustkeeper::notary::client::{TrustAnchor, TrustState, update_with};
 use trustkeeper::notary::metadata::Envelope;
-use trustkeeper::notary::{Error, NotaryClient, ServerConfig};
+use trustkeeper::notary::{Auth, Error, NotaryClient, ServerConfig};
 
 const GUN: &str = "example.com/research/app";
 
@@ -156,6 +157,12 @@ async fn truncated_snapshot() {
 
 /// Serves a [`Memory`] over plain HTTP/1.1, optionally chunked (no Content-Length).
 async fn serve(m: Memory, chunked: bool) -> String {
+    serve_with(m, chunked, None).await
+}
+
+/// Like [`serve`]; with `basic`, requests without `Authorization: Basic <basic>` get a Basic
+/// challenge (as a proxy in front of notary-server would send).
+async fn serve_with(m: Memory, chunked: bool, basic: Option<String>) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let m = Arc::new(m);
@@ -165,6 +172,7 @@ async fn serve(m: Memory, chunked: bool) -> String {
                 return;
             };
             let m = m.clone();
+            let basic = basic.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
@@ -181,7 +189,12 @@ async fn serve(m: Memory, chunked: bool) -> String {
                 let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                 let prefix = format!("/v2/{GUN}/_trust/tuf/");
                 let body = path.strip_prefix(&prefix).and_then(|n| m.files.get(n));
+                let authorized = basic.as_ref().is_none_or(|b| {
+                    head.lines()
+                        .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Basic {b}")))
+                });
                 let resp = match body {
+                    _ if !authorized => b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"notary\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
                     None => {
                         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                             .to_vec()
@@ -285,4 +298,33 @@ fn trust_state_round_trips_as_json() {
         r#"{"rootKeyIds":["ab"],"rootVersion":2,"versions":{"targets/releases":3}}"#
     );
     assert_eq!(serde_json::from_str::<TrustState>(&j).unwrap(), st);
+}
+
+#[tokio::test]
+async fn basic_auth_challenge() {
+    use base64::Engine as _;
+    let cred = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    let url = serve_with(base(), false, Some(cred)).await;
+    let with = |auth: Auth| {
+        trustkeeper::tls::install_crypto_provider();
+        NotaryClient::new(ServerConfig {
+            auth,
+            ..ServerConfig::new(url.clone())
+        })
+        .unwrap()
+    };
+    let basic = |p: &str| Auth::Basic {
+        username: "alice".into(),
+        password: SecretString::from(p.to_string()),
+    };
+    let c = with(basic("s3cret"));
+    c.update(GUN, &TrustAnchor::FirstUse, now()).await.unwrap();
+    c.update(GUN, &TrustAnchor::FirstUse, now()).await.unwrap();
+    for auth in [Auth::Anonymous, basic("wrong")] {
+        let e = with(auth)
+            .update(GUN, &TrustAnchor::FirstUse, now())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Unauthorized { status: 401, .. }), "{e}");
+    }
 }

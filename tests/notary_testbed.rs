@@ -614,3 +614,67 @@ async fn role_signed_by_a_removed_key_is_revived_by_witness() {
     assert!(repo.role("targets/releases").unwrap().usable());
     assert_same_as_go(tb, &repo, &gun);
 }
+
+/// `notary key rotate GUN root` (in its own trust dir): from the earlier trusted state we walk
+/// `N.root.json` to the new root; a pin on the old root key no longer admits it.
+#[tokio::test]
+async fn root_rotation_is_followed_from_trusted_state() {
+    use std::io::Write;
+    let tb = Testbed::get();
+    let gun = tb.unique_gun("rotate");
+    let trust = tempfile::tempdir().unwrap();
+    let go_in = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(tb.var("NOTARY_CLIENT"))
+            .env("TESTBED_TRUST_DIR", trust.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "notary {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    go_in(&["init", &gun], "");
+    go_in(&["publish", &gun], "");
+    let c = client(tb);
+    let (repo, st) = update(&c, &gun, None).await;
+    let old_root_ids = st.root_key_ids.clone();
+    let old_canonical: Vec<String> = repo.signers_of("root").unwrap().canonical_ids();
+    go_in(&["key", "rotate", &gun, "root"], "yes\n");
+    go_in(
+        &["addhash", &gun, "after", "1", "--sha256", &"ef".repeat(32)],
+        "",
+    );
+    go_in(&["publish", &gun], "");
+
+    let (repo, st2) = update(&c, &gun, Some(st.clone())).await;
+    assert_eq!(st2.root_version, st.root_version + 1);
+    assert_ne!(st2.root_key_ids, old_root_ids);
+    assert!(repo.role("targets").unwrap().targets.contains_key("after"));
+    let e = c
+        .update(&gun, &TrustAnchor::PinnedKeys(old_canonical), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UntrustedRoot { .. }), "{e}");
+    // A state claiming other keys at the old version is refused.
+    let forged = TrustState {
+        root_key_ids: vec!["00".repeat(32)],
+        ..st
+    };
+    let e = c
+        .update(&gun, &TrustAnchor::State(forged), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UntrustedRoot { .. }), "{e}");
+}
