@@ -678,3 +678,48 @@ async fn root_rotation_is_followed_from_trusted_state() {
         .unwrap_err();
     assert!(matches!(e, Error::UntrustedRoot { .. }), "{e}");
 }
+
+/// A delegation declared by `notary delegation add` but never signed has no file: our first
+/// signature creates it at version 1 and the Go client lists it.
+#[tokio::test]
+async fn first_file_of_a_declared_delegation() {
+    let tb = Testbed::get();
+    let seed = tb.seed("declared");
+    let gun = seed.gun.clone();
+    let pubkey = std::path::Path::new(tb.var("TESTBED_KEYS_DIR")).join("delegation.pub.pem");
+    go_cmd(
+        tb,
+        &[
+            "delegation",
+            "add",
+            &gun,
+            "targets/qa",
+            pubkey.to_str().unwrap(),
+            "--paths",
+            "qa/",
+        ],
+    );
+    go_cmd(tb, &["publish", &gun]);
+    let c = client(tb);
+    let (repo, _) = update(&c, &gun, None).await;
+    assert_eq!(repo.declared_without_file(), ["targets/qa"]);
+    assert!(repo.role("targets/qa").is_none());
+    let e = repo
+        .edit()
+        .add_target("targets/qa", "v9", &[1; 32], 1)
+        .unwrap_err();
+    assert!(matches!(e, Error::TargetNotAllowed { .. }), "{e}");
+    let (h, n) = manifest(&seed, "oci-v1");
+    let mut ed = repo.edit();
+    ed.add_target("targets/qa", "qa/oci", &h, n).unwrap();
+    let files = ed.sign(&[delegation_key(tb)], now()).unwrap();
+    assert_eq!(version_of(&files, "targets/qa"), 1);
+    c.publish(&gun, &files).await.unwrap();
+    let (repo, _) = update(&c, &gun, None).await;
+    assert_eq!(repo.role("targets/qa").unwrap().paths, ["qa/"]);
+    assert_eq!(
+        go_list(tb, &gun, Some("targets/qa"))["qa/oci"].2,
+        "targets/qa"
+    );
+    assert_same_as_go(tb, &repo, &gun);
+}
