@@ -600,7 +600,7 @@ pub async fn update_with<F: Fetch>(
             check_root_role(&root, &root_env, &root, "root")?;
         }
     }
-    if root.expires <= now {
+    if root.expires < now {
         return Err(Error::Expired {
             role: "root".into(),
             expires: root.expires,
@@ -622,7 +622,7 @@ pub async fn update_with<F: Fetch>(
     let ts: Meta = metadata::view(&ts_env, "timestamp", "Timestamp")?;
     base_check("timestamp", &ts_env)?;
     rollback(state, "timestamp", ts.version)?;
-    if ts.expires <= now {
+    if ts.expires < now {
         return Err(Error::Expired {
             role: "timestamp".into(),
             expires: ts.expires,
@@ -643,7 +643,7 @@ pub async fn update_with<F: Fetch>(
     let snap: Meta = metadata::view(&snap_env, "snapshot", "Snapshot")?;
     base_check("snapshot", &snap_env)?;
     rollback(state, "snapshot", snap.version)?;
-    if snap.expires <= now {
+    if snap.expires < now {
         return Err(Error::Expired {
             role: "snapshot".into(),
             expires: snap.expires,
@@ -752,20 +752,20 @@ pub async fn update_with<F: Fetch>(
             name: "root".into(),
             version: root.version,
             expires: root.expires,
-            expired: root.expires <= now,
+            expired: root.expires < now,
         },
         root,
         snapshot_info: RoleInfo {
             name: "snapshot".into(),
             version: snap.version,
             expires: snap.expires,
-            expired: snap.expires <= now,
+            expired: snap.expires < now,
         },
         timestamp_info: RoleInfo {
             name: "timestamp".into(),
             version: ts.version,
             expires: ts.expires,
-            expired: ts.expires <= now,
+            expired: ts.expires < now,
         },
         snapshot: snap_env,
         snapshot_meta: snap.meta,
@@ -775,6 +775,7 @@ pub async fn update_with<F: Fetch>(
     Ok((repo, new_state))
 }
 
+/// Expired = `expires` before `now` (Go's `IsExpired`).
 fn make_role(
     name: &str,
     body: Targets,
@@ -784,7 +785,7 @@ fn make_role(
     now: Timestamp,
     sig_err: Option<String>,
 ) -> TargetsRole {
-    let expired = body.expires <= now;
+    let expired = body.expires < now;
     let health = match sig_err {
         Some(e) => RoleHealth::BadSignatures(e),
         None if expired => RoleHealth::Expired,
