@@ -328,3 +328,56 @@ async fn basic_auth_challenge() {
         assert!(matches!(e, Error::Unauthorized { status: 401, .. }), "{e}");
     }
 }
+
+/// Serves an older `root.json` on the first request only (root rotated while we read).
+struct RotatedWhileReading {
+    m: Memory,
+    old_root: Vec<u8>,
+    served: std::sync::atomic::AtomicBool,
+}
+
+impl trustkeeper::notary::client::Fetch for RotatedWhileReading {
+    async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>, Error> {
+        if name == "root.json" && !self.served.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(Some(self.old_root.clone()));
+        }
+        self.m.fetch(gun, name, limit).await
+    }
+}
+
+#[tokio::test]
+async fn root_changed_while_reading_is_read_again() {
+    let m = Memory::load("client-run");
+    let old_root = m.files["2.root.json"].clone();
+    let f = RotatedWhileReading {
+        m: m.clone(),
+        old_root: old_root.clone(),
+        served: Default::default(),
+    };
+    let (repo, _) = update_with(
+        &f,
+        "example.com/vectors/wire",
+        &TrustAnchor::FirstUse,
+        now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(repo.root_info.version, 3);
+    // Always the old root: the snapshot keeps disagreeing, reported as tampering.
+    let mut stale = m;
+    stale.put("root.json", old_root);
+    let e = update_with(
+        &stale,
+        "example.com/vectors/wire",
+        &TrustAnchor::FirstUse,
+        now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::Tampered { role, .. } if role == "root"),
+        "{e}"
+    );
+    assert!(!e.is_transient());
+    assert!(Error::VersionConflict { gun: "g".into() }.is_transient());
+}

@@ -493,8 +493,23 @@ fn restrict(parent: &[String], own: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The update algorithm over any file source.
+/// The update algorithm over any file source. If root changes while reading (the snapshot
+/// announces another root than the one fetched), the update runs once more.
 pub async fn update_with<F: Fetch>(
+    f: &F,
+    gun: &str,
+    anchor: &TrustAnchor,
+    now: Timestamp,
+) -> Result<(Repository, TrustState)> {
+    match update_once(f, gun, anchor, now).await {
+        Err(Error::Tampered { role, by, .. }) if role == "root" && by == "snapshot" => {
+            update_once(f, gun, anchor, now).await
+        }
+        other => other,
+    }
+}
+
+async fn update_once<F: Fetch>(
     f: &F,
     gun: &str,
     anchor: &TrustAnchor,
