@@ -247,6 +247,7 @@ pub struct SigningKey {
     public: PublicKey,
     id: String,
     headers: BTreeMap<String, String>,
+    notary_compatible: bool,
 }
 
 impl fmt::Debug for SigningKey {
@@ -300,6 +301,7 @@ impl SigningKey {
                 .unwrap_or_else(|| format!("block {}", i + 1));
             // Unencrypted blocks hold the key itself: zeroize the decoded bytes.
             let der = Zeroizing::new(block.into_contents());
+            let mut notary_compatible = true;
             let secret = match tag.as_str() {
                 "ENCRYPTED PRIVATE KEY" => {
                     let pass = passphrase_for(&headers);
@@ -308,6 +310,16 @@ impl SigningKey {
                     })?;
                     let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
                         .map_err(|e| malformed(&label, e.to_string()))?;
+                    // notary assumes PBKDF2-HMAC-SHA1 + AES-256-CBC (OpenSSL 3 defaults differ).
+                    notary_compatible = info.encryption_algorithm.pbes2().is_some_and(|p| {
+                        p.kdf
+                            .pbkdf2()
+                            .is_some_and(|k| k.prf == pkcs8::pkcs5::pbes2::Pbkdf2Prf::HmacWithSha1)
+                            && matches!(
+                                p.encryption,
+                                pkcs8::pkcs5::pbes2::EncryptionScheme::Aes256Cbc { .. }
+                            )
+                    });
                     let doc =
                         info.decrypt(pass.expose_secret().as_bytes())
                             .map_err(|e| match e {
@@ -395,6 +407,7 @@ impl SigningKey {
                 public,
                 id,
                 headers,
+                notary_compatible,
             });
         }
         if out.is_empty() {
@@ -413,6 +426,13 @@ impl SigningKey {
 
     pub fn public(&self) -> &PublicKey {
         &self.public
+    }
+
+    /// False for an encrypted block that notary and Docker cannot decrypt (a PRF other than
+    /// HMAC-SHA1, e.g. OpenSSL 3's default hmacWithSHA256): trustkeeper can sign with it, but
+    /// hand it to the Go tools only re-encrypted (notary-v1.md §5.2).
+    pub fn notary_compatible(&self) -> bool {
+        self.notary_compatible
     }
 
     /// PEM headers (`role`, `gun`, `path`, …).
