@@ -198,6 +198,8 @@ fn export_files_and_legacy_inputs() {
         )
         .unwrap_or_else(|e| panic!("{f}: {e}"));
         assert_eq!(&keys[0].key_id()[..8], id, "{f}");
+        // l4 is encrypted with OpenSSL 3 defaults (hmacWithSHA256): readable here, not by notary.
+        assert_eq!(keys[0].notary_compatible(), f != "l4-input.pem", "{f}");
     }
 }
 
@@ -316,6 +318,9 @@ async fn follows_root_rotation_from_trusted_state() {
     .await
     .unwrap();
     assert_eq!(repo.root_info.version, 3);
+    // notary init: certificate valid 3650 days, the root itself 10 × 365 days.
+    let cert = repo.root_cert_expires.unwrap();
+    assert!(cert > now() && cert <= repo.root_info.expires);
     assert_eq!(st2.root_version, 3);
     assert_ne!(st2.root_key_ids, ids);
     // Pinning the old root key no longer admits the rotated root.
@@ -337,4 +342,89 @@ async fn follows_root_rotation_from_trusted_state() {
     )
     .await
     .unwrap();
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(vdir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn public_key_pems_and_what_notary_stored() {
+    // Certificates are stored as PEM text: our re-encoding gives notary's IDs.
+    let k = PublicKey::from_pem(&read("keys/set-a/certsigner.crt")).unwrap();
+    assert_eq!(
+        (k.keytype.as_str(), &k.key_id()[..8]),
+        ("ecdsa-x509", "cef1ad7c")
+    );
+    let k = PublicKey::from_pem(&read("keys/set-a/root-cert.pem")).unwrap();
+    assert_eq!(
+        k.canonical_id().unwrap(),
+        "99b40f9f341051732add457c640e97033a3918ef69220a4b195452d0d7b08292"
+    );
+    for (n, id) in [
+        ("l1", "a90bf570"),
+        ("l2", "61d67456"),
+        ("l3", "4a3c39f3"),
+        ("l4", "a3095e99"),
+    ] {
+        let p = PublicKey::from_pem(&read(&format!("keys/legacy/{n}-public.pem"))).unwrap();
+        assert_eq!(&p.key_id()[..8], id, "{n}");
+        // What `notary key import` stored (re-encrypted, or verbatim for l2/l4) reads back.
+        let k = SigningKey::from_pem(
+            &read(&format!("keys/legacy/{n}-stored-by-notary.key")),
+            Some(&pass("vectors-delegation")),
+        )
+        .unwrap_or_else(|e| panic!("{n}: {e}"));
+        assert_eq!(k[0].key_id(), p.key_id(), "{n}");
+    }
+    // `key generate -o`: private (no path header) and public halves agree.
+    for (private, public, set) in [
+        (
+            "keys/set-a/releases-key.pem",
+            "keys/set-a/releases.pem",
+            "delegpass123",
+        ),
+        (
+            "keys/set-b/key-generate-output-key.pem",
+            "keys/set-b/key-generate-output.pem",
+            "vectors-delegation",
+        ),
+    ] {
+        let k = SigningKey::from_pem(&read(private), Some(&pass(set))).unwrap();
+        assert_eq!(
+            k[0].key_id(),
+            PublicKey::from_pem(&read(public)).unwrap().key_id()
+        );
+    }
+    for f in [
+        "keys/set-b/client-run-export.pem",
+        "keys/set-b/canonical-upload-releases-key.pem",
+    ] {
+        assert!(
+            !SigningKey::from_pem_with(&read(f), set_b_pass)
+                .unwrap()
+                .is_empty(),
+            "{f}"
+        );
+    }
+    let keys = SigningKey::from_pem_with(&read("keys/set-a/export-gun.pem"), set_a_pass).unwrap();
+    assert!(
+        keys.iter()
+            .any(|k| k.gun() == Some("example.com/research/app"))
+    );
+}
+
+#[test]
+fn manifest_target_meta() {
+    let m = read("manifests/schema2-v1.json");
+    assert_eq!(
+        hex::encode(Sha256::digest(&m)),
+        "c512d672400a70f985a0b560012538262a2d5803ecde325dcf0162d3616cddeb"
+    );
+    let t = Envelope::parse("t", &read("repos/client-run/targets_releases.json")).unwrap();
+    assert_eq!(t.signed["targets"]["v1"]["length"], m.len());
+    assert_eq!(
+        t.signed["targets"]["v1"]["hashes"]["sha256"],
+        "xRLWckAKcPmFoLVgASU4JiotWAPs3jJdzwFi02Fs3es="
+    );
 }

@@ -116,6 +116,9 @@ pub struct RoleInfo {
 pub struct Repository {
     pub gun: String,
     pub root: Root,
+    /// Earliest `notAfter` of root's certificates: re-signing root does not renew it; plan a
+    /// root key rotation before it (notary-v1.md §9.1).
+    pub root_cert_expires: Option<Timestamp>,
     pub root_info: RoleInfo,
     pub snapshot_info: RoleInfo,
     pub timestamp_info: RoleInfo,
@@ -368,7 +371,8 @@ fn root_key_ids(root: &Root) -> Vec<String> {
     ids
 }
 
-fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<()> {
+/// Checks root's roles and certificates; returns the earliest expiry of its valid certificates.
+fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<Option<Timestamp>> {
     for role in ["root", "targets", "snapshot", "timestamp"] {
         let rk = root
             .roles
@@ -388,6 +392,7 @@ fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<()> {
     }
     // Root certificates: CN = GUN, inside validity (notary's ValidateCertificate).
     let mut good = 0;
+    let mut earliest: Option<Timestamp> = None;
     let mut why = String::new();
     for id in &root.roles["root"].keyids {
         let k = &root.keys[id];
@@ -415,6 +420,9 @@ fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<()> {
             why = format!("certificate {id} is not valid yet");
         } else {
             good += 1;
+            if let Ok(t) = Timestamp::from_second(na) {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
         }
     }
     if good == 0 {
@@ -427,7 +435,7 @@ fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<()> {
             },
         });
     }
-    Ok(())
+    Ok(earliest)
 }
 
 fn rollback(state: Option<&TrustState>, role: &str, offered: u64) -> Result<()> {
@@ -485,8 +493,23 @@ fn restrict(parent: &[String], own: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The update algorithm over any file source.
+/// The update algorithm over any file source. If root changes while reading (the snapshot
+/// announces another root than the one fetched), the update runs once more.
 pub async fn update_with<F: Fetch>(
+    f: &F,
+    gun: &str,
+    anchor: &TrustAnchor,
+    now: Timestamp,
+) -> Result<(Repository, TrustState)> {
+    match update_once(f, gun, anchor, now).await {
+        Err(Error::Tampered { role, by, .. }) if role == "root" && by == "snapshot" => {
+            update_once(f, gun, anchor, now).await
+        }
+        other => other,
+    }
+}
+
+async fn update_once<F: Fetch>(
     f: &F,
     gun: &str,
     anchor: &TrustAnchor,
@@ -503,7 +526,7 @@ pub async fn update_with<F: Fetch>(
         .ok_or_else(|| Error::UnknownRepository { gun: gun.into() })?;
     let root_env = Envelope::parse("root", &root_bytes)?;
     let root: Root = metadata::view(&root_env, "root", "Root")?;
-    check_root_shape(&root, gun, now)?;
+    let root_cert_expires = check_root_shape(&root, gun, now)?;
     match anchor {
         TrustAnchor::FirstUse => check_root_role(&root, &root_env, &root, "root")?,
         TrustAnchor::PinnedKeys(pins) => {
@@ -592,7 +615,7 @@ pub async fn update_with<F: Fetch>(
             check_root_role(&root, &root_env, &root, "root")?;
         }
     }
-    if root.expires <= now {
+    if root.expires < now {
         return Err(Error::Expired {
             role: "root".into(),
             expires: root.expires,
@@ -614,7 +637,7 @@ pub async fn update_with<F: Fetch>(
     let ts: Meta = metadata::view(&ts_env, "timestamp", "Timestamp")?;
     base_check("timestamp", &ts_env)?;
     rollback(state, "timestamp", ts.version)?;
-    if ts.expires <= now {
+    if ts.expires < now {
         return Err(Error::Expired {
             role: "timestamp".into(),
             expires: ts.expires,
@@ -635,7 +658,7 @@ pub async fn update_with<F: Fetch>(
     let snap: Meta = metadata::view(&snap_env, "snapshot", "Snapshot")?;
     base_check("snapshot", &snap_env)?;
     rollback(state, "snapshot", snap.version)?;
-    if snap.expires <= now {
+    if snap.expires < now {
         return Err(Error::Expired {
             role: "snapshot".into(),
             expires: snap.expires,
@@ -739,24 +762,25 @@ pub async fn update_with<F: Fetch>(
     };
     let repo = Repository {
         gun: gun.into(),
+        root_cert_expires,
         root_info: RoleInfo {
             name: "root".into(),
             version: root.version,
             expires: root.expires,
-            expired: root.expires <= now,
+            expired: root.expires < now,
         },
         root,
         snapshot_info: RoleInfo {
             name: "snapshot".into(),
             version: snap.version,
             expires: snap.expires,
-            expired: snap.expires <= now,
+            expired: snap.expires < now,
         },
         timestamp_info: RoleInfo {
             name: "timestamp".into(),
             version: ts.version,
             expires: ts.expires,
-            expired: ts.expires <= now,
+            expired: ts.expires < now,
         },
         snapshot: snap_env,
         snapshot_meta: snap.meta,
@@ -766,6 +790,7 @@ pub async fn update_with<F: Fetch>(
     Ok((repo, new_state))
 }
 
+/// Expired = `expires` before `now` (Go's `IsExpired`).
 fn make_role(
     name: &str,
     body: Targets,
@@ -775,7 +800,7 @@ fn make_role(
     now: Timestamp,
     sig_err: Option<String>,
 ) -> TargetsRole {
-    let expired = body.expires <= now;
+    let expired = body.expires < now;
     let health = match sig_err {
         Some(e) => RoleHealth::BadSignatures(e),
         None if expired => RoleHealth::Expired,

@@ -51,7 +51,7 @@ pub enum Error {
         listed: Vec<String>,
     },
 
-    #[error("{role} expired at {} ; re-sign (renew) {role} with its key", display(*.expires))]
+    #[error("{role} expired at {}; re-sign (renew) {role} with its key", display(*.expires))]
     Expired { role: String, expires: Timestamp },
 
     #[error(
@@ -140,6 +140,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// Worth retrying as is (after a fresh update for a version conflict): the network, the
+    /// server, or a concurrent writer. Everything else needs a human or a config change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { .. } | Error::VersionConflict { .. } => true,
+            Error::Server { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+
     pub(crate) fn invalid(role: &str, reason: impl Into<String>) -> Self {
         Error::InvalidMetadata {
             role: role.to_string(),

@@ -113,6 +113,62 @@ impl PublicKey {
         }
     }
 
+    /// Reads a `PUBLIC KEY` (→ `ecdsa`/`rsa`) or `CERTIFICATE` (→ `ecdsa-x509`/`rsa-x509`, the
+    /// PEM text as notary stores it) block, as `notary delegation add` does.
+    pub fn from_pem(pem_bytes: &[u8]) -> Result<PublicKey> {
+        let bad = |reason: String| Error::MalformedKey {
+            key: "public key PEM".into(),
+            reason,
+        };
+        let p = pem::parse(pem_bytes).map_err(|e| bad(e.to_string()))?;
+        let (spki, cert) = match p.tag() {
+            "PUBLIC KEY" => (p.contents().to_vec(), false),
+            "CERTIFICATE" => {
+                use x509_cert::der::{Decode, Encode};
+                let c = x509_cert::Certificate::from_der(p.contents())
+                    .map_err(|e| bad(e.to_string()))?;
+                let spki = c
+                    .tbs_certificate()
+                    .subject_public_key_info()
+                    .to_der()
+                    .map_err(|e| bad(e.to_string()))?;
+                (spki, true)
+            }
+            other => return Err(bad(format!("{other} block is not a public key"))),
+        };
+        let oid = der_next(&spki)
+            .and_then(|(_, body, _)| der_next(body))
+            .and_then(|(_, alg, _)| der_next(alg))
+            .map(|(_, oid, _)| oid)
+            .ok_or_else(|| bad("bad SubjectPublicKeyInfo".into()))?;
+        let base = if oid == OID_EC {
+            "ecdsa"
+        } else if oid == OID_RSA {
+            "rsa"
+        } else {
+            return Err(Error::UnsupportedKey {
+                key: "public key PEM".into(),
+                what: format!("algorithm OID {}", hex::encode(oid)),
+            });
+        };
+        Ok(if cert {
+            // notary stores the certificate as PEM text without headers.
+            let text = pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", p.contents().to_vec()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            );
+            PublicKey {
+                keytype: format!("{base}-x509"),
+                public: text.into_bytes(),
+            }
+        } else {
+            PublicKey {
+                keytype: base.into(),
+                public: spki,
+            }
+        })
+    }
+
     /// Verifies `sig` (decoded) over `msg` with `method`. Any failure is `false`.
     pub fn verify(&self, method: &str, msg: &[u8], sig: &[u8]) -> bool {
         match (method, self.keytype.as_str()) {
@@ -191,6 +247,7 @@ pub struct SigningKey {
     public: PublicKey,
     id: String,
     headers: BTreeMap<String, String>,
+    notary_compatible: bool,
 }
 
 impl fmt::Debug for SigningKey {
@@ -231,18 +288,21 @@ impl SigningKey {
             reason: e.to_string(),
         })?;
         let mut out = Vec::new();
-        for (i, block) in blocks.iter().enumerate() {
+        for (i, block) in blocks.into_iter().enumerate() {
             let mut headers = BTreeMap::new();
             for (k, v) in block.headers().iter() {
                 headers.insert(k.to_string(), v.to_string());
             }
+            let tag = block.tag().to_string();
             let label = headers
                 .get("path")
                 .or_else(|| headers.get("role"))
                 .map(|s| format!("{s} (block {})", i + 1))
                 .unwrap_or_else(|| format!("block {}", i + 1));
-            let der = Zeroizing::new(block.contents().to_vec());
-            let secret = match block.tag() {
+            // Unencrypted blocks hold the key itself: zeroize the decoded bytes.
+            let der = Zeroizing::new(block.into_contents());
+            let mut notary_compatible = true;
+            let secret = match tag.as_str() {
                 "ENCRYPTED PRIVATE KEY" => {
                     let pass = passphrase_for(&headers);
                     let pass = pass.as_ref().ok_or_else(|| Error::WrongPassphrase {
@@ -250,6 +310,16 @@ impl SigningKey {
                     })?;
                     let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
                         .map_err(|e| malformed(&label, e.to_string()))?;
+                    // notary assumes PBKDF2-HMAC-SHA1 + AES-256-CBC (OpenSSL 3 defaults differ).
+                    notary_compatible = info.encryption_algorithm.pbes2().is_some_and(|p| {
+                        p.kdf
+                            .pbkdf2()
+                            .is_some_and(|k| k.prf == pkcs8::pkcs5::pbes2::Pbkdf2Prf::HmacWithSha1)
+                            && matches!(
+                                p.encryption,
+                                pkcs8::pkcs5::pbes2::EncryptionScheme::Aes256Cbc { .. }
+                            )
+                    });
                     let doc =
                         info.decrypt(pass.expose_secret().as_bytes())
                             .map_err(|e| match e {
@@ -299,7 +369,7 @@ impl SigningKey {
                 "RSA PRIVATE KEY" | "ED25519 PRIVATE KEY" => {
                     return Err(Error::UnsupportedKey {
                         key: label,
-                        what: format!("{} cannot sign here", block.tag()),
+                        what: format!("{tag} cannot sign here"),
                     });
                 }
                 _ => continue,
@@ -337,6 +407,7 @@ impl SigningKey {
                 public,
                 id,
                 headers,
+                notary_compatible,
             });
         }
         if out.is_empty() {
@@ -355,6 +426,13 @@ impl SigningKey {
 
     pub fn public(&self) -> &PublicKey {
         &self.public
+    }
+
+    /// False for an encrypted block that notary and Docker cannot decrypt (a PRF other than
+    /// HMAC-SHA1, e.g. OpenSSL 3's default hmacWithSHA256): trustkeeper can sign with it, but
+    /// hand it to the Go tools only re-encrypted (notary-v1.md §5.2).
+    pub fn notary_compatible(&self) -> bool {
+        self.notary_compatible
     }
 
     /// PEM headers (`role`, `gun`, `path`, …).
@@ -507,13 +585,13 @@ fn legacy_decrypt(
         return Err(malformed(label, "DEK-Info IV is not 16 bytes".into()));
     }
     let mut key = Zeroizing::new(Vec::with_capacity(48));
-    let mut prev: Vec<u8> = Vec::new();
+    let mut prev = Zeroizing::new(Vec::new());
     while key.len() < 32 {
         let mut h = Md5::new();
         h.update(&prev);
         h.update(pass.expose_secret().as_bytes());
         h.update(&iv[..8]);
-        prev = h.finalize().to_vec();
+        prev = Zeroizing::new(h.finalize().to_vec());
         key.extend_from_slice(&prev);
     }
     let dec = cbc::Decryptor::<aes::Aes256>::new_from_slices(&key[..32], &iv)

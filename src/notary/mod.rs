@@ -1,18 +1,79 @@
 //! Notary v1 (TUF) protocol: canonical JSON, metadata model, keys, TUF client and server API.
 //! Knows nothing of the registry, the engine or Kubernetes.
+//!
+//! # Files
+//! - [`canonical`]: canonical JSON as notary signs it; Go's HTML escaping for file bytes.
+//! - [`time`]: reading any RFC 3339 `expires`; writing UTC whole seconds `Z`.
+//! - [`metadata`]: serde view of the files ([`metadata::Envelope`] keeps `signed` as raw JSON so
+//!   members we don't model survive a re-sign; [`metadata::file_bytes`] = Go's encoder).
+//! - [`keys`]: [`PublicKey`] (TUF and canonical IDs, verification of `ecdsa`, `rsapss`,
+//!   `rsapkcs1v15`, `eddsa`), [`SigningKey`] (import of notary's PEM files, signing).
+//! - [`client`]: TUF update and verification; [`Repository`], [`TrustAnchor`], [`TrustState`].
+//! - [`edit`]: [`Editor`] (staged changes) → [`SignedFile`]s.
+//! - [`server`]: [`NotaryClient`] (HTTP API, auth, limits, publish).
+//! - [`error`]: [`Error`], one variant per thing the user fixes differently.
+//!
+//! # Use
+//! ```no_run
+//! # async fn demo(pem: &[u8], pass: secrecy::SecretString, state: trustkeeper::notary::TrustState,
+//! #               digest: [u8; 32], size: u64) -> trustkeeper::notary::Result<()> {
+//! use trustkeeper::notary::*;
+//! let keys = SigningKey::from_pem(pem, Some(&pass))?;          // one per PEM block
+//! let client = NotaryClient::new(ServerConfig::new("https://notary.example.com"))?;
+//! let gun = "registry.example.com/team/app";
+//! let now = jiff::Timestamp::now();
+//! let (repo, state) = client.update(gun, &TrustAnchor::State(state), now).await?;
+//! for r in repo.expiries() { let _ = (r.name, r.expires, r.expired); }
+//! let _winner = repo.winner("v1");                              // what Docker would use
+//! let mut ed = repo.edit();
+//! ed.add_target("targets/releases", "v2", &digest, size)?;
+//! ed.witness("targets/ci", None)?;                              // renew: version + 1
+//! let files = ed.sign(&keys, now)?;                             // no I/O; refuses early
+//! match client.publish(gun, &files).await {
+//!     Err(Error::VersionConflict { .. }) => { /* update again, re-plan, retry */ }
+//!     other => other?,
+//! }
+//! # let _ = state; Ok(()) }
+//! ```
+//!
+//! # API summary
+//! - `SigningKey::from_pem(&[u8], Option<&SecretString>) -> Result<Vec<SigningKey>>`,
+//!   `SigningKey::from_pem_with(&[u8], Fn(&headers) -> Option<SecretString>)`;
+//!   `.key_id()`, `.public()`, `.headers()`, `.role()`, `.gun()`, `.sign(msg, label_id)`.
+//!   Debug prints only the ID. Alias [`PrivateKey`].
+//! - `PublicKey { keytype, public }`: `from_pem`, `key_id`, `canonical_id`, `verify`.
+//! - `NotaryClient::new(ServerConfig { url, ca_pem, auth: Auth::{Anonymous, Basic}, timeout })`;
+//!   `update(gun, &TrustAnchor, now) -> Result<(Repository, TrustState)>`;
+//!   `publish(gun, &[SignedFile]) -> Result<()>`; `get_role`, `get_role_version`,
+//!   `get_role_by_hash`, `server_key`, `rotate_server_key`.
+//! - `TrustAnchor::{FirstUse, PinnedKeys(Vec<String>), State(TrustState)}`;
+//!   `TrustState { root_key_ids, root_version, versions }` (serde, camelCase).
+//! - `Repository`: `roles()` (reading order), `role(name)` (`TargetsRole` with `version`,
+//!   `expires`, `expired`, `health`, `targets`, `delegations`, effective `paths`),
+//!   `signers_of(role)`, `list(role)` (= `notary list -r`), `lookup(tag)` (= `notary lookup`),
+//!   `winner(tag)` (= Docker), `all_entries(tag)`, `expiries()`, `root_cert_expires`,
+//!   `declared_without_file()`, `edit()`.
+//! - `Editor`: `add_target(role, name, &[u8; 32], len)`, `remove_target(role, name)`,
+//!   `witness(role, Option<expires>)`, `set_expiry(role, expires)`,
+//!   `sign(&[SigningKey], now) -> Result<Vec<SignedFile>>` (changed roles, plus `snapshot`
+//!   when a key for it is given).
+//!
+//! Expired or badly signed targets roles don't fail [`NotaryClient::update`]: they are loaded,
+//! flagged and hidden from lookups (as the Go client hides them), and can be re-signed with all
+//! their targets. Expired root/snapshot/timestamp, rollbacks, bad hashes and base roles below
+//! threshold fail the update.
 
 pub mod canonical;
 pub mod client;
+pub mod edit;
 pub mod error;
 pub mod keys;
 pub mod metadata;
-pub mod time;
-
-pub use error::{Error, Result};
-pub use keys::{PrivateKey, PublicKey, SigningKey};
-pub mod edit;
 pub mod server;
+pub mod time;
 
 pub use client::{Repository, TrustAnchor, TrustState};
 pub use edit::{Editor, SignedFile};
+pub use error::{Error, Result};
+pub use keys::{PrivateKey, PublicKey, SigningKey};
 pub use server::{Auth, NotaryClient, ServerConfig};

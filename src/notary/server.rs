@@ -65,6 +65,8 @@ pub struct NotaryClient {
     http: reqwest::Client,
     /// (scope kind, gun) → (bearer token, valid until).
     tokens: Mutex<HashMap<String, (SecretString, Instant)>>,
+    /// The server (or a proxy) asked for Basic auth once: send it up front from then on.
+    basic_challenged: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for NotaryClient {
@@ -156,6 +158,7 @@ impl NotaryClient {
             auth: cfg.auth,
             http,
             tokens: Mutex::new(HashMap::new()),
+            basic_challenged: Default::default(),
         })
     }
 
@@ -237,6 +240,12 @@ impl NotaryClient {
         let mut req = make();
         if let Some(tok) = &cached {
             req = req.bearer_auth(tok.expose_secret());
+        } else if let Auth::Basic { username, password } = &self.auth
+            && self
+                .basic_challenged
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            req = req.basic_auth(username, Some(password.expose_secret()));
         }
         let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -251,6 +260,8 @@ impl NotaryClient {
         let retry = match challenge {
             Some(Challenge::Basic) => match &self.auth {
                 Auth::Basic { username, password } => {
+                    self.basic_challenged
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     make().basic_auth(username, Some(password.expose_secret()))
                 }
                 Auth::Anonymous => return Err(Error::Unauthorized { url, status: 401 }),
@@ -467,6 +478,17 @@ async fn read_limited(mut resp: reqwest::Response, limit: u64, what: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The engine spawns these futures on a multi-threaded runtime.
+    #[test]
+    fn futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let c = NotaryClient::new(ServerConfig::new("https://127.0.0.1:1")).unwrap();
+        let f = c.update("g", &TrustAnchor::FirstUse, Timestamp::UNIX_EPOCH);
+        assert_send(&f);
+        let p = c.publish("g", &[]);
+        assert_send(&p);
+    }
 
     #[test]
     fn challenges() {

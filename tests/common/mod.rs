@@ -126,7 +126,13 @@ impl Testbed {
     pub fn seed(&self, name: &str) -> Seed {
         let gun = self.unique_gun(name);
         let dir = self.dir.to_str().unwrap().to_string();
-        self.run(&["seed", &dir, &gun]);
+        {
+            // `seed` edits the testbed's shared trust dir: parallel seeds race (a key file
+            // vanishes under `sed`), so tests in one process seed one at a time.
+            static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            self.run(&["seed", &dir, &gun]);
+        }
         let safe: String = gun
             .chars()
             .map(|c| {
