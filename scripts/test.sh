@@ -50,8 +50,16 @@ export TRUSTKEEPER_KUBE_TESTBED="$WORK/kube"
 
 # --- tests -----------------------------------------------------------------------------------
 log "cargo test"
-cargo test --locked --all-targets 2>&1 | tee "$WORK/test.log"
+cargo test --locked 2>&1 | tee "$WORK/test.log"
 status=${PIPESTATUS[0]}
+
+# --- benchmark ---------------------------------------------------------------------------------
+# Side by side with the notary Go client on the same testbed (release build); prints ratios.
+# A benchmark, not a test: its numbers never fail the run. BENCH=0 skips it.
+if [ "$status" = 0 ] && [ "${BENCH:-1}" != 0 ]; then
+  log "benchmark: trustkeeper vs the notary Go client"
+  BENCH_ITERATIONS=${BENCH_ITERATIONS:-5} cargo bench --locked --bench sign_vs_notary 2>&1 | grep -v '^ *Compiling' || true
+fi
 passed=$(grep -Eo '^test result: .*' "$WORK/test.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
 log "summary"
 set -- $passed
