@@ -35,6 +35,9 @@ pub struct Engine {
     pub registry_concurrency: usize,
     /// Re-sign every role the key holds now, due or not (`trustkeeper witness`).
     pub force_renew: bool,
+    /// CA certificates (PEM) trusted for every registry and notary server, on top of the system
+    /// roots and of each SignedImage's own CAs (the chart's `extraCaBundle`).
+    pub extra_ca: Option<Vec<u8>>,
 }
 
 impl Default for Engine {
@@ -43,6 +46,7 @@ impl Default for Engine {
             timeout: Duration::from_secs(30),
             registry_concurrency: 8,
             force_renew: false,
+            extra_ca: None,
         }
     }
 }
@@ -159,6 +163,20 @@ pub struct Clients {
     pub notary: NotaryClient,
 }
 
+/// Joins PEM bundles.
+fn join_ca(a: &Option<Vec<u8>>, b: &Option<Vec<u8>>) -> Option<Vec<u8>> {
+    match (a, b) {
+        (None, None) => None,
+        (Some(x), None) | (None, Some(x)) => Some(x.clone()),
+        (Some(x), Some(y)) => {
+            let mut v = x.clone();
+            v.push(b'\n');
+            v.extend_from_slice(y);
+            Some(v)
+        }
+    }
+}
+
 impl Engine {
     /// Builds the clients a run needs from its credentials.
     pub fn clients(&self, settings: &Settings, creds: &Credentials) -> Result<Clients, Failure> {
@@ -176,7 +194,7 @@ impl Engine {
             .map(|c| c.credentials_for(settings.image.registry_host()))
             .unwrap_or_default();
         let registry = RegistryClient::new(RegistryOptions {
-            ca_pem: creds.registry_ca.clone(),
+            ca_pem: join_ca(&creds.registry_ca, &self.extra_ca),
             credentials,
             timeout: self.timeout,
             max_concurrency: self.registry_concurrency,
@@ -214,7 +232,7 @@ impl Engine {
         };
         let notary = NotaryClient::new(ServerConfig {
             url: settings.notary_url.clone(),
-            ca_pem: creds.notary_ca.clone(),
+            ca_pem: join_ca(&creds.notary_ca, &self.extra_ca),
             auth,
             timeout: self.timeout,
         })?;
