@@ -195,6 +195,8 @@ impl Engine {
             .unwrap_or_default();
         let registry = RegistryClient::new(RegistryOptions {
             ca_pem: join_ca(&creds.registry_ca, &self.extra_ca),
+            // A SignedImage's own CA is the private server's: trust it alone.
+            ca_only: creds.registry_ca.is_some(),
             credentials,
             timeout: self.timeout,
             max_concurrency: self.registry_concurrency,
@@ -233,6 +235,7 @@ impl Engine {
         let notary = NotaryClient::new(ServerConfig {
             url: settings.notary_url.clone(),
             ca_pem: join_ca(&creds.notary_ca, &self.extra_ca),
+            ca_only: creds.notary_ca.is_some(),
             auth,
             timeout: self.timeout,
         })?;
