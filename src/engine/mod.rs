@@ -3,7 +3,9 @@
 
 pub mod model;
 pub mod plan;
-pub mod schedule;
 pub mod request;
+pub mod schedule;
 
-pub use request::{Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler};
+pub use request::{
+    Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler,
+};

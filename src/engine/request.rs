@@ -11,7 +11,10 @@ use crate::api::{SignedImageSpec, SignedImageStatus};
 /// Credentials for the notary server.
 pub enum NotaryAuth {
     /// A `kubernetes.io/basic-auth` Secret or `NOTARY_AUTH`.
-    Basic { username: String, password: SecretString },
+    Basic {
+        username: String,
+        password: SecretString,
+    },
     /// A docker config document (`kubernetes.io/dockerconfigjson`); the entry for the notary
     /// host is used.
     DockerConfig(Zeroizing<Vec<u8>>),

@@ -59,7 +59,10 @@ mod tests {
         let lo = next_after_success(now(), five, None, 0.0);
         let hi = next_after_success(now(), five, None, 0.999);
         assert_eq!(lo, now() + SignedDuration::from_secs(270));
-        assert!(hi < now() + SignedDuration::from_secs(330) && hi > now() + SignedDuration::from_secs(329));
+        assert!(
+            hi < now() + SignedDuration::from_secs(330)
+                && hi > now() + SignedDuration::from_secs(329)
+        );
     }
 
     #[test]
