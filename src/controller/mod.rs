@@ -1,12 +1,31 @@
 //! Kubernetes operator glue: watches SignedImages, reads Secrets, writes status and Events.
 
 pub mod error;
+pub mod fake;
 pub mod metrics;
 pub mod reconcile;
 pub mod secrets;
 pub mod status;
 
+#[cfg(test)]
+mod scenarios;
+
 pub use error::Error;
 pub use metrics::Metrics;
 pub use reconcile::{Context, error_policy, reconcile};
 pub use secrets::{KubeSecrets, MapSecrets, SecretData, SecretSource};
+
+/// Every Kubernetes API call the controller makes, as (verb, API group, resource): what its
+/// RBAC role must allow and nothing more. The mocked scenarios fail on any request not listed.
+pub const API_CALLS: &[(&str, &str, &str)] = &[
+    ("list", "trustkeeper.dev", "signedimages"),
+    ("watch", "trustkeeper.dev", "signedimages"),
+    ("patch", "trustkeeper.dev", "signedimages/status"),
+    ("get", "", "secrets"),
+    ("get", "", "configmaps"),
+    ("create", "events.k8s.io", "events"),
+    ("patch", "events.k8s.io", "events"),
+    ("get", "coordination.k8s.io", "leases"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("update", "coordination.k8s.io", "leases"),
+];

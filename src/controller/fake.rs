@@ -1,0 +1,73 @@
+//! A [`Reconciler`] that returns a canned [`Outcome`]: the seam the controller's tests use in
+//! place of the engine (ours, not a mock of anything external). It records what it was asked.
+
+use std::sync::{Arc, Mutex};
+
+use secrecy::ExposeSecret;
+
+use crate::engine::{Outcome, ReconcileRequest, Reconciler};
+
+/// What one call of the fake received (no secret values: only whether they were there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeCall {
+    pub id: String,
+    pub image: String,
+    pub generation: Option<i64>,
+    pub had_previous: bool,
+    pub key_len: usize,
+    pub had_passphrase: bool,
+    pub had_registry_auth: bool,
+}
+
+/// Returns `outcome` (with `observedGeneration` set to the request's generation) and records
+/// each call.
+#[derive(Clone)]
+pub struct FakeReconciler {
+    pub outcome: Arc<Mutex<Outcome>>,
+    pub calls: Arc<Mutex<Vec<FakeCall>>>,
+    /// Set when a call received a passphrase equal to this (to prove it was passed through).
+    pub expect_passphrase: Option<String>,
+}
+
+impl FakeReconciler {
+    pub fn new(outcome: Outcome) -> Self {
+        FakeReconciler {
+            outcome: Arc::new(Mutex::new(outcome)),
+            calls: Arc::default(),
+            expect_passphrase: None,
+        }
+    }
+
+    pub fn calls(&self) -> Vec<FakeCall> {
+        self.calls.lock().expect("lock").clone()
+    }
+
+    /// Replaces the outcome returned from now on.
+    pub fn set_outcome(&self, outcome: Outcome) {
+        *self.outcome.lock().expect("lock") = outcome;
+    }
+}
+
+impl Reconciler for FakeReconciler {
+    async fn reconcile(&self, request: ReconcileRequest<'_>) -> Outcome {
+        let c = &request.credentials;
+        if let (Some(want), Some(got)) = (&self.expect_passphrase, &c.passphrase) {
+            assert_eq!(got.expose_secret(), want, "passphrase passed through");
+        }
+        self.calls.lock().expect("lock").push(FakeCall {
+            id: request.id.to_string(),
+            image: request.spec.image.clone(),
+            generation: request.generation,
+            had_previous: request.previous.is_some(),
+            key_len: c.signing_key_pem.len(),
+            had_passphrase: c.passphrase.is_some(),
+            had_registry_auth: c.registry_auth.is_some(),
+        });
+        let mut out = self.outcome.lock().expect("lock").clone();
+        out.status.observed_generation = request.generation;
+        for cond in &mut out.status.conditions {
+            cond.observed_generation = request.generation;
+        }
+        out
+    }
+}
