@@ -2,8 +2,12 @@
 
 pub mod error;
 pub mod fake;
+pub mod http;
+pub mod lease;
 pub mod metrics;
+pub mod notify;
 pub mod reconcile;
+pub mod runner;
 pub mod secrets;
 pub mod status;
 
@@ -11,8 +15,10 @@ pub mod status;
 mod scenarios;
 
 pub use error::Error;
+pub use lease::{LeaderElector, LeaseConfig};
 pub use metrics::Metrics;
 pub use reconcile::{Context, error_policy, reconcile};
+pub use runner::{ControllerConfig, run, run_with, shutdown_signal};
 pub use secrets::{KubeSecrets, MapSecrets, SecretData, SecretSource};
 
 /// Every Kubernetes API call the controller makes, as (verb, API group, resource): what its

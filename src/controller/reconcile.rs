@@ -38,6 +38,8 @@ pub struct Context<R, S> {
     pub jitter: Jitter,
     /// Consecutive API errors per object (`namespace/name`), for `error_policy`'s backoff.
     pub api_failures: Mutex<HashMap<String, u32>>,
+    /// Bounds reconciles across all Controllers of the process (one per namespace).
+    pub limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl<R: Reconciler, S: SecretSource> Context<R, S> {
@@ -57,6 +59,7 @@ impl<R: Reconciler, S: SecretSource> Context<R, S> {
             clock: Arc::new(Timestamp::now),
             jitter: Arc::new(rand::random::<f64>),
             api_failures: Mutex::default(),
+            limit: None,
         }
     }
 }
@@ -98,6 +101,10 @@ pub async fn reconcile<R: Reconciler, S: SecretSource>(
     let name = obj.name_any();
     let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
     async move {
+        let _permit = match &ctx.limit {
+            Some(l) => Some(l.clone().acquire_owned().await.expect("never closed")),
+            None => None,
+        };
         let _timer = ctx.metrics.timer();
         ctx.metrics.reconciles.inc();
         let result = reconcile_inner(&obj, &ctx, &ns, &name).await;
