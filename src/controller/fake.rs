@@ -27,6 +27,8 @@ pub struct FakeReconciler {
     pub calls: Arc<Mutex<Vec<FakeCall>>>,
     /// Set when a call received a passphrase equal to this (to prove it was passed through).
     pub expect_passphrase: Option<String>,
+    /// When set, `requeue_at` is now + this (instead of the canned value); shared by clones.
+    pub requeue_after: Arc<Mutex<Option<std::time::Duration>>>,
 }
 
 impl FakeReconciler {
@@ -35,11 +37,17 @@ impl FakeReconciler {
             outcome: Arc::new(Mutex::new(outcome)),
             calls: Arc::default(),
             expect_passphrase: None,
+            requeue_after: Arc::default(),
         }
     }
 
     pub fn calls(&self) -> Vec<FakeCall> {
         self.calls.lock().expect("lock").clone()
+    }
+
+    /// From now on, ask to run again `d` after each call.
+    pub fn set_requeue_after(&self, d: std::time::Duration) {
+        *self.requeue_after.lock().expect("lock") = Some(d);
     }
 
     /// Replaces the outcome returned from now on.
@@ -65,6 +73,9 @@ impl Reconciler for FakeReconciler {
         });
         let mut out = self.outcome.lock().expect("lock").clone();
         out.status.observed_generation = request.generation;
+        if let Some(d) = *self.requeue_after.lock().expect("lock") {
+            out.requeue_at = jiff::Timestamp::now() + d;
+        }
         for cond in &mut out.status.conditions {
             cond.observed_generation = request.generation;
         }

@@ -226,26 +226,40 @@ impl LeaderElector {
     }
 
     /// Gives the Lease up (clears `holderIdentity`) so that another replica takes over at once.
+    /// Re-reads the Lease first: a renewal cut short by shutdown may have changed it.
     pub async fn release(&mut self) -> Result<(), Error> {
-        let Some(mut lease) = self.held.take() else {
+        if self.held.take().is_none() {
             return Ok(());
-        };
-        if let Some(spec) = lease.spec.as_mut() {
+        }
+        for _ in 0..3 {
+            let Some(mut lease) = self
+                .api
+                .get_opt(&self.config.name)
+                .await
+                .map_err(|e| self.err(e))?
+            else {
+                return Ok(());
+            };
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+                return Ok(());
+            }
             spec.holder_identity = None;
             spec.renew_time = Some(micro_now());
-        }
-        match self
-            .api
-            .replace(&self.config.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => {
-                info!(lease = %self.config.name, "released the Lease");
-                Ok(())
+            match self
+                .api
+                .replace(&self.config.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => {
+                    info!(lease = %self.config.name, "released the Lease");
+                    return Ok(());
+                }
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(self.err(e)),
             }
-            // Someone else wrote it since: it is not ours to clear any more.
-            Err(e) if is_conflict(&e) => Ok(()),
-            Err(e) => Err(self.err(e)),
         }
+        warn!(lease = %self.config.name, "could not release the Lease; it expires by itself");
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@ pub mod error;
 pub mod fake;
 pub mod http;
 pub mod lease;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod reconcile;
