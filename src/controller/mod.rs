@@ -1,5 +1,6 @@
 //! Kubernetes operator glue: watches SignedImages, reads Secrets, writes status and Events.
 
+pub mod args;
 pub mod error;
 pub mod fake;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod status;
 #[cfg(test)]
 mod scenarios;
 
+pub use args::{ControllerArgs, main};
 pub use error::Error;
 pub use lease::{LeaderElector, LeaseConfig};
 pub use metrics::Metrics;
