@@ -681,6 +681,11 @@ async fn log_lines_of_a_reconcile_carry_namespace_and_name() {
         lines.iter().any(|l| l["message"] == "engine run finished"),
         "{text}"
     );
+    if std::env::var_os("TRUSTKEEPER_SHOW_LOGS").is_some() {
+        for l in &lines {
+            println!("{l}");
+        }
+    }
     for l in &lines {
         assert_eq!(l["name"], "app", "{l}");
         assert!(l["level"].is_string() && l["timestamp"].is_string(), "{l}");
