@@ -418,3 +418,41 @@ async fn log_lines_of_a_reconcile_carry_namespace_and_name() {
         assert!(l["level"].is_string() && l["timestamp"].is_string(), "{l}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_leaders_lease_is_taken_over_after_its_duration() {
+    let client = client().await;
+    let ns = unique("ctl-expired");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    // A Lease whose holder is gone: nobody renews it any more.
+    let ghost: Lease = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "trustkeeper", "namespace": ns},
+        "spec": {"holderIdentity": "ghost", "leaseDurationSeconds": 2,
+                 "renewTime": "2026-01-01T00:00:00.000000Z", "leaseTransitions": 3}
+    }))
+    .unwrap();
+    leases.create(&PostParams::default(), &ghost).await.unwrap();
+    let mut lease = LeaseConfig::new(&ns, "heir");
+    lease.lease_duration = Duration::from_secs(3);
+    lease.renew_deadline = Duration::from_secs(2);
+    lease.retry_period = Duration::from_millis(200);
+    let mut elector = trustkeeper::controller::LeaderElector::new(client.clone(), lease);
+    // Not at first sight: expiry is measured on our clock from when we first saw the record.
+    assert!(!elector.try_acquire().await.unwrap());
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), elector.acquire())
+        .await
+        .expect("takes over")
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1800), "{waited:?}");
+    let spec = leases.get("trustkeeper").await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("heir"));
+    assert_eq!(spec.lease_transitions, Some(4));
+    assert_eq!(spec.lease_duration_seconds, Some(3));
+    // Renewing keeps it; releasing clears the holder.
+    assert!(elector.try_acquire().await.unwrap());
+    elector.release().await.unwrap();
+    assert_eq!(holder(&leases, "trustkeeper").await, None);
+}

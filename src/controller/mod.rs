@@ -1,4 +1,26 @@
 //! Kubernetes operator glue: watches SignedImages, reads Secrets, writes status and Events.
+//! Generic over [`crate::engine::Reconciler`]; knows nothing of notary.
+//!
+//! | file | one job |
+//! |---|---|
+//! | `args.rs` | `trustkeeper controller` flags ([`ControllerArgs`]) and [`main`] |
+//! | `runner.rs` | [`run`] / [`run_with`]: HTTP server, leader election, the kube-runtime Controllers |
+//! | `reconcile.rs` | one reconcile: suspended? → Secrets → engine → status → Events → metrics |
+//! | `secrets.rs` | [`SecretSource`] (kube API or a map) and building `engine::Credentials` |
+//! | `status.rs` | controller-side statuses (Suspended, SecretNotFound/Invalid) and the SSA body |
+//! | `lease.rs` | [`LeaderElector`] on a coordination.k8s.io/v1 Lease (get/create/replace) |
+//! | `http.rs` | `/metrics`, `/healthz`, `/readyz`, `POST /notifications` |
+//! | `notify.rs` | which SignedImages a registry push notification concerns |
+//! | `metrics.rs` | prometheus-client registry; per-SignedImage gauges computed at scrape time |
+//! | `logging.rs` | flat JSON log lines carrying the reconcile span's `namespace`/`name` |
+//! | `fake.rs` | a canned-Outcome Reconciler for tests |
+//!
+//! Triggers: a spec change (the watch is filtered by `metadata.generation`, so our own status
+//! writes never re-trigger), the requeue time (`Outcome.requeue_at`, or backoff after a failure),
+//! and registry push notifications. Leadership: non-leaders serve `/metrics` and health but run
+//! no Controller and answer `/notifications` with 503 (the registry retries; polling is the
+//! safety net); a leader that loses its Lease drops its Controllers (cancelling running
+//! reconciles) and [`run`] returns `Error::LeadershipLost`, so the process exits.
 
 pub mod args;
 pub mod error;
