@@ -115,6 +115,10 @@ pub struct Metrics {
     pub signed: Counter,
     pub failures: Family<ReasonLabels, Counter>,
     pub duration: Histogram,
+    /// Status writes (server-side apply); a reconcile that changed nothing writes none.
+    pub status_writes: Counter,
+    /// Events published.
+    pub events: Counter,
 }
 
 impl Default for Metrics {
@@ -132,6 +136,14 @@ impl Metrics {
         let signed = Counter::default();
         let failures = Family::<ReasonLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        let status_writes = Counter::default();
+        let events = Counter::default();
+        registry.register(
+            "trustkeeper_status_writes",
+            "SignedImage status writes",
+            status_writes.clone(),
+        );
+        registry.register("trustkeeper_events", "Events published", events.clone());
         registry.register(
             "trustkeeper_reconciles",
             "Reconciles run",
@@ -173,6 +185,8 @@ impl Metrics {
             signed,
             failures,
             duration,
+            status_writes,
+            events,
         }
     }
 

@@ -198,11 +198,12 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
     if new.observed_generation.is_none() {
         new.observed_generation = generation;
     }
+    let new = status::as_stored(new);
     if let Some(reason) = failure {
         ctx.metrics.failure(reason);
     }
 
-    write_status(ctx, obj, ns, name, previous, &new).await?;
+    write_status(ctx, ns, name, previous, &new).await?;
     ctx.metrics.set_status(ns, name, &new);
 
     // Engine events are transitions and publishes by contract; the controller's own (suspended,
@@ -228,7 +229,6 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
 
 async fn write_status<R, S>(
     ctx: &Context<R, S>,
-    obj: &SignedImage,
     ns: &str,
     name: &str,
     previous: Option<&SignedImageStatus>,
@@ -242,7 +242,7 @@ async fn write_status<R, S>(
     api.patch_status(name, &status::patch_params(), &status::apply_patch(new))
         .await
         .map_err(Error::StatusWrite)?;
-    let _ = obj;
+    ctx.metrics.status_writes.inc();
     debug!("status written");
     Ok(())
 }
@@ -254,8 +254,11 @@ async fn publish_events<R, S>(ctx: &Context<R, S>, obj: &SignedImage, events: &[
     let reference = obj.object_ref(&());
     for e in events {
         // An Event that cannot be written is logged, never a reason to fail the reconcile.
-        if let Err(err) = ctx.recorder.publish(&kube_event(e), &reference).await {
-            warn!(reason = %e.reason, error = %err, "cannot publish Event");
+        match ctx.recorder.publish(&kube_event(e), &reference).await {
+            Ok(()) => {
+                ctx.metrics.events.inc();
+            }
+            Err(err) => warn!(reason = %e.reason, error = %err, "cannot publish Event"),
         }
     }
 }

@@ -31,6 +31,15 @@ pub fn apply_patch(status: &SignedImageStatus) -> Patch<Value> {
     Patch::Apply(apply_body(status))
 }
 
+/// `status` as the API server will store it: through its JSON form, so that times lose their
+/// sub-second part as `metav1.Time` does on the wire. Comparing this with the status read back
+/// tells whether a write would change anything.
+pub fn as_stored(status: SignedImageStatus) -> SignedImageStatus {
+    serde_json::to_value(&status)
+        .and_then(serde_json::from_value)
+        .unwrap_or(status)
+}
+
 /// The Ready condition of a status, if any.
 pub fn ready(status: Option<&SignedImageStatus>) -> Option<&Condition> {
     status.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
@@ -159,6 +168,31 @@ mod tests {
             controller_failure(Some(&s3), Some(2), reasons::SECRET_INVALID, "key", t1, 0.0);
         assert_eq!(s4.failed_attempts, 1);
         assert_eq!(s4.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn stored_form_drops_sub_seconds() {
+        let mut s = SignedImageStatus {
+            last_sync_time: Some(Time(t("2026-11-25T12:00:00.123456789Z"))),
+            ..Default::default()
+        };
+        set_condition(
+            &mut s.conditions,
+            READY,
+            ConditionStatus::True,
+            reasons::SIGNED,
+            "ok",
+            Some(1),
+            t("2026-11-25T12:00:00.5Z"),
+        );
+        let stored = as_stored(s.clone());
+        assert_ne!(stored, s);
+        assert_eq!(stored.last_sync_time, Some(Time(t("2026-11-25T12:00:00Z"))));
+        assert_eq!(
+            stored.conditions[0].last_transition_time,
+            Time(t("2026-11-25T12:00:00Z"))
+        );
+        assert_eq!(as_stored(stored.clone()), stored);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use trustkeeper::api::{
     set_condition,
 };
 use trustkeeper::controller::fake::FakeReconciler;
-use trustkeeper::controller::{ControllerConfig, Error, MapSecrets, run_with};
+use trustkeeper::controller::{ControllerConfig, Error, MapSecrets, SecretSource, run_with};
 use trustkeeper::engine::{EngineEvent, EventType, Outcome};
 
 pub const PASSPHRASE: &str = "pass-7f3a9c-never-log-me";
@@ -59,9 +59,15 @@ pub fn log_text() -> String {
     String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
 }
 
+/// A client, with this binary's log lines captured (see [`logs`]).
 pub async fn client() -> Client {
-    trustkeeper::tls::install_crypto_provider();
     let _ = logs();
+    plain_client().await
+}
+
+/// A client, logs not captured (nothing is logged).
+pub async fn plain_client() -> Client {
+    trustkeeper::tls::install_crypto_provider();
     let dir = std::env::var("TRUSTKEEPER_KUBE_TESTBED").expect(
         "TRUSTKEEPER_KUBE_TESTBED is not set: run scripts/test.sh, or start \
          `tests/support/kube-testbed.sh up DIR` and export TRUSTKEEPER_KUBE_TESTBED=DIR",
@@ -208,10 +214,10 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn start(
+    pub async fn start<S: SecretSource>(
         client: &Client,
         fake: FakeReconciler,
-        secrets: MapSecrets,
+        secrets: S,
         config: ControllerConfig,
     ) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
