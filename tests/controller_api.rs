@@ -168,6 +168,10 @@ async fn reconciles_spec_changes_and_stops_after_delete() {
     let events_json =
         serde_json::to_string(&events.list(&ListParams::default()).await.unwrap()).unwrap();
     assert_no_secret("Events", &events_json);
+    let all: Api<SignedImage> = Api::namespaced(client.clone(), &ns);
+    let objects = serde_json::to_string(&all.list(&ListParams::default()).await.unwrap()).unwrap();
+    assert_no_secret("SignedImages", &objects);
+    assert_no_secret("status", &serde_json::to_string(&st).unwrap());
     assert_no_secret("metrics", &text);
     assert_no_secret("logs", &log_text());
 }

@@ -507,3 +507,85 @@ fn object_ref_is_what_events_point_at() {
     let r = image(json!({}), None).object_ref(&());
     assert_eq!(r.kind.as_deref(), Some("SignedImage"));
 }
+
+#[tokio::test]
+async fn missing_ca_config_map_names_it() {
+    let engine = FakeReconciler::new(outcome());
+    let message =
+        "ConfigMap ns/notary-ca (referenced by spec.notary.ca.configMapKeyRef) does not exist";
+    let calls = vec![
+        Call::new("GET", SIGNER_URI, (StatusCode::OK, signer())),
+        Call::new(
+            "GET",
+            "/api/v1/namespaces/ns/configmaps/notary-ca",
+            (StatusCode::NOT_FOUND, not_found("configmaps", "notary-ca")),
+        ),
+        Call::new("PATCH", STATUS_URI, status_answer(json!({}))).check(move |body| {
+            let c = &body["status"]["conditions"][0];
+            assert_eq!(c["reason"], "SecretNotFound");
+            assert_eq!(c["message"], message);
+        }),
+        Call::new("POST", EVENTS_URI, (StatusCode::CREATED, json!({}))).check(event_check(
+            "Warning",
+            "SecretNotFound",
+            message.into(),
+        )),
+    ];
+    let obj = image(
+        json!({"notary": {"ca": {"configMapKeyRef": {"name": "notary-ca", "key": "ca.crt"}}}}),
+        None,
+    );
+    run_scenario(obj, engine.clone(), calls).await.unwrap();
+    assert!(engine.calls().is_empty());
+}
+
+/// The elector's requests: get, create, then get and replace (PUT with resourceVersion); never
+/// a PATCH, which a custom-resource Lease would refuse as strategic merge.
+#[tokio::test]
+async fn lease_is_created_then_renewed_by_replace() {
+    use super::lease::{LeaderElector, LeaseConfig};
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let lease_uri = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/trustkeeper";
+    let held = json!({"apiVersion":"coordination.k8s.io/v1","kind":"Lease",
+        "metadata":{"name":"trustkeeper","namespace":"ops","resourceVersion":"5"},
+        "spec":{"holderIdentity":"pod-1","leaseDurationSeconds":15,"leaseTransitions":0,
+                "acquireTime":"2026-11-25T12:00:00.000000Z","renewTime":"2026-11-25T12:00:00.000000Z"}});
+    let calls = vec![
+        Call::new(
+            "GET",
+            lease_uri,
+            (StatusCode::NOT_FOUND, not_found("leases", "trustkeeper")),
+        ),
+        Call::new(
+            "POST",
+            "/apis/coordination.k8s.io/v1/namespaces/ops/leases?",
+            (StatusCode::CREATED, held.clone()),
+        )
+        .check(|b| {
+            assert_eq!(b["metadata"]["name"], "trustkeeper");
+            assert_eq!(b["spec"]["holderIdentity"], "pod-1");
+            assert_eq!(b["spec"]["leaseDurationSeconds"], 15);
+            assert_eq!(b["spec"]["leaseTransitions"], 0);
+        }),
+        Call::new("GET", lease_uri, (StatusCode::OK, held.clone())),
+        Call::new(
+            "PUT",
+            &format!("{lease_uri}?"),
+            (StatusCode::OK, held.clone()),
+        )
+        .check(|b| {
+            assert_eq!(b["metadata"]["resourceVersion"], "5");
+            assert_eq!(b["spec"]["holderIdentity"], "pod-1");
+            // Renewal by the holder: no new transition.
+            assert_eq!(b["spec"]["leaseTransitions"], 0);
+        }),
+    ];
+    let server = tokio::spawn(serve(handle, calls));
+    let mut elector = LeaderElector::new(client, LeaseConfig::new("ops", "pod-1"));
+    assert!(elector.try_acquire().await.unwrap());
+    assert!(elector.try_acquire().await.unwrap());
+    assert!(elector.is_leader());
+    drop(elector);
+    server.await.unwrap();
+}
