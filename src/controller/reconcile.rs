@@ -64,12 +64,16 @@ impl<R: Reconciler, S: SecretSource> Context<R, S> {
     }
 }
 
+/// The shortest requeue: a next-run time in the past (an overdue renewal) runs again soon, but
+/// never in a tight loop.
+pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
+
 fn until(now: Timestamp, at: Timestamp) -> Duration {
     let d = at.duration_since(now);
     if d.is_negative() {
-        Duration::ZERO
+        MIN_REQUEUE
     } else {
-        d.unsigned_abs()
+        d.unsigned_abs().max(MIN_REQUEUE)
     }
 }
 
@@ -188,7 +192,8 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
                 (
                     outcome.status,
                     outcome.events,
-                    Action::requeue(until(now, outcome.requeue_at)),
+                    // From the clock after the run: an engine run takes time.
+                    Action::requeue(until((ctx.clock)(), outcome.requeue_at)),
                     outcome.failure_reason,
                     false,
                 )
@@ -209,19 +214,19 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
     // Engine events are transitions and publishes by contract; the controller's own (suspended,
     // Secret problems) only when Ready changes.
     let mut events: Vec<EngineEvent> = engine_events;
-    if own && status::ready_transition(previous, &new) {
-        {
-            let c = status::ready(Some(&new)).expect("controller statuses set Ready");
-            events.push(EngineEvent {
-                type_: if obj.spec.suspend {
-                    EventType::Normal
-                } else {
-                    EventType::Warning
-                },
-                reason: c.reason.clone(),
-                note: c.message.clone(),
-            });
-        }
+    if own
+        && status::ready_transition(previous, &new)
+        && let Some(c) = status::ready(Some(&new))
+    {
+        events.push(EngineEvent {
+            type_: if obj.spec.suspend {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: c.reason.clone(),
+            note: c.message.clone(),
+        });
     }
     publish_events(ctx, obj, &events).await;
     Ok(action)
