@@ -366,10 +366,7 @@ async fn push_notification_triggers_an_immediate_reconcile() {
     let r = post(Some(&format!("Bearer {TOKEN}"))).await.unwrap();
     assert_eq!(r.status(), 202);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(
-        body["triggered"],
-        json!([format!("SignedImage.v1alpha1.trustkeeper.dev/app.{ns}")])
-    );
+    assert_eq!(body["triggered"], json!([format!("{ns}/app")]));
     eventually(Duration::from_secs(5), || async { fake.calls().len() == 3 })
         .await
         .expect("the push triggered a reconcile");

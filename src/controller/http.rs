@@ -138,7 +138,8 @@ async fn notifications(
         for obj in t.store.state() {
             if pushes.iter().any(|p| concerns(&obj.spec, p)) {
                 let r = ObjectRef::from_obj(&*obj);
-                if woken.insert(r.to_string()) {
+                let id = format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name);
+                if woken.insert(id) {
                     let _ = t.tx.unbounded_send(r);
                 }
             }

@@ -123,6 +123,15 @@ pub async fn run_with<R: Reconciler, S: SecretSource>(
     let metrics = Metrics::new();
     let http = HttpState::new(metrics.clone(), config.webhook_token.clone());
     let addr = listener.local_addr().ok();
+    // Not ready from the moment shutdown begins.
+    tokio::spawn({
+        let http = http.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.await;
+            http.set_ready(false);
+        }
+    });
     let server = tokio::spawn(
         axum::serve(listener, router(http.clone()))
             .with_graceful_shutdown(shutdown.clone())
