@@ -457,3 +457,157 @@ async fn a_crashed_leaders_lease_is_taken_over_after_its_duration() {
     elector.release().await.unwrap();
     assert_eq!(holder(&leases, "trustkeeper").await, None);
 }
+
+/// A real docker-registry (distribution 2.8, Debian's package) configured with a notifications
+/// endpoint pointing at the controller: pushing a tag triggers the matching SignedImage at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_registry_push_notification_triggers_the_reconcile() {
+    const REGISTRY: &str = "/usr/bin/docker-registry";
+    if !std::path::Path::new(REGISTRY).exists() {
+        panic!(
+            "{REGISTRY} is missing: apt-get install docker-registry (tests/support/testbed.sh does)"
+        );
+    }
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = unique("ctl-registry");
+    let fake = FakeReconciler::new(signed_outcome()); // next run in 1 h: only the push wakes it
+    let running = Running::start(&client, fake.clone(), secrets(&ns), config(&ns, "solo")).await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
+             http: {{addr: '127.0.0.1:{port}', secret: testsecret}}\n\
+             notifications:\n  endpoints:\n  - name: trustkeeper\n    url: {}\n    \
+             headers: {{Authorization: ['Bearer {TOKEN}']}}\n    timeout: 2s\n    threshold: 5\n    backoff: 1s\n",
+            dir.path().join("data").display(),
+            running.url("/notifications"),
+        ),
+    )
+    .unwrap();
+    let registry = std::process::Command::new(REGISTRY)
+        .arg("serve")
+        .arg(&config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _registry = KillOnDrop(registry);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(15), || async {
+        http.get(format!("{base}/v2/"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await
+    .expect("registry up");
+
+    let image = format!("127.0.0.1:{port}/team/app");
+    create_image(&client, &ns, "app", &image).await;
+    create_image(
+        &client,
+        &ns,
+        "other",
+        &format!("127.0.0.1:{port}/team/other"),
+    )
+    .await;
+    eventually(Duration::from_secs(30), || async {
+        fake.calls().len() == 2
+    })
+    .await
+    .expect("first reconciles");
+
+    // Push an image: two blobs, then the manifest by tag.
+    use sha2::Digest as _;
+    let mut digests = Vec::new();
+    for blob in [
+        b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec(),
+        b"layer".to_vec(),
+    ] {
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)));
+        let r = http
+            .post(format!("{base}/v2/team/app/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = if location.starts_with("http") {
+            location.clone()
+        } else {
+            format!("{base}{location}")
+        };
+        let r = http
+            .put(format!("{url}{sep}digest={digest}"))
+            .header("Content-Type", "application/octet-stream")
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        digests.push((digest, blob.len()));
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": digests[0].1, "digest": digests[0].0},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": digests[1].1, "digest": digests[1].0}]
+    });
+    let pushed = std::time::Instant::now();
+    let r = http
+        .put(format!("{base}/v2/team/app/manifests/v2"))
+        .header(
+            "Content-Type",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .body(serde_json::to_vec(&manifest).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    eventually(Duration::from_secs(10), || async {
+        fake.calls().len() >= 3
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no reconcile after the push; registry log:\n{}",
+            std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+        )
+    });
+    let waited = pushed.elapsed();
+    let calls = fake.calls();
+    assert_eq!(calls[2].id, format!("{ns}/app"));
+    assert!(
+        calls[2..].iter().all(|c| c.id == format!("{ns}/app")),
+        "{calls:?}"
+    );
+    println!("push → reconcile: {waited:?}");
+    assert!(waited < Duration::from_secs(10));
+
+    running.stop().await.unwrap();
+}
+
+/// Stops the child process we started (by its handle) when the test ends, pass or fail.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
