@@ -611,3 +611,45 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Concurrency is bounded across all watched namespaces (one Controller each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_bounded_across_namespaces() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns1 = unique("ctl-conc-a");
+    let ns2 = unique("ctl-conc-b");
+    let fake = FakeReconciler::new(signed_outcome());
+    *fake.delay.lock().unwrap() = Some(Duration::from_millis(300));
+    let mut cfg = config(&ns1, "solo");
+    cfg.namespaces = Some(vec![ns1.clone(), ns2.clone()]);
+    cfg.concurrency = 2;
+    let mut all = secrets(&ns1);
+    all.secrets.extend(secrets(&ns2).secrets);
+    for i in 0..4 {
+        create_image(
+            &client,
+            &ns1,
+            &format!("a{i}"),
+            "registry.example.com/team/a",
+        )
+        .await;
+        create_image(
+            &client,
+            &ns2,
+            &format!("b{i}"),
+            "registry.example.com/team/b",
+        )
+        .await;
+    }
+    let running = Running::start(&client, fake.clone(), all, cfg).await;
+    eventually(Duration::from_secs(30), || async {
+        fake.calls().len() == 8
+    })
+    .await
+    .expect("all 8 reconciled");
+    let max = fake.max_in_flight.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(max <= 2, "{max} engine runs at once");
+    assert_eq!(max, 2, "two at once were allowed");
+    running.stop().await.unwrap();
+}

@@ -29,6 +29,11 @@ pub struct FakeReconciler {
     pub expect_passphrase: Option<String>,
     /// When set, `requeue_at` is now + this (instead of the canned value); shared by clones.
     pub requeue_after: Arc<Mutex<Option<std::time::Duration>>>,
+    /// When set, each call takes this long (shared by clones).
+    pub delay: Arc<Mutex<Option<std::time::Duration>>>,
+    /// Calls running now, and the most ever running at once.
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    pub max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FakeReconciler {
@@ -38,6 +43,9 @@ impl FakeReconciler {
             calls: Arc::default(),
             expect_passphrase: None,
             requeue_after: Arc::default(),
+            delay: Arc::default(),
+            in_flight: Arc::default(),
+            max_in_flight: Arc::default(),
         }
     }
 
@@ -58,6 +66,14 @@ impl FakeReconciler {
 
 impl Reconciler for FakeReconciler {
     async fn reconcile(&self, request: ReconcileRequest<'_>) -> Outcome {
+        use std::sync::atomic::Ordering;
+        let now_running = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now_running, Ordering::SeqCst);
+        let delay = *self.delay.lock().expect("lock");
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let c = &request.credentials;
         if let (Some(want), Some(got)) = (&self.expect_passphrase, &c.passphrase) {
             assert_eq!(got.expose_secret(), want, "passphrase passed through");
