@@ -589,3 +589,39 @@ async fn lease_is_created_then_renewed_by_replace() {
     drop(elector);
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn failed_status_write_is_retried_with_backoff() {
+    let engine = FakeReconciler::new(outcome());
+    let boom = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+        "message":"etcdserver: request timed out","reason":"InternalError","code":500});
+    let calls = vec![
+        Call::new("GET", SIGNER_URI, (StatusCode::OK, signer())),
+        Call::new(
+            "PATCH",
+            STATUS_URI,
+            (StatusCode::INTERNAL_SERVER_ERROR, boom),
+        ),
+        // No Event for a status that was not written.
+    ];
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let ctx = context(client, engine);
+    let server = tokio::spawn(serve(handle, calls));
+    let obj = Arc::new(image(json!({}), None));
+    let err = reconcile(obj.clone(), ctx.clone()).await.unwrap_err();
+    assert_eq!(err.metric_label(), "StatusWriteError");
+    // Consecutive API errors back off along engine::schedule's curve (jitter 0: 30 s, 60 s).
+    let first = super::error_policy(obj.clone(), &err, ctx.clone());
+    let second = super::error_policy(obj, &err, ctx.clone());
+    assert_eq!(
+        first,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(
+        second,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(60))
+    );
+    drop(ctx);
+    server.await.unwrap();
+}
