@@ -274,7 +274,8 @@ async fn only_the_leader_reconciles_and_hands_over_on_shutdown() {
     assert_eq!(r.status(), 503);
 
     // SIGTERM to the leader: it releases the Lease, and the standby takes over at once (well
-    // before the 4 s lease duration would expire) and reconciles.
+    // before the 4 s lease duration would expire). It keeps the schedule the status holds (not
+    // due for an hour), and reconciles on the next spec change.
     let stopped = std::time::Instant::now();
     a.stop().await.unwrap();
     assert_eq!(holder(&leases, "trustkeeper-test").await, None);
@@ -283,11 +284,22 @@ async fn only_the_leader_reconciles_and_hands_over_on_shutdown() {
     })
     .await
     .expect("replica-b takes over");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(fake_b.calls().is_empty(), "not due yet");
+    let api: Api<SignedImage> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"tags": ["v*", "latest"]}})),
+    )
+    .await
+    .unwrap();
     eventually(Duration::from_secs(30), || async {
         !fake_b.calls().is_empty()
     })
     .await
     .expect("the new leader reconciles");
+    assert_eq!(fake_b.calls()[0].generation, Some(2));
     assert!(stopped.elapsed() < Duration::from_secs(15));
     let lease_obj = leases.get("trustkeeper-test").await.unwrap();
     assert_eq!(lease_obj.spec.unwrap().lease_transitions, Some(1));
@@ -652,4 +664,61 @@ async fn concurrency_is_bounded_across_namespaces() {
     assert!(max <= 2, "{max} engine runs at once");
     assert_eq!(max, 2, "two at once were allowed");
     running.stop().await.unwrap();
+}
+
+/// A restarted controller (or a new leader) keeps the schedule in the status: nothing is run
+/// before its next run time, but a push notification still runs it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_schedule_in_the_status() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = unique("ctl-restart");
+    let fake = FakeReconciler::new(signed_outcome()); // next run in 1 h
+    let first = Running::start(&client, fake.clone(), secrets(&ns), config(&ns, "solo")).await;
+    let api: Api<SignedImage> = Api::namespaced(client.clone(), &ns);
+    create_image(&client, &ns, "app", "registry.example.com/team/app").await;
+    eventually(Duration::from_secs(30), || async {
+        ready_of(&api.get("app").await.unwrap()).is_some()
+    })
+    .await
+    .unwrap();
+    first.stop().await.unwrap();
+    assert_eq!(fake.calls().len(), 1);
+
+    let second = Running::start(&client, fake.clone(), secrets(&ns), config(&ns, "solo")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        fake.calls().len(),
+        1,
+        "not due: the restart must not run it"
+    );
+    // Its metrics are there all the same (from the status).
+    let text = reqwest::get(second.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "trustkeeper_signed_tags{{namespace=\"{ns}\",name=\"app\"}} 1"
+        )),
+        "{text}"
+    );
+
+    let envelope = json!({"events": [{"action": "push",
+        "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": "team/app", "tag": "v9"},
+        "request": {"host": "registry.example.com"}}]});
+    let r = reqwest::Client::new()
+        .post(second.url("/notifications"))
+        .bearer_auth(TOKEN)
+        .body(envelope.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually(Duration::from_secs(5), || async { fake.calls().len() == 2 })
+        .await
+        .expect("the push runs it although not due");
+    second.stop().await.unwrap();
 }

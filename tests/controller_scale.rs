@@ -91,7 +91,10 @@ async fn scale_bench() {
     let create = t.elapsed();
 
     let reads = Arc::new(AtomicU64::new(0));
-    let fake = FakeReconciler::new(signed_outcome());
+    // No next run time in the status: a restarted controller runs everything (cycle 2).
+    let mut outcome = signed_outcome();
+    outcome.status.next_sync_time = None;
+    let fake = FakeReconciler::new(outcome);
     let mut cfg = config(&ns, "bench");
     cfg.concurrency = 16;
 

@@ -26,6 +26,8 @@ use crate::api::SignedImage;
 pub struct Trigger {
     pub store: Store<SignedImage>,
     pub tx: UnboundedSender<ObjectRef<SignedImage>>,
+    /// Marks a SignedImage to run even though its status says it is not due.
+    pub forced: super::reconcile::Forced,
 }
 
 /// State shared by the handlers.
@@ -139,7 +141,8 @@ async fn notifications(
             if pushes.iter().any(|p| concerns(&obj.spec, p)) {
                 let r = ObjectRef::from_obj(&*obj);
                 let id = format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name);
-                if woken.insert(id) {
+                if woken.insert(id.clone()) {
+                    t.forced.lock().expect("lock").insert(id);
                     let _ = t.tx.unbounded_send(r);
                 }
             }

@@ -40,7 +40,12 @@ pub struct Context<R, S> {
     pub api_failures: Mutex<HashMap<String, u32>>,
     /// Bounds reconciles across all Controllers of the process (one per namespace).
     pub limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// `namespace/name` of SignedImages to run now even if not due (push notifications).
+    pub forced: Forced,
 }
+
+/// SignedImages to run at their next reconcile whatever their schedule says.
+pub type Forced = Arc<Mutex<std::collections::HashSet<String>>>;
 
 impl<R: Reconciler, S: SecretSource> Context<R, S> {
     pub fn new(
@@ -60,6 +65,7 @@ impl<R: Reconciler, S: SecretSource> Context<R, S> {
             jitter: Arc::new(rand::random::<f64>),
             api_failures: Mutex::default(),
             limit: None,
+            forced: Forced::default(),
         }
     }
 }
@@ -139,6 +145,27 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
     let now = (ctx.clock)();
     let generation = obj.metadata.generation;
     let previous = obj.status.as_ref();
+    let forced = ctx
+        .forced
+        .lock()
+        .expect("lock")
+        .remove(&format!("{ns}/{name}"));
+
+    // Not due yet (a restart or a new leader lists everything): keep the schedule the status
+    // holds instead of running every SignedImage at once. A spec change, a push notification
+    // or the time coming runs it.
+    if !obj.spec.suspend
+        && !forced
+        && let Some(st) = previous
+        && st.observed_generation == generation
+        && generation.is_some()
+        && let Some(next) = &st.next_sync_time
+        && next.0 > now
+    {
+        debug!(next = %next.0, "not due yet");
+        ctx.metrics.set_status(ns, name, st);
+        return Ok(Action::requeue(until(now, next.0)));
+    }
 
     // `own`: the controller decided this status itself (no engine run).
     let (mut new, engine_events, action, failure, own) = if obj.spec.suspend {

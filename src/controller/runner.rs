@@ -282,6 +282,7 @@ fn controller_for<R: Reconciler, S: SecretSource>(
     let trigger = Trigger {
         store: reader.clone(),
         tx,
+        forced: ctx.forced.clone(),
     };
     let run = Controller::for_stream(stream, reader)
         .with_config(controller::Config::default().concurrency(concurrency))

@@ -476,6 +476,8 @@ async fn unchanged_status_is_not_written() {
     quiet.events.clear();
     quiet.publishes = 0;
     quiet.signed.clear();
+    // Due now (the requeue fired).
+    quiet.status.next_sync_time = Some(Time(now()));
     let engine = FakeReconciler::new(quiet.clone());
     let current = serde_json::to_value(&quiet.status).unwrap();
     let calls = vec![Call::new("GET", SIGNER_URI, (StatusCode::OK, signer()))];
@@ -484,6 +486,59 @@ async fn unchanged_status_is_not_written() {
         .unwrap();
     assert_eq!(engine.calls().len(), 1);
     assert!(engine.calls()[0].had_previous);
+}
+
+#[tokio::test]
+async fn not_due_yet_runs_nothing_and_keeps_the_schedule() {
+    // What a restarted controller or a new leader sees: a current status whose next run is in
+    // five minutes. No Secret read, no engine run, no write; requeued for then.
+    let engine = FakeReconciler::new(outcome());
+    let current = serde_json::to_value(outcome().status).unwrap();
+    let action = run_scenario(
+        image(json!({}), Some(current.clone())),
+        engine.clone(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(300))
+    );
+    assert!(engine.calls().is_empty());
+
+    // A spec change (new generation) runs at once.
+    let mut changed = image(json!({}), Some(current.clone()));
+    changed.metadata.generation = Some(3);
+    let calls = vec![
+        Call::new("GET", SIGNER_URI, (StatusCode::OK, signer())),
+        Call::new("PATCH", STATUS_URI, status_answer(json!({}))),
+        Call::new("POST", EVENTS_URI, (StatusCode::CREATED, json!({}))),
+    ];
+    run_scenario(changed, engine.clone(), calls).await.unwrap();
+    assert_eq!(engine.calls().len(), 1);
+    assert_eq!(engine.calls()[0].generation, Some(3));
+}
+
+#[tokio::test]
+async fn a_push_notification_runs_it_even_when_not_due() {
+    let engine = FakeReconciler::new(outcome());
+    let mut quiet = outcome();
+    quiet.events.clear();
+    engine.set_outcome(quiet.clone());
+    let current = serde_json::to_value(&quiet.status).unwrap();
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let ctx = context(client, engine.clone());
+    ctx.forced.lock().unwrap().insert("ns/app".into());
+    let calls = vec![Call::new("GET", SIGNER_URI, (StatusCode::OK, signer()))];
+    let server = tokio::spawn(serve(handle, calls));
+    reconcile(Arc::new(image(json!({}), Some(current))), ctx.clone())
+        .await
+        .unwrap();
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(engine.calls().len(), 1);
 }
 
 #[tokio::test]

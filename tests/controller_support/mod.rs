@@ -142,6 +142,7 @@ pub fn unique(prefix: &str) -> String {
 pub fn signed_outcome() -> Outcome {
     let now = jiff::Timestamp::now();
     let mut status = SignedImageStatus {
+        next_sync_time: Some(Time(now + jiff::SignedDuration::from_hours(1))),
         signed_tags: vec![SignedTag {
             tag: "v1".into(),
             digest: format!("sha256:{}", "b".repeat(64)),
