@@ -260,13 +260,19 @@ fn controller_for<R: Reconciler, S: SecretSource>(
 ) -> (BoxFuture<'static, ()>, Trigger) {
     let (reader, writer) = reflector::store::<SignedImage>();
     let store = reader.clone();
+    let forced = ctx.forced.clone();
     let stream = watcher(api)
         .default_backoff()
         .reflect(writer)
         .inspect_ok(move |ev| match ev {
             WatchEvent::Delete(obj) => {
                 debug!(namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(), "deleted");
-                metrics.remove(&obj.namespace().unwrap_or_default(), &obj.name_any());
+                let ns = obj.namespace().unwrap_or_default();
+                metrics.remove(&ns, &obj.name_any());
+                forced
+                    .lock()
+                    .expect("lock")
+                    .remove(&format!("{ns}/{}", obj.name_any()));
             }
             WatchEvent::InitDone => metrics.retain(|ns, name| {
                 scope.as_deref().is_some_and(|s| s != ns)
