@@ -67,6 +67,7 @@ log "packaging checks: helm lint, rendered manifests against the Kubernetes sche
 export TRUSTKEEPER_TESTBED="$WORK/tb"
 export TRUSTKEEPER_TESTBED_TOKEN="$WORK/tb-token"
 export TRUSTKEEPER_KUBE_TESTBED="$WORK/kube"
+export TRUSTKEEPER_HELM="$WORK/tools/bin/helm"
 
 # --- tests -----------------------------------------------------------------------------------
 log "cargo test"
