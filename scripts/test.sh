@@ -81,6 +81,13 @@ if [ "$status" = 0 ] && [ "${BENCH:-1}" != 0 ]; then
   log "benchmark: trustkeeper vs the notary Go client"
   BENCH_ITERATIONS=${BENCH_ITERATIONS:-5} cargo bench --locked --bench sign_vs_notary 2>&1 | grep -v '^ *Compiling' || true
 fi
+
+# --- container image ---------------------------------------------------------------------------
+# Built without a daemon (buildah, vfs, chroot) on a locally assembled base; must run as non-root.
+if [ "$status" = 0 ]; then
+  log "container image (buildah)"
+  bash scripts/image.sh || status=1
+fi
 passed=$(grep -Eo '^test result: .*' "$WORK/test.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
 log "summary"
 set -- $passed

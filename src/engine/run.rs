@@ -17,6 +17,8 @@ use super::request::{
 use super::view::repo_view;
 use super::{schedule, status};
 use crate::api::{self, SignedImageSpec, SignedImageStatus, TrustStatus, reasons};
+use crate::notary::cache::CachedFetch;
+use crate::notary::client::update_with;
 use crate::notary::{
     self, NotaryClient, Repository, ServerConfig, SigningKey, TrustAnchor, TrustState,
 };
@@ -463,11 +465,23 @@ impl Engine {
         let keys = load_keys(&req.credentials)?;
         let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
         let clients = self.clients(settings, &req.credentials)?;
-        let resolved = resolve_tags(&clients.registry, &settings.image, &req.spec.tags).await?;
         let mut anchor = trust_anchor(req.spec, req.previous);
+        // Hash-named role files already read or published are not downloaded again (the
+        // read-back after a publish, a refetch after a conflict).
+        let notary = CachedFetch::new(&clients.notary);
+        // The registry and the notary server are independent: ask both at once.
+        let (resolved, first) = tokio::join!(
+            resolve_tags(&clients.registry, &settings.image, &req.spec.tags),
+            update_with(&notary, &settings.gun, &anchor, now)
+        );
+        let resolved = resolved?;
+        let mut first = Some(first?);
         let mut publishes = 0;
         loop {
-            let (repo, trust) = clients.notary.update(&settings.gun, &anchor, now).await?;
+            let (repo, trust) = match first.take() {
+                Some(r) => r,
+                None => update_with(&notary, &settings.gun, &anchor, now).await?,
+            };
             let view = repo_view(&repo);
             let vanished = vanished(&resolved, &view);
             if let Some(tag) = resolved.absent.iter().find(|t| !vanished.contains(*t)) {
@@ -521,11 +535,15 @@ impl Engine {
                 }
                 Err(e) => return Err(e.into()),
             }
+            notary.remember_published(&files);
             let planned = apply_to_view(&view, &p.changes);
-            let (served_repo, served_trust) = clients
-                .notary
-                .update(&settings.gun, &TrustAnchor::State(trust), Timestamp::now())
-                .await?;
+            let (served_repo, served_trust) = update_with(
+                &notary,
+                &settings.gun,
+                &TrustAnchor::State(trust),
+                Timestamp::now(),
+            )
+            .await?;
             let served = repo_view(&served_repo);
             verify(&planned, &p, &served, &resolved.desired)?;
             return Ok(Done {

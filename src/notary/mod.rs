@@ -63,6 +63,7 @@
 //! their targets. Expired root/snapshot/timestamp, rollbacks, bad hashes and base roles below
 //! threshold fail the update.
 
+pub mod cache;
 pub mod canonical;
 pub mod client;
 pub mod edit;
