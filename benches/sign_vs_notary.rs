@@ -35,12 +35,18 @@ fn check(what: &str, out: std::process::Output) {
 
 fn main() {
     trustkeeper::tls::install_crypto_provider();
-    let iterations: usize = std::env::var("BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    let iterations: usize = std::env::var("BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
     let tb = Testbed::get();
     let seed = tb.seed("bench");
     let gun = seed.gun.clone();
     let key = seed.var("DELEGATION_KEY").to_string();
-    let pass = std::fs::read_to_string(seed.var("DELEGATION_PASSPHRASE_FILE")).unwrap().trim().to_string();
+    let pass = std::fs::read_to_string(seed.var("DELEGATION_PASSPHRASE_FILE"))
+        .unwrap()
+        .trim()
+        .to_string();
     let keys_dir = tb.var("TESTBED_KEYS_DIR").to_string();
     let trust_dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_trustkeeper");
@@ -66,16 +72,30 @@ fn main() {
             ("NOTARY_SNAPSHOT_PASSPHRASE", "snapshot"),
             ("NOTARY_DELEGATION_PASSPHRASE", "delegation"),
         ] {
-            let p = std::fs::read_to_string(format!("{keys_dir}/{file}.passphrase")).unwrap_or_default();
+            let p = std::fs::read_to_string(format!("{keys_dir}/{file}.passphrase"))
+                .unwrap_or_default();
             c.env(var, p.trim());
         }
         c.output().unwrap()
     };
-    let v1_sha = seed.var("TAG_V1_DIGEST").trim_start_matches("sha256:").to_string();
+    let v1_sha = seed
+        .var("TAG_V1_DIGEST")
+        .trim_start_matches("sha256:")
+        .to_string();
     let v1_size = seed.var("TAG_V1_SIZE").to_string();
 
     // Warm-up: populate our trust directory (trust on first use) and the OS caches of both.
-    check("warm-up sign", ours(&["sign", &format!("{gun}:v1"), "--key", &key, "--role", "targets/releases"]));
+    check(
+        "warm-up sign",
+        ours(&[
+            "sign",
+            &format!("{gun}:v1"),
+            "--key",
+            &key,
+            "--role",
+            "targets/releases",
+        ]),
+    );
     check("warm-up list", go(&["list", &gun]));
 
     let (mut o1, mut g1, mut o50, mut g50, mut ow, mut gw, mut inproc) =
@@ -84,10 +104,32 @@ fn main() {
         // 1 new target + publish.
         rt.block_on(tb.retag(&seed, "v1", &format!("a{i}")));
         let t = Instant::now();
-        check("sign 1", ours(&["sign", &format!("{gun}:a{i}"), "--key", &key, "--role", "targets/releases"]));
+        check(
+            "sign 1",
+            ours(&[
+                "sign",
+                &format!("{gun}:a{i}"),
+                "--key",
+                &key,
+                "--role",
+                "targets/releases",
+            ]),
+        );
         o1.push(t.elapsed());
         let t = Instant::now();
-        check("addhash", go(&["addhash", &gun, &format!("g{i}"), &v1_size, "--sha256", &v1_sha, "-r", "targets/releases"]));
+        check(
+            "addhash",
+            go(&[
+                "addhash",
+                &gun,
+                &format!("g{i}"),
+                &v1_size,
+                "--sha256",
+                &v1_sha,
+                "-r",
+                "targets/releases",
+            ]),
+        );
         check("publish", go(&["publish", &gun]));
         g1.push(t.elapsed());
 
@@ -105,14 +147,29 @@ fn main() {
         o50.push(t.elapsed());
         let t = Instant::now();
         for j in 0..50 {
-            check("addhash", go(&["addhash", &gun, &format!("h{i}-{j}"), &v1_size, "--sha256", &v1_sha, "-r", "targets/releases"]));
+            check(
+                "addhash",
+                go(&[
+                    "addhash",
+                    &gun,
+                    &format!("h{i}-{j}"),
+                    &v1_size,
+                    "--sha256",
+                    &v1_sha,
+                    "-r",
+                    "targets/releases",
+                ]),
+            );
         }
         check("publish", go(&["publish", &gun]));
         g50.push(t.elapsed());
 
         // Witness + publish.
         let t = Instant::now();
-        check("witness", ours(&["witness", &gun, "--key", &key, "--role", "targets/releases"]));
+        check(
+            "witness",
+            ours(&["witness", &gun, "--key", &key, "--role", "targets/releases"]),
+        );
         ow.push(t.elapsed());
         let t = Instant::now();
         check("notary witness", go(&["witness", &gun, "targets/releases"]));
@@ -125,17 +182,35 @@ fn main() {
     }
     let rows = [
         ("1 new target + publish", median(o1), median(g1), 3.0),
-        ("50 new targets + one publish", median(o50), median(g50), 10.0),
+        (
+            "50 new targets + one publish",
+            median(o50),
+            median(g50),
+            10.0,
+        ),
         ("witness + publish", median(ow), median(gw), 3.0),
     ];
-    println!("\ntrustkeeper vs notary Go client, medians of {iterations} interleaved runs on one testbed");
-    println!("{:<32} {:>14} {:>14} {:>8}  gate", "scenario", "trustkeeper", "notary (Go)", "ratio");
+    println!(
+        "\ntrustkeeper vs notary Go client, medians of {iterations} interleaved runs on one testbed"
+    );
+    println!(
+        "{:<32} {:>14} {:>14} {:>8}  gate",
+        "scenario", "trustkeeper", "notary (Go)", "ratio"
+    );
     for (name, ours, go, gate) in rows {
         let ratio = go.as_secs_f64() / ours.as_secs_f64();
         let verdict = if ratio >= gate { "met" } else { "MISSED" };
-        println!("{name:<32} {:>14} {:>14} {:>7.1}x  >= {gate}x {verdict}", ms(ours), ms(go), ratio);
+        println!(
+            "{name:<32} {:>14} {:>14} {:>7.1}x  >= {gate}x {verdict}",
+            ms(ours),
+            ms(go),
+            ratio
+        );
     }
-    println!("in-process 1 new target + publish + verify: {}", ms(median(inproc)));
+    println!(
+        "in-process 1 new target + publish + verify: {}",
+        ms(median(inproc))
+    );
 }
 
 async fn in_process(tb: &Testbed, seed: &common::Seed, tag: &str, pass: &str) -> Duration {
@@ -158,7 +233,13 @@ async fn in_process(tb: &Testbed, seed: &common::Seed, tag: &str, pass: &str) ->
     };
     let t = Instant::now();
     let o = Engine::default()
-        .run(ReconcileRequest { id: "bench", spec: &spec, generation: None, previous: None, credentials: creds })
+        .run(ReconcileRequest {
+            id: "bench",
+            spec: &spec,
+            generation: None,
+            previous: None,
+            credentials: creds,
+        })
         .await;
     let d = t.elapsed();
     assert!(o.failure_reason.is_none(), "{:?}", o.status.conditions);
