@@ -121,6 +121,27 @@ async fn sigkill_at_random_points_never_corrupts_and_converges() {
     for (t, d) in expected.iter().chain(wanted.iter()) {
         assert_eq!(listed.get(t), Some(d), "after convergence: {t}");
     }
+    // A half-written file (which atomic writes prevent) would be refused, not silently
+    // replaced by trust on first use.
+    let trust_file = cli.trust_dir().join("tuf").join(&gun).join("trust.json");
+    for (path, args) in [
+        (
+            &status_file,
+            vec!["reconcile", "-f", file.to_str().unwrap()],
+        ),
+        (&trust_file, sign.clone()),
+    ] {
+        let good = std::fs::read(path).unwrap();
+        std::fs::write(path, &good[..good.len() / 2]).unwrap();
+        let o = cli.run(tb, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{}: {err}", path.display());
+        assert!(
+            err.contains("is corrupt") && err.contains("remove it"),
+            "{err}"
+        );
+        std::fs::write(path, &good).unwrap();
+    }
     let leftovers: Vec<String> = walk(cli.home.path())
         .into_iter()
         .chain(walk(dir.path()))
