@@ -8,7 +8,8 @@
 //! - `Action::CutAfterForward`: forward the request (the upstream acts on it), then drop the
 //!   client connection without a response (the client cannot know whether it happened);
 //! - `Action::CutBeforeForward`: drop the connection without forwarding;
-//! - `Action::Delay(d)`: forward, then hold the response for `d` (beyond the client's timeout).
+//! - `Action::Delay(d)`: forward, then hold the response for `d` (beyond the client's timeout);
+//! - `Action::Replace(f)`: forward, then answer with the body rewritten by `f`.
 #![allow(dead_code)]
 
 use std::io;
@@ -27,12 +28,29 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
 
-#[derive(Clone, Debug)]
+/// Rewrites a response body (tampering, replaying an old file, padding).
+pub type Rewrite = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
+
+#[derive(Clone)]
 pub enum Action {
     Status(u16),
     CutAfterForward,
     CutBeforeForward,
     Delay(Duration),
+    /// Forward, then answer with the upstream status and the rewritten body.
+    Replace(Rewrite),
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Status(c) => write!(f, "Status({c})"),
+            Action::CutAfterForward => write!(f, "CutAfterForward"),
+            Action::CutBeforeForward => write!(f, "CutBeforeForward"),
+            Action::Delay(d) => write!(f, "Delay({d:?})"),
+            Action::Replace(_) => write!(f, "Replace"),
+        }
+    }
 }
 
 /// A fault applied to matching requests: after `skip` matching requests pass, the next `times`
@@ -269,19 +287,26 @@ async fn handle(State(up): State<Arc<Upstream>>, req: Request) -> Response {
     };
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap_or_default();
+    let mut bytes = resp.bytes().await.unwrap_or_default();
+    let mut replaced = false;
     match action {
         Some(Action::CutAfterForward) => {
             record(0);
             return cut(&up.shared);
         }
         Some(Action::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Action::Replace(f)) => {
+            bytes = f(&bytes).into();
+            replaced = true;
+        }
         _ => {}
     }
     record(status.as_u16());
     let mut b = Response::builder().status(status.as_u16());
     for (name, value) in &headers {
-        if !matches!(name.as_str(), "connection" | "transfer-encoding") {
+        if !matches!(name.as_str(), "connection" | "transfer-encoding")
+            && !(replaced && name == "content-length")
+        {
             b = b.header(name, value);
         }
     }
