@@ -304,9 +304,9 @@ async fn handle(State(up): State<Arc<Upstream>>, req: Request) -> Response {
     record(status.as_u16());
     let mut b = Response::builder().status(status.as_u16());
     for (name, value) in &headers {
-        if !matches!(name.as_str(), "connection" | "transfer-encoding")
-            && !(replaced && name == "content-length")
-        {
+        let hop_by_hop = matches!(name.as_str(), "connection" | "transfer-encoding");
+        let stale_length = replaced && name == "content-length";
+        if !hop_by_hop && !stale_length {
             b = b.header(name, value);
         }
     }
