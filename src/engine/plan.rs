@@ -222,6 +222,29 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
 
     // 3. Renewals: every role our key can sign that has a file and is due (or unusable as served).
+    // A forced renewal of named roles (`trustkeeper witness --role R`) must be able to renew
+    // each of them: one our key cannot sign is a problem, not a warning and success.
+    if input.force_renew {
+        for name in input.roles {
+            match repo.role(name) {
+                None => out
+                    .problems
+                    .push(Problem::RoleNotDeclared { role: name.clone() }),
+                Some(role) if !role.lists_key_any(input.key_ids) => {
+                    out.problems.push(Problem::KeyNotDelegated {
+                        role: name.clone(),
+                        accepted: accepted(role),
+                        ours: input.key_ids.to_vec(),
+                    })
+                }
+                Some(role) if role.threshold > 1 => out.problems.push(Problem::ThresholdNotMet {
+                    role: name.clone(),
+                    threshold: role.threshold,
+                }),
+                Some(_) => {}
+            }
+        }
+    }
     for role in &repo.roles {
         let forced =
             input.force_renew && (input.roles.is_empty() || input.roles.contains(&role.name));

@@ -426,3 +426,27 @@ fn expired_targets_we_cannot_renew_stops_the_publish_with_its_reason() {
     );
     assert_eq!(p.problems[0].reason(), crate::api::reasons::EXPIRING);
 }
+
+#[test]
+fn forced_renewal_of_a_named_role_we_cannot_sign_is_a_problem() {
+    // `trustkeeper witness --role targets` with a delegation key used to warn and succeed.
+    let forced = |roles: &[&str]| {
+        let mut c = Case::new(fresh_repo()).only(roles);
+        c.force = true;
+        c.run()
+    };
+    let p = forced(&["targets"]);
+    assert!(!p.may_publish());
+    assert!(
+        matches!(&p.problems[..], [Problem::KeyNotDelegated { role, .. }] if role == "targets"),
+        "{:?}",
+        p.problems
+    );
+    let p = forced(&["targets/nosuch"]);
+    assert_eq!(
+        p.problems,
+        [Problem::RoleNotDeclared {
+            role: "targets/nosuch".into()
+        }]
+    );
+}
