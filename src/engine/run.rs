@@ -222,6 +222,17 @@ impl Engine {
     }
 }
 
+/// A failed read of the trust data: a 5xx or 429 answer to a GET means the server is not
+/// available (`NotaryUnreachable`, retried with backoff), not that a publish was refused.
+fn fetch_failure(e: notary::Error) -> Failure {
+    match &e {
+        notary::Error::Server { status, .. } if *status >= 500 || *status == 429 => {
+            Failure::new(reasons::NOTARY_UNREACHABLE, e.to_string())
+        }
+        _ => e.into(),
+    }
+}
+
 /// Loads the signing keys (all blocks of the PEM).
 pub fn load_keys(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
     if creds.signing_key_pem.is_empty() {
@@ -446,7 +457,11 @@ impl Engine {
         let mut anchor = trust_anchor(req.spec, req.previous);
         let mut publishes = 0;
         loop {
-            let (repo, trust) = clients.notary.update(&settings.gun, &anchor, now).await?;
+            let (repo, trust) = clients
+                .notary
+                .update(&settings.gun, &anchor, now)
+                .await
+                .map_err(fetch_failure)?;
             let view = repo_view(&repo);
             let vanished = vanished(&resolved, &view);
             if let Some(tag) = resolved.absent.iter().find(|t| !vanished.contains(*t)) {
@@ -504,7 +519,8 @@ impl Engine {
             let (served_repo, served_trust) = clients
                 .notary
                 .update(&settings.gun, &TrustAnchor::State(trust), Timestamp::now())
-                .await?;
+                .await
+                .map_err(fetch_failure)?;
             let served = repo_view(&served_repo);
             verify(&planned, &p, &served, &resolved.desired)?;
             return Ok(Done {
