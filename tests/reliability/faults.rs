@@ -32,6 +32,8 @@ struct Round {
     refuse_notary: bool,
     refuse_registry: bool,
     expect: Expect,
+    /// The Ready reason of a run that fails under the fault.
+    reason: Option<&'static str>,
 }
 
 fn round(name: &'static str, expect: Expect) -> Round {
@@ -42,6 +44,7 @@ fn round(name: &'static str, expect: Expect) -> Round {
         refuse_notary: false,
         refuse_registry: false,
         expect,
+        reason: None,
     }
 }
 
@@ -50,18 +53,22 @@ fn rounds() -> Vec<Round> {
     vec![
         Round {
             refuse_notary: true,
+            reason: Some("NotaryUnreachable"),
             ..round("notary refuses connections", Expect::FailsUnpublished)
         },
         Round {
             notary: vec![Rule::new(Some("POST"), Action::Status(503))],
+            reason: Some("PublishFailed"),
             ..round("notary 503 to the publish", Expect::FailsUnpublished)
         },
         Round {
             notary: vec![Rule::new(Some("POST"), Action::Status(500))],
+            reason: Some("PublishFailed"),
             ..round("notary 500 to the publish", Expect::FailsUnpublished)
         },
         Round {
             notary: vec![Rule::new(Some("POST"), Action::CutBeforeForward)],
+            reason: Some("NotaryUnreachable"),
             ..round(
                 "connection cut before the publish reached notary",
                 Expect::FailsUnpublished,
@@ -69,6 +76,7 @@ fn rounds() -> Vec<Round> {
         },
         Round {
             notary: vec![Rule::new(Some("POST"), Action::CutAfterForward)],
+            reason: Some("NotaryUnreachable"),
             ..round(
                 "connection cut after the publish reached notary",
                 Expect::FailsMaybePublished,
@@ -76,6 +84,7 @@ fn rounds() -> Vec<Round> {
         },
         Round {
             notary: vec![Rule::new(Some("POST"), slow.clone())],
+            reason: Some("NotaryUnreachable"),
             ..round(
                 "publish answered after the client timeout",
                 Expect::FailsMaybePublished,
@@ -83,6 +92,7 @@ fn rounds() -> Vec<Round> {
         },
         Round {
             notary: vec![Rule::new(Some("GET"), slow.clone())],
+            reason: Some("NotaryUnreachable"),
             ..round(
                 "metadata fetch slower than the timeout",
                 Expect::FailsUnpublished,
@@ -90,6 +100,7 @@ fn rounds() -> Vec<Round> {
         },
         Round {
             notary: vec![Rule::new(Some("GET"), Action::Status(503)).path("snapshot")],
+            reason: Some("NotaryUnreachable"),
             ..round("notary 503 to the snapshot fetch", Expect::Either)
         },
         Round {
@@ -99,6 +110,7 @@ fn rounds() -> Vec<Round> {
                     .skip(4)
                     .times(50),
             ],
+            reason: Some("NotaryUnreachable"),
             ..round(
                 "notary 503 to every fetch from the fifth on",
                 Expect::FailsMaybePublished,
@@ -122,6 +134,7 @@ fn rounds() -> Vec<Round> {
                     .path("/manifests/")
                     .times(100),
             ],
+            reason: Some("RegistryUnreachable"),
             ..round("registry 503 until it clears", Expect::FailsUnpublished)
         },
         Round {
@@ -134,6 +147,7 @@ fn rounds() -> Vec<Round> {
         },
         Round {
             refuse_registry: true,
+            reason: Some("RegistryUnreachable"),
             ..round("registry refuses connections", Expect::FailsUnpublished)
         },
     ]
@@ -199,6 +213,9 @@ async fn faults_converge_with_nothing_lost() {
         }
         if st == "False" {
             failed_runs += 1;
+            if let Some(want) = r.reason {
+                assert_eq!(reason, want, "{}: {msg}", r.name);
+            }
             assert!(
                 !msg.is_empty() && reason != "Signed",
                 "{}: {reason}: {msg}",
