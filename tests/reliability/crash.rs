@@ -100,6 +100,17 @@ async fn sigkill_at_random_points_never_corrupts_and_converges() {
         );
     }
 
+    // A temporary file an earlier kill left behind, old enough to be nobody's: the next write
+    // of the same file removes it.
+    let stale = status_file.with_file_name(".app.yaml.status.yaml.999999.tmp");
+    std::fs::write(&stale, "half").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+
     // Started again without a kill: both commands converge.
     let mut sign = vec!["sign".to_string()];
     sign.extend(wanted.keys().map(|t| format!("{gun}:{t}")));
@@ -142,13 +153,14 @@ async fn sigkill_at_random_points_never_corrupts_and_converges() {
         );
         std::fs::write(path, &good).unwrap();
     }
+    assert!(!stale.exists(), "a stale temporary file is removed");
     let leftovers: Vec<String> = walk(cli.home.path())
         .into_iter()
         .chain(walk(dir.path()))
         .filter(|p| p.ends_with(".tmp"))
         .collect();
     report(&format!(
-        "SIGKILL: {killed} runs killed at random points (0-{} ms), {finished} finished first; files never half-written; {} tags converged, none lost; {} temporary files left by kills",
+        "SIGKILL: {killed} runs killed at random points (0-{} ms), {finished} finished first; files never half-written; {} tags converged, none lost; {} recent temporary files left by kills (older ones are removed by the next write)",
         full_ms * 6 / 5,
         wanted.len(),
         leftovers.len()
