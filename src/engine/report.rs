@@ -102,10 +102,15 @@ impl Problem {
                 ancestor,
                 expired: true,
             } => format!(
-                "{ancestor} has expired and our key cannot re-sign it, so readers skip {role} and                  nothing was published: the holder of the {ancestor} key must renew it                  (`notary witness {gun} {ancestor}` and `notary publish {gun}`)"
+                "{ancestor} has expired and our key cannot re-sign it, so readers skip {role} and \
+                 nothing was published: the holder of the {ancestor} key must renew it \
+                 (`trustkeeper witness {gun} --key <{ancestor} key> --role {ancestor}`)"
             ),
             Problem::AncestorUnreadable { role, ancestor, .. } => format!(
-                "{ancestor} is not validly signed by the keys its parent lists, and our key cannot                  re-sign it, so readers skip {role} and nothing was published: re-sign {ancestor}                  with a key its parent lists (`notary witness {gun} {ancestor}` and                  `notary publish {gun}`)"
+                "{ancestor} is not validly signed by the keys its parent lists, and our key cannot \
+                 re-sign it, so readers skip {role} and nothing was published: re-sign {ancestor} \
+                 with a key its parent lists (`trustkeeper witness {gun} --key <that key> --role \
+                 {ancestor}`)"
             ),
         }
     }
