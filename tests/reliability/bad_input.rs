@@ -96,6 +96,9 @@ async fn cli_bad_input_is_refused_with_its_message_and_exit_code() {
         if !err.to_lowercase().contains(&needle.to_lowercase()) {
             problems.push(format!("stderr lacks {needle:?}"));
         }
+        if code == 1 && err.contains("  ") {
+            problems.push("a run of spaces in the message".into());
+        }
         if code == 1 && err.trim().lines().count() != 1 {
             problems.push("not one line".into());
         }
@@ -185,6 +188,9 @@ async fn engine_bad_input_gets_its_reason_and_publishes_nothing() {
         }
         if o.publishes != 0 {
             problems.push("published".into());
+        }
+        if msg.contains("  ") {
+            problems.push("a run of spaces in the message".into());
         }
         if o.failure_reason
             != Some(got.as_str())
@@ -326,7 +332,12 @@ async fn bad_metadata_from_the_server_is_refused_and_nothing_is_published() {
         let o = run_engine(t, &spec, creds(tb, &seed), Some(&status)).await;
         proxy.clear();
         let (st, got, msg) = ready(&o);
-        if st != "False" || got != reason || !msg.contains(needle) || o.publishes != 0 {
+        if st != "False"
+            || got != reason
+            || !msg.contains(needle)
+            || o.publishes != 0
+            || msg.contains("  ")
+        {
             wrong.push(format!(
                 "{name}: {st} {got} (want {reason} naming {needle:?}), {} publishes: {msg}",
                 o.publishes
@@ -341,7 +352,12 @@ async fn bad_metadata_from_the_server_is_refused_and_nothing_is_published() {
     let ts_aged = timestamp_version(tb, &seed.gun).await;
     let o = run_engine(t, &spec, creds(tb, &seed), Some(&status)).await;
     let (st, got, msg) = ready(&o);
-    if st != "False" || got != "Expiring" || !msg.contains("targets") || o.publishes != 0 {
+    if st != "False"
+        || got != "Expiring"
+        || !msg.contains("trustkeeper witness")
+        || o.publishes != 0
+        || msg.contains("  ")
+    {
         wrong.push(format!("expired targets: {st} {got}: {msg}"));
     }
     assert!(
