@@ -199,6 +199,11 @@ async fn faults_converge_with_nothing_lost() {
         registry.clear();
         assert!(injected > 0, "{}: the fault never struck", r.name);
         let listed = notary_list(tb, &gun, None);
+        let landed = if st == "False" && listed.contains_key(&tag) {
+            ", the publish landed before the failure"
+        } else {
+            ""
+        };
         match r.expect {
             Expect::FailsUnpublished => {
                 assert_eq!(st, "False", "{}: {reason}: {msg}", r.name);
@@ -251,7 +256,7 @@ async fn faults_converge_with_nothing_lost() {
         status = o.status;
         survived += 1;
         report(&format!(
-            "fault survived: {} (first run: {st} {reason}, {injected} injected)",
+            "fault survived: {} (first run: {st} {reason}, {injected} injected{landed})",
             r.name
         ));
     }
