@@ -74,6 +74,14 @@ log "cargo test"
 cargo test --locked 2>&1 | tee "$WORK/test.log"
 status=${PIPESTATUS[0]}
 
+# --- fuzzing ------------------------------------------------------------------------------------
+# Every fuzz target (fuzz/) for a short bounded time (FUZZ_SECONDS each, 20 by default; 0 skips).
+fuzz_status=0
+if [ "$status" = 0 ] && [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  log "fuzzing: each target for ${FUZZ_SECONDS:-20} s"
+  scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee "$WORK/fuzz.log" || fuzz_status=1
+fi
+
 # --- benchmark ---------------------------------------------------------------------------------
 # Side by side with the notary Go client on the same testbed (release build); prints ratios.
 # A benchmark, not a test: its numbers never fail the run. BENCH=0 skips it.
@@ -90,6 +98,10 @@ if [ "$status" = 0 ]; then
 fi
 passed=$(grep -Eo '^test result: .*' "$WORK/test.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
 log "summary"
+# Counts printed by the reliability suite (faults survived, bad inputs tried, ...).
+grep -ho 'reliability: .*' "$WORK/test.log" || true
+grep -h '^fuzz: ' "$WORK/fuzz.log" 2>/dev/null || true
 set -- $passed
 echo "$1 passed, $2 failed"
-exit "$status"
+[ "$status" = 0 ] || exit "$status"
+exit "$fuzz_status"

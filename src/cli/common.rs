@@ -239,7 +239,50 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     f.sync_all().map_err(err)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(err)?;
+    // Make the rename itself durable (a power cut after it must not bring the old file back);
+    // best effort: some filesystems refuse to sync a directory.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    remove_stale_temporaries(dir, &tmp);
     Ok(())
+}
+
+/// Removes temporary files of `write_atomic` that a killed process left beside the target (same
+/// `.NAME.` prefix, `.tmp` suffix), once they are old enough that no live writer can own them.
+fn remove_stale_temporaries(dir: &Path, ours: &Path) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(600);
+    let Some(name) = ours.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    // `.NAME.PID.tmp` → `.NAME.`
+    let Some(prefix) = name
+        .strip_suffix(".tmp")
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(p, _)| format!("{p}."))
+    else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name();
+        let Some(n) = n.to_str() else { continue };
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE);
+        if n.starts_with(&prefix) && n.ends_with(".tmp") && old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 pub fn print_json<T: serde::Serialize>(v: &T) {

@@ -231,19 +231,37 @@ fn status_file(file: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Statuses kept beside a file: name → status.
-fn read_statuses(file: &Path) -> BTreeMap<String, SignedImageStatus> {
-    let Ok(text) = std::fs::read_to_string(status_file(file)) else {
-        return BTreeMap::new();
+/// Statuses kept beside a file: name → status. A status file that cannot be read is an error,
+/// not an empty map: it carries the trust anchor and the versions seen, and dropping it silently
+/// would trust the server's root anew and forget rollback protection.
+fn read_statuses(file: &Path) -> Result<BTreeMap<String, SignedImageStatus>, CliError> {
+    let path = status_file(file);
+    let corrupt = |e: &dyn std::fmt::Display| {
+        CliError::new(format!(
+            "{} is corrupt ({e}): remove it to trust the server's root anew",
+            path.display()
+        ))
     };
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap_or_default();
-    docs.into_iter()
-        .filter_map(|d| {
-            let name = d["metadata"]["name"].as_str()?.to_string();
-            let st = serde_json::from_value(d["status"].clone()).ok()?;
-            Some((name, st))
-        })
-        .collect()
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => {
+            return Err(CliError::new(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| corrupt(&e))?;
+    let mut out = BTreeMap::new();
+    for d in docs {
+        let Some(name) = d["metadata"]["name"].as_str() else {
+            return Err(corrupt(&"a document without metadata.name"));
+        };
+        let st = serde_json::from_value(d["status"].clone()).map_err(|e| corrupt(&e))?;
+        out.insert(name.to_string(), st);
+    }
+    Ok(out)
 }
 
 fn write_statuses(
@@ -282,7 +300,7 @@ pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| "default".into());
-            let previous = read_statuses(&item.file)
+            let previous = read_statuses(&item.file)?
                 .remove(&name)
                 .or_else(|| item.resource.status.clone());
             let id = format!("{ns}/{name}");

@@ -87,6 +87,13 @@ pub enum Problem {
     /// After the publish, docker would find no trust data for the tag: it was signed only into
     /// roles docker does not read.
     RoleNotRead { tag: String, roles: Vec<String> },
+    /// The role to sign into would be skipped by readers because an ancestor stays expired
+    /// (`expired`) or unverified, and our key cannot re-sign that ancestor.
+    AncestorUnreadable {
+        role: String,
+        ancestor: String,
+        expired: bool,
+    },
 }
 
 /// Something worth saying that does not stop the publish.
@@ -215,6 +222,29 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
 
     // 3. Renewals: every role our key can sign that has a file and is due (or unusable as served).
+    // A forced renewal of named roles (`trustkeeper witness --role R`) must be able to renew
+    // each of them: one our key cannot sign is a problem, not a warning and success.
+    if input.force_renew {
+        for name in input.roles {
+            match repo.role(name) {
+                None => out
+                    .problems
+                    .push(Problem::RoleNotDeclared { role: name.clone() }),
+                Some(role) if !role.lists_key_any(input.key_ids) => {
+                    out.problems.push(Problem::KeyNotDelegated {
+                        role: name.clone(),
+                        accepted: accepted(role),
+                        ours: input.key_ids.to_vec(),
+                    })
+                }
+                Some(role) if role.threshold > 1 => out.problems.push(Problem::ThresholdNotMet {
+                    role: name.clone(),
+                    threshold: role.threshold,
+                }),
+                Some(_) => {}
+            }
+        }
+    }
     for role in &repo.roles {
         let forced =
             input.force_renew && (input.roles.is_empty() || input.roles.contains(&role.name));
@@ -256,10 +286,17 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 role: r.name.clone(),
                 sha256: t.sha256.clone(),
             }),
-            _ => out.problems.push(Problem::RoleNotRead {
-                tag: tag.clone(),
-                roles: out.signing_roles.get(tag).cloned().unwrap_or_default(),
-            }),
+            _ => {
+                let roles = out.signing_roles.get(tag).cloned().unwrap_or_default();
+                match hidden_by(&after, &roles) {
+                    Some(p) if out.problems.contains(&p) => {}
+                    Some(p) => out.problems.push(p),
+                    None => out.problems.push(Problem::RoleNotRead {
+                        tag: tag.clone(),
+                        roles,
+                    }),
+                }
+            }
         }
         if let Some((r, t)) = after.notary_winner(tag)
             && &t.sha256 != want_sha
@@ -272,6 +309,30 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     }
     out
+}
+
+/// The first of `roles` that readers skip because of an ancestor, and that ancestor.
+fn hidden_by(after: &RepoView, roles: &[String]) -> Option<Problem> {
+    let find = |name: &str| after.roles.iter().find(|r| r.name == name);
+    for role in roles {
+        if find(role).is_none_or(|r| r.state != RoleState::Hidden) {
+            continue;
+        }
+        let mut name = role.as_str();
+        while let Some((parent, _)) = name.rsplit_once('/') {
+            if let Some(p) = find(parent).filter(|p| p.state != RoleState::Valid)
+                && p.state != RoleState::Hidden
+            {
+                return Some(Problem::AncestorUnreadable {
+                    role: role.clone(),
+                    ancestor: parent.to_string(),
+                    expired: p.state == RoleState::Expired,
+                });
+            }
+            name = parent;
+        }
+    }
+    None
 }
 
 /// Roles `tag` goes into, recording problems on the way.
@@ -385,6 +446,24 @@ pub fn apply_to_view(repo: &RepoView, changes: &BTreeMap<String, RoleChange>) ->
             role.version += 1;
             role.expires = Some(c.expires);
             role.state = RoleState::Valid;
+        }
+    }
+    // A re-signed role is valid itself, but readers still skip it while an ancestor stays
+    // expired or unverified (a `targets` role only the repository key holder can renew): parents
+    // first, so that each role sees its parent's state after the changes.
+    let mut order: Vec<usize> = (0..after.roles.len()).collect();
+    order.sort_by_key(|&i| after.roles[i].name.matches('/').count());
+    for i in order {
+        if !changes.contains_key(&after.roles[i].name) {
+            continue;
+        }
+        let parent_readable = after.roles[i]
+            .name
+            .rsplit_once('/')
+            .and_then(|(parent, _)| after.roles.iter().find(|r| r.name == parent))
+            .is_none_or(|p| p.state == RoleState::Valid);
+        if !parent_readable {
+            after.roles[i].state = RoleState::Hidden;
         }
     }
     after

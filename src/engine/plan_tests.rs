@@ -403,3 +403,50 @@ fn forced_renewal_witnesses_every_role_we_hold_or_the_named_ones() {
     let p = c.only(&["targets/releases"]).run();
     assert_eq!(p.changes.keys().collect::<Vec<_>>(), ["targets/releases"]);
 }
+
+#[test]
+fn expired_targets_we_cannot_renew_stops_the_publish_with_its_reason() {
+    // `targets` (repository key, not ours) expired: readers skip every delegation, so signing
+    // into releases would publish something nobody reads (found by the reliability tests).
+    let mut roles = fresh_repo();
+    roles[0].state = RoleState::Expired;
+    roles[0].expires = Some(now() - days(1));
+    for r in &mut roles[1..] {
+        r.state = RoleState::Hidden;
+    }
+    let p = Case::new(roles).want("v2", m('b', 20)).run();
+    assert!(!p.may_publish());
+    assert_eq!(
+        p.problems,
+        [Problem::AncestorUnreadable {
+            role: "targets/releases".into(),
+            ancestor: "targets".into(),
+            expired: true,
+        }]
+    );
+    assert_eq!(p.problems[0].reason(), crate::api::reasons::EXPIRING);
+}
+
+#[test]
+fn forced_renewal_of_a_named_role_we_cannot_sign_is_a_problem() {
+    // `trustkeeper witness --role targets` with a delegation key used to warn and succeed.
+    let forced = |roles: &[&str]| {
+        let mut c = Case::new(fresh_repo()).only(roles);
+        c.force = true;
+        c.run()
+    };
+    let p = forced(&["targets"]);
+    assert!(!p.may_publish());
+    assert!(
+        matches!(&p.problems[..], [Problem::KeyNotDelegated { role, .. }] if role == "targets"),
+        "{:?}",
+        p.problems
+    );
+    let p = forced(&["targets/nosuch"]);
+    assert_eq!(
+        p.problems,
+        [Problem::RoleNotDeclared {
+            role: "targets/nosuch".into()
+        }]
+    );
+}

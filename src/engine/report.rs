@@ -29,6 +29,8 @@ impl Problem {
             }
             Problem::TagShadowed { .. } => reasons::TAG_SHADOWED,
             Problem::RoleNotRead { .. } => reasons::ROLE_NOT_READ,
+            Problem::AncestorUnreadable { expired: true, .. } => reasons::EXPIRING,
+            Problem::AncestorUnreadable { .. } => reasons::ROLE_NOT_USABLE,
         }
     }
 
@@ -94,6 +96,21 @@ impl Problem {
                 } else {
                     roles.join(", ")
                 }
+            ),
+            Problem::AncestorUnreadable {
+                role,
+                ancestor,
+                expired: true,
+            } => format!(
+                "{ancestor} has expired and our key cannot re-sign it, so readers skip {role} and \
+                 nothing was published: the holder of the {ancestor} key must renew it \
+                 (`trustkeeper witness {gun} --key <{ancestor} key> --role {ancestor}`)"
+            ),
+            Problem::AncestorUnreadable { role, ancestor, .. } => format!(
+                "{ancestor} is not validly signed by the keys its parent lists, and our key cannot \
+                 re-sign it, so readers skip {role} and nothing was published: re-sign {ancestor} \
+                 with a key its parent lists (`trustkeeper witness {gun} --key <that key> --role \
+                 {ancestor}`)"
             ),
         }
     }

@@ -245,6 +245,17 @@ impl Engine {
     }
 }
 
+/// A failed read of the trust data: a 5xx or 429 answer to a GET means the server is not
+/// available (`NotaryUnreachable`, retried with backoff), not that a publish was refused.
+fn fetch_failure(e: notary::Error) -> Failure {
+    match &e {
+        notary::Error::Server { status, .. } if *status >= 500 || *status == 429 => {
+            Failure::new(reasons::NOTARY_UNREACHABLE, e.to_string())
+        }
+        _ => e.into(),
+    }
+}
+
 /// Loads the signing keys (all blocks of the PEM).
 pub fn load_keys(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
     if creds.signing_key_pem.is_empty() {
@@ -475,12 +486,14 @@ impl Engine {
             update_with(&notary, &settings.gun, &anchor, now)
         );
         let resolved = resolved?;
-        let mut first = Some(first?);
+        let mut first = Some(first.map_err(fetch_failure)?);
         let mut publishes = 0;
         loop {
             let (repo, trust) = match first.take() {
                 Some(r) => r,
-                None => update_with(&notary, &settings.gun, &anchor, now).await?,
+                None => update_with(&notary, &settings.gun, &anchor, now)
+                    .await
+                    .map_err(fetch_failure)?,
             };
             let view = repo_view(&repo);
             let vanished = vanished(&resolved, &view);
@@ -543,7 +556,8 @@ impl Engine {
                 &TrustAnchor::State(trust),
                 Timestamp::now(),
             )
-            .await?;
+            .await
+            .map_err(fetch_failure)?;
             let served = repo_view(&served_repo);
             verify(&planned, &p, &served, &resolved.desired)?;
             return Ok(Done {

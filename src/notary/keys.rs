@@ -287,20 +287,27 @@ impl SigningKey {
             key: "PEM".into(),
             reason: e.to_string(),
         })?;
+        // Every block's decoded bytes go into a zeroizing buffer before any of them is looked
+        // at, so that an early return (a bad block) leaves no plaintext key behind either.
+        let blocks: Vec<_> = blocks
+            .into_iter()
+            .map(|block| {
+                let headers: BTreeMap<String, String> = block
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let tag = block.tag().to_string();
+                (tag, headers, Zeroizing::new(block.into_contents()))
+            })
+            .collect();
         let mut out = Vec::new();
-        for (i, block) in blocks.into_iter().enumerate() {
-            let mut headers = BTreeMap::new();
-            for (k, v) in block.headers().iter() {
-                headers.insert(k.to_string(), v.to_string());
-            }
-            let tag = block.tag().to_string();
+        for (i, (tag, headers, der)) in blocks.into_iter().enumerate() {
             let label = headers
                 .get("path")
                 .or_else(|| headers.get("role"))
                 .map(|s| format!("{s} (block {})", i + 1))
                 .unwrap_or_else(|| format!("block {}", i + 1));
-            // Unencrypted blocks hold the key itself: zeroize the decoded bytes.
-            let der = Zeroizing::new(block.into_contents());
             let mut notary_compatible = true;
             let secret = match tag.as_str() {
                 "ENCRYPTED PRIVATE KEY" => {

@@ -150,8 +150,16 @@ impl NotaryClient {
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("trustkeeper/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &cfg.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| Error::Config(format!("CA bundle: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                Error::Config(format!("the notary CA bundle is not valid PEM: {e}"))
+            })?;
+            // An empty bundle would silently fall back to the system roots and fail later as
+            // "unreachable"; say what is wrong instead.
+            if certs.is_empty() {
+                return Err(Error::Config(
+                    "the notary CA bundle holds no certificate: give the PEM of the CA that signs the notary server's certificate".into(),
+                ));
+            }
             b = if cfg.ca_only {
                 b.tls_certs_only(certs)
             } else {

@@ -124,7 +124,13 @@ impl Testbed {
     /// Seeds a fresh GUN with the real Go client: images pushed, `targets`, `targets/releases`
     /// and `targets/ci-bot` signed, snapshot key on the server.
     pub fn seed(&self, name: &str) -> Seed {
-        let gun = self.unique_gun(name);
+        self.seed_gun(&self.unique_gun(name))
+    }
+
+    /// Seeds `gun` (which may name another host, e.g. a proxy in front of the registry: the
+    /// images go to the testbed registry under the GUN's repository path).
+    pub fn seed_gun(&self, gun: &str) -> Seed {
+        let gun = gun.to_string();
         let dir = self.dir.to_str().unwrap().to_string();
         {
             // `seed` edits the testbed's shared trust dir: parallel seeds race (a key file
