@@ -324,29 +324,13 @@ pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
                         })
                         .await
                 }
-                Err(f) => {
-                    let now = Timestamp::now();
-                    let failures = previous.as_ref().map_or(0, |s| s.failed_attempts) + 1;
-                    let at =
-                        crate::engine::schedule::next_after_failure(now, failures, rand::random());
-                    let status = crate::engine::status::failure(
-                        previous.as_ref(),
-                        item.resource.metadata.generation,
-                        f.reason,
-                        &f.message,
-                        now,
-                        at,
-                    );
-                    crate::engine::Outcome {
-                        status,
-                        events: vec![],
-                        requeue_at: at,
-                        publishes: 0,
-                        renewed: vec![],
-                        signed: vec![],
-                        failure_reason: Some(f.reason),
-                    }
-                }
+                Err(f) => crate::engine::Engine::failed(
+                    previous.as_ref(),
+                    item.resource.metadata.generation,
+                    f,
+                    Timestamp::now(),
+                    rand::random(),
+                ),
             };
             if g.output == Output::Text {
                 println!("== {id} ({})", item.file.display());

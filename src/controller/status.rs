@@ -2,12 +2,11 @@
 //! body that writes any status. Pure: the caller passes the clock and the jitter.
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::api::{ConditionStatus, READY, SignedImage, SignedImageStatus, reasons, set_condition};
-use crate::engine::schedule;
+use crate::api::{READY, SignedImage, SignedImageStatus};
 
 /// The one field manager of everything trustkeeper writes.
 pub const FIELD_MANAGER: &str = "trustkeeper";
@@ -57,24 +56,12 @@ pub fn suspended(
     generation: Option<i64>,
     now: Timestamp,
 ) -> SignedImageStatus {
-    let mut s = previous.cloned().unwrap_or_default();
-    s.observed_generation = generation;
-    s.next_sync_time = None;
-    set_condition(
-        &mut s.conditions,
-        READY,
-        ConditionStatus::False,
-        reasons::SUSPENDED,
-        "spec.suspend is true: nothing is signed or renewed until it is set back to false",
-        generation,
-        now,
-    );
-    s
+    crate::engine::status::suspended(previous, generation, now)
 }
 
-/// A failure found before the engine ran (a Secret problem): Ready False with `reason` and
-/// `message`, one more failed attempt (counting from zero again after a spec change), and the
-/// next run after backoff. Returns the status and when to run again.
+/// A failure found before the engine ran (a Secret problem): the engine's failure status
+/// (Ready False, one more failed attempt counted from zero after a spec change, backoff).
+/// Returns the status and when to run again.
 pub fn controller_failure(
     previous: Option<&SignedImageStatus>,
     generation: Option<i64>,
@@ -83,31 +70,7 @@ pub fn controller_failure(
     now: Timestamp,
     jitter: f64,
 ) -> (SignedImageStatus, Timestamp) {
-    let mut s = previous.cloned().unwrap_or_default();
-    let same_generation = s.observed_generation == generation;
-    let before = if same_generation {
-        s.failed_attempts
-    } else {
-        0
-    };
-    let attempts = before.saturating_add(1);
-    let next = schedule::next_after_failure(now, attempts, jitter);
-    // Each retry is written (one status write per backoff period, at most one a minute at
-    // first and one an hour later): the counter is what the backoff grows from.
-    s.observed_generation = generation;
-    s.failed_attempts = attempts;
-    s.last_failure_time = Some(Time(now));
-    s.next_sync_time = Some(Time(next));
-    set_condition(
-        &mut s.conditions,
-        READY,
-        ConditionStatus::False,
-        reason,
-        message,
-        generation,
-        now,
-    );
-    (s, next)
+    crate::engine::status::failure(previous, generation, reason, message, now, jitter)
 }
 
 /// `namespace/name` of a SignedImage.
@@ -122,6 +85,8 @@ pub fn id(obj: &SignedImage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{ConditionStatus, reasons, set_condition};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()

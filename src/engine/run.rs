@@ -580,22 +580,11 @@ impl Engine {
         let prev_ready = prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == api::READY));
         let settings = match Settings::from_spec(req.spec) {
             Ok(s) => s,
-            Err(f) => return self.failed(prev, gen_, f, now, jitter),
+            Err(f) => return Engine::failed(prev, gen_, f, now, jitter),
         };
         if req.spec.suspend {
-            let mut st = prev.cloned().unwrap_or_default();
-            st.observed_generation = gen_;
-            api::set_condition(
-                &mut st.conditions,
-                api::READY,
-                api::ConditionStatus::False,
-                reasons::SUSPENDED,
-                "spec.suspend is true: nothing is signed or renewed",
-                gen_,
-                now,
-            );
             return Outcome {
-                status: st,
+                status: status::suspended(prev, gen_, now),
                 events: vec![],
                 requeue_at: now + settings.interval,
                 publishes: 0,
@@ -678,24 +667,23 @@ impl Engine {
                     failure_reason: None,
                 }
             }
-            Err(f) => self.failed(prev, gen_, f, now, jitter),
+            Err(f) => Engine::failed(prev, gen_, f, now, jitter),
         }
     }
 
-    fn failed(
-        &self,
+    /// The outcome of a run that failed with `f` (also for failures found before the engine
+    /// ran, such as a missing Secret): status, backoff, and an Event when Ready changes.
+    pub fn failed(
         prev: Option<&SignedImageStatus>,
         gen_: Option<i64>,
         f: Failure,
         now: Timestamp,
         jitter: f64,
     ) -> Outcome {
-        let failures = prev.map_or(0, |s| s.failed_attempts) + 1;
-        let next = schedule::next_after_failure(now, failures, jitter);
         let was = prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == api::READY));
         let transition = !was.is_some_and(|c| c.status == "False" && c.reason == f.reason);
-        tracing::warn!(reason = f.reason, message = %f.message, failures, "reconcile failed");
-        let st = status::failure(prev, gen_, f.reason, &f.message, now, next);
+        let (st, next) = status::failure(prev, gen_, f.reason, &f.message, now, jitter);
+        tracing::warn!(reason = f.reason, message = %f.message, failures = st.failed_attempts, "reconcile failed");
         let mut note = f.message.clone();
         if note.len() > 1000 {
             let mut cut = 1000;

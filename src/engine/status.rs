@@ -134,17 +134,24 @@ pub fn success(
 }
 
 /// Status after a failed run: what was known before is kept (signed tags, roles, trust), the
-/// failure counted, Ready set False with the reason and message.
+/// failure counted (from zero again after a spec change: a new generation resets the backoff),
+/// Ready set False with the reason and message, and the next run after backoff. Returns the
+/// status and when to run again.
 pub fn failure(
     prev: Option<&SignedImageStatus>,
     generation: Option<i64>,
     reason: &str,
     message: &str,
     now: Timestamp,
-    next: Timestamp,
-) -> SignedImageStatus {
+    jitter: f64,
+) -> (SignedImageStatus, Timestamp) {
+    let before = prev
+        .filter(|p| p.observed_generation == generation)
+        .map_or(0, |p| p.failed_attempts);
+    let attempts = before.saturating_add(1);
+    let next = super::schedule::next_after_failure(now, attempts, jitter);
     let mut s = base(prev, generation);
-    s.failed_attempts = s.failed_attempts.saturating_add(1);
+    s.failed_attempts = attempts;
     s.last_failure_time = Some(Time(now));
     s.last_sync_time = Some(Time(now));
     s.next_sync_time = Some(Time(next));
@@ -154,6 +161,26 @@ pub fn failure(
         ConditionStatus::False,
         reason,
         message,
+        generation,
+        now,
+    );
+    (s, next)
+}
+
+/// `spec.suspend`: Ready False/Suspended; everything recorded before is kept, no next run.
+pub fn suspended(
+    prev: Option<&SignedImageStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> SignedImageStatus {
+    let mut s = base(prev, generation);
+    s.next_sync_time = None;
+    set_condition(
+        &mut s.conditions,
+        READY,
+        ConditionStatus::False,
+        reasons::SUSPENDED,
+        "spec.suspend is true: nothing is signed or renewed until it is set back to false",
         generation,
         now,
     );
@@ -253,22 +280,37 @@ mod tests {
         assert_eq!(s.last_publish_time.as_ref().unwrap().0, now());
 
         let later = now() + SignedDuration::from_mins(5);
-        let f = failure(
+        let (f, _) = failure(
             Some(&s),
             Some(3),
             reasons::NOTARY_UNREACHABLE,
             "down",
             later,
-            later,
+            0.0,
         );
-        let f2 = failure(
+        let (f2, next) = failure(
             Some(&f),
             Some(3),
             reasons::NOTARY_UNREACHABLE,
             "down",
             later,
-            later,
+            0.0,
         );
+        assert_eq!(
+            next,
+            later + SignedDuration::from_secs(60),
+            "second failure: 2 min, jitter floor 0.5"
+        );
+        // A spec change starts the count again.
+        let (f3, _) = failure(
+            Some(&f2),
+            Some(4),
+            reasons::NOTARY_UNREACHABLE,
+            "down",
+            later,
+            0.0,
+        );
+        assert_eq!(f3.failed_attempts, 1);
         assert_eq!(f2.failed_attempts, 2);
         assert_eq!(f2.signed_tags, s.signed_tags);
         assert_eq!(f2.trust, s.trust);
