@@ -26,6 +26,7 @@ fn client(tb: &Testbed) -> NotaryClient {
     NotaryClient::new(ServerConfig {
         url: tb.var("NOTARY_URL").to_string(),
         ca_pem: Some(tb.ca_pem()),
+        ca_only: false,
         auth: Default::default(),
         timeout: Duration::from_secs(20),
     })

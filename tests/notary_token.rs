@@ -16,6 +16,7 @@ fn client(tb: &Testbed, auth: Auth) -> NotaryClient {
     NotaryClient::new(ServerConfig {
         url: tb.var("NOTARY_URL").to_string(),
         ca_pem: Some(tb.ca_pem()),
+        ca_only: false,
         auth,
         timeout: Duration::from_secs(20),
     })

@@ -82,29 +82,68 @@ pub enum Command {
     Key(key::KeyCommand),
     /// Run SignedImage resources from YAML files, without a cluster.
     Reconcile(reconcile::ReconcileArgs),
+    /// Run the Kubernetes operator: keep every SignedImage in the cluster signed and fresh.
+    Controller(crate::controller::ControllerArgs),
     /// Print the SignedImage CustomResourceDefinition (what `crds/` holds).
     Crd,
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    if let Command::Crd = cli.command {
-        print!("{}", crate::api::crd_yaml());
-        return Ok(());
-    }
+    let command = match cli.command {
+        Command::Crd => {
+            print!("{}", crate::api::crd_yaml());
+            return Ok(());
+        }
+        Command::Controller(args) => {
+            // `--ca-file` is the chart's extra CA bundle here: trusted for every server.
+            let extra_ca = cli
+                .global
+                .ca_file
+                .as_deref()
+                .map(|p| common::read_file("CA file", p))
+                .transpose()?;
+            let engine = crate::engine::Engine {
+                extra_ca,
+                ..common::engine(&cli.global)?
+            };
+            return crate::controller::main(args, engine).map_err(|e| CliError::new(e.to_string()));
+        }
+        other => other,
+    };
+    // The controller sets up its JSON logs itself; every other command logs plain lines.
+    init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CliError::new(format!("cannot start the runtime: {e}")))?;
     rt.block_on(async move {
-        match cli.command {
+        match command {
             Command::Sign(a) => sign::sign(&cli.global, a).await,
             Command::Witness(a) => sign::witness(&cli.global, a).await,
             Command::Inspect(a) => inspect::inspect(&cli.global, a).await,
             Command::Key(k) => key::run(&cli.global, k),
             Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
-            Command::Crd => unreachable!("handled above"),
+            Command::Crd | Command::Controller(_) => unreachable!("handled above"),
         }
     })
+}
+
+/// Logs to stderr, filtered by `TRUSTKEEPER_LOG` or else `RUST_LOG` (`info`, `trustkeeper=debug`,
+/// …). The default shows warnings, except the engine's "reconcile failed" line, which the
+/// command line already prints as its one-line error.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = ["TRUSTKEEPER_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new("warn,trustkeeper::engine::run=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use super::common::{self, CliError};
 use super::{Global, Output};
 use crate::api::{SignedImage, SignedImageStatus};
-use crate::engine::secrets::{ObjectData, ObjectKind, SecretSource, gather};
+use crate::controller::secrets::{GatherError, SecretData, SecretSource, gather};
 use crate::engine::{Failure, ReconcileRequest};
 
 #[derive(Args, Debug)]
@@ -38,6 +38,13 @@ struct Item {
     resource: SignedImage,
 }
 
+/// Kind of an object in the input files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ObjectKind {
+    Secret,
+    ConfigMap,
+}
+
 /// (kind, namespace, name) of an object in the input files.
 type ObjectKey = (ObjectKind, String, String);
 /// Its type and data.
@@ -47,47 +54,60 @@ type ObjectValue = (Option<String>, BTreeMap<String, Vec<u8>>);
 struct FileSource {
     objects: BTreeMap<ObjectKey, ObjectValue>,
     dir: Option<PathBuf>,
-    namespace: String,
 }
 
-impl SecretSource for FileSource {
-    async fn get(&self, kind: ObjectKind, name: &str) -> Result<Option<ObjectData>, Failure> {
-        if let Some((type_, data)) =
-            self.objects
-                .get(&(kind, self.namespace.clone(), name.to_string()))
-        {
-            return Ok(Some(ObjectData {
-                type_: type_.clone(),
-                data: data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
-                    .collect(),
-            }));
+impl FileSource {
+    fn object(&self, kind: ObjectKind, ns: &str, name: &str) -> Option<ObjectValue> {
+        if let Some(v) = self.objects.get(&(kind, ns.to_string(), name.to_string())) {
+            return Some(v.clone());
         }
-        let Some(dir) = &self.dir else {
-            return Ok(None);
-        };
-        let folder = dir.join(name);
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            return Ok(None);
-        };
+        // The secrets folder: NAME/KEY files, as Kubernetes mounts a Secret or ConfigMap.
+        let folder = self.dir.as_ref()?.join(name);
+        let entries = std::fs::read_dir(&folder).ok()?;
         let mut data = BTreeMap::new();
         for e in entries.flatten() {
             let path = e.path();
             if path.is_file()
                 && let Some(key) = path.file_name().and_then(|n| n.to_str())
                 && !key.starts_with("..")
+                && let Ok(bytes) = std::fs::read(&path)
             {
-                let bytes = std::fs::read(&path).map_err(|e| {
-                    Failure::new(
-                        crate::api::reasons::SECRET_INVALID,
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                data.insert(key.to_string(), Zeroizing::new(bytes));
+                data.insert(key.to_string(), bytes);
             }
         }
-        Ok(Some(ObjectData { type_: None, data }))
+        // A folder has no Secret type: infer it from the keys, as the API would have it.
+        let type_ = if data.contains_key(".dockerconfigjson") {
+            Some("kubernetes.io/dockerconfigjson".to_string())
+        } else if data.contains_key("username") && data.contains_key("password") {
+            Some("kubernetes.io/basic-auth".to_string())
+        } else {
+            None
+        };
+        Some((type_, data))
+    }
+}
+
+impl SecretSource for FileSource {
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, kube::Error> {
+        Ok(self
+            .object(ObjectKind::Secret, namespace, name)
+            .map(|(type_, data)| SecretData {
+                type_,
+                data: data
+                    .into_iter()
+                    .map(|(k, v)| (k, Zeroizing::new(v)))
+                    .collect(),
+            }))
+    }
+
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, kube::Error> {
+        Ok(self
+            .object(ObjectKind::ConfigMap, namespace, name)
+            .map(|(_, data)| data))
     }
 }
 
@@ -127,7 +147,6 @@ fn load(
     let mut src = FileSource {
         objects: BTreeMap::new(),
         dir: secrets_dir.map(Path::to_path_buf),
-        namespace: String::new(),
     };
     for file in yaml_files(inputs)? {
         let text = std::fs::read_to_string(&file)
@@ -268,7 +287,7 @@ fn write_statuses(
 pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
     let engine = common::engine(g)?;
     loop {
-        let (items, mut src) = load(&a.files, a.secrets_dir.as_deref())?;
+        let (items, src) = load(&a.files, a.secrets_dir.as_deref())?;
         let mut failed = 0;
         let mut next: Option<Timestamp> = None;
         let mut by_file: BTreeMap<PathBuf, BTreeMap<String, (String, SignedImageStatus)>> =
@@ -284,9 +303,16 @@ pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
             let previous = read_statuses(&item.file)?
                 .remove(&name)
                 .or_else(|| item.resource.status.clone());
-            src.namespace = ns.clone();
             let id = format!("{ns}/{name}");
-            let outcome = match gather(&item.resource.spec, &src).await {
+            let gathered = gather(&src, &ns, &item.resource.spec)
+                .await
+                .map_err(|e| match e {
+                    GatherError::Problem(p) => Failure::new(p.reason, p.message),
+                    GatherError::Api(e) => {
+                        Failure::new(crate::api::reasons::SECRET_INVALID, e.to_string())
+                    }
+                });
+            let outcome = match gathered {
                 Ok(credentials) => {
                     engine
                         .run(ReconcileRequest {

@@ -8,7 +8,6 @@ pub mod report;
 pub mod request;
 pub mod run;
 pub mod schedule;
-pub mod secrets;
 pub mod status;
 pub mod view;
 

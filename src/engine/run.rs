@@ -17,6 +17,8 @@ use super::request::{
 use super::view::repo_view;
 use super::{schedule, status};
 use crate::api::{self, SignedImageSpec, SignedImageStatus, TrustStatus, reasons};
+use crate::notary::cache::CachedFetch;
+use crate::notary::client::update_with;
 use crate::notary::{
     self, NotaryClient, Repository, ServerConfig, SigningKey, TrustAnchor, TrustState,
 };
@@ -35,6 +37,9 @@ pub struct Engine {
     pub registry_concurrency: usize,
     /// Re-sign every role the key holds now, due or not (`trustkeeper witness`).
     pub force_renew: bool,
+    /// CA certificates (PEM) trusted for every registry and notary server, on top of the system
+    /// roots and of each SignedImage's own CAs (the chart's `extraCaBundle`).
+    pub extra_ca: Option<Vec<u8>>,
 }
 
 impl Default for Engine {
@@ -43,6 +48,7 @@ impl Default for Engine {
             timeout: Duration::from_secs(30),
             registry_concurrency: 8,
             force_renew: false,
+            extra_ca: None,
         }
     }
 }
@@ -159,6 +165,20 @@ pub struct Clients {
     pub notary: NotaryClient,
 }
 
+/// Joins PEM bundles.
+fn join_ca(a: &Option<Vec<u8>>, b: &Option<Vec<u8>>) -> Option<Vec<u8>> {
+    match (a, b) {
+        (None, None) => None,
+        (Some(x), None) | (None, Some(x)) => Some(x.clone()),
+        (Some(x), Some(y)) => {
+            let mut v = x.clone();
+            v.push(b'\n');
+            v.extend_from_slice(y);
+            Some(v)
+        }
+    }
+}
+
 impl Engine {
     /// Builds the clients a run needs from its credentials.
     pub fn clients(&self, settings: &Settings, creds: &Credentials) -> Result<Clients, Failure> {
@@ -176,7 +196,9 @@ impl Engine {
             .map(|c| c.credentials_for(settings.image.registry_host()))
             .unwrap_or_default();
         let registry = RegistryClient::new(RegistryOptions {
-            ca_pem: creds.registry_ca.clone(),
+            ca_pem: join_ca(&creds.registry_ca, &self.extra_ca),
+            // A SignedImage's own CA is the private server's: trust it alone.
+            ca_only: creds.registry_ca.is_some(),
             credentials,
             timeout: self.timeout,
             max_concurrency: self.registry_concurrency,
@@ -214,7 +236,8 @@ impl Engine {
         };
         let notary = NotaryClient::new(ServerConfig {
             url: settings.notary_url.clone(),
-            ca_pem: creds.notary_ca.clone(),
+            ca_pem: join_ca(&creds.notary_ca, &self.extra_ca),
+            ca_only: creds.notary_ca.is_some(),
             auth,
             timeout: self.timeout,
         })?;
@@ -453,15 +476,25 @@ impl Engine {
         let keys = load_keys(&req.credentials)?;
         let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
         let clients = self.clients(settings, &req.credentials)?;
-        let resolved = resolve_tags(&clients.registry, &settings.image, &req.spec.tags).await?;
         let mut anchor = trust_anchor(req.spec, req.previous);
+        // Hash-named role files already read or published are not downloaded again (the
+        // read-back after a publish, a refetch after a conflict).
+        let notary = CachedFetch::new(&clients.notary);
+        // The registry and the notary server are independent: ask both at once.
+        let (resolved, first) = tokio::join!(
+            resolve_tags(&clients.registry, &settings.image, &req.spec.tags),
+            update_with(&notary, &settings.gun, &anchor, now)
+        );
+        let resolved = resolved?;
+        let mut first = Some(first.map_err(fetch_failure)?);
         let mut publishes = 0;
         loop {
-            let (repo, trust) = clients
-                .notary
-                .update(&settings.gun, &anchor, now)
-                .await
-                .map_err(fetch_failure)?;
+            let (repo, trust) = match first.take() {
+                Some(r) => r,
+                None => update_with(&notary, &settings.gun, &anchor, now)
+                    .await
+                    .map_err(fetch_failure)?,
+            };
             let view = repo_view(&repo);
             let vanished = vanished(&resolved, &view);
             if let Some(tag) = resolved.absent.iter().find(|t| !vanished.contains(*t)) {
@@ -515,12 +548,16 @@ impl Engine {
                 }
                 Err(e) => return Err(e.into()),
             }
+            notary.remember_published(&files);
             let planned = apply_to_view(&view, &p.changes);
-            let (served_repo, served_trust) = clients
-                .notary
-                .update(&settings.gun, &TrustAnchor::State(trust), Timestamp::now())
-                .await
-                .map_err(fetch_failure)?;
+            let (served_repo, served_trust) = update_with(
+                &notary,
+                &settings.gun,
+                &TrustAnchor::State(trust),
+                Timestamp::now(),
+            )
+            .await
+            .map_err(fetch_failure)?;
             let served = repo_view(&served_repo);
             verify(&planned, &p, &served, &resolved.desired)?;
             return Ok(Done {

@@ -42,7 +42,7 @@
 //!   `.key_id()`, `.public()`, `.headers()`, `.role()`, `.gun()`, `.sign(msg, label_id)`.
 //!   Debug prints only the ID. Alias [`PrivateKey`].
 //! - `PublicKey { keytype, public }`: `from_pem`, `key_id`, `canonical_id`, `verify`.
-//! - `NotaryClient::new(ServerConfig { url, ca_pem, auth: Auth::{Anonymous, Basic}, timeout })`;
+//! - `NotaryClient::new(ServerConfig { url, ca_pem, ca_only, auth: Auth::{Anonymous, Basic}, timeout })`;
 //!   `update(gun, &TrustAnchor, now) -> Result<(Repository, TrustState)>`;
 //!   `publish(gun, &[SignedFile]) -> Result<()>`; `get_role`, `get_role_version`,
 //!   `get_role_by_hash`, `server_key`, `rotate_server_key`.
@@ -63,6 +63,7 @@
 //! their targets. Expired root/snapshot/timestamp, rollbacks, bad hashes and base roles below
 //! threshold fail the update.
 
+pub mod cache;
 pub mod canonical;
 pub mod client;
 pub mod edit;

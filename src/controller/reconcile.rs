@@ -1,0 +1,314 @@
+//! One reconcile of one SignedImage: suspended? → Secrets → engine → status (server-side apply,
+//! only when changed) → Events → metrics → when to run again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{Instrument, debug, info, warn};
+
+use super::error::Error;
+use super::metrics::Metrics;
+use super::secrets::{GatherError, SecretSource, gather};
+use super::status;
+use crate::api::{SignedImage, SignedImageStatus};
+use crate::engine::{EngineEvent, EventType, ReconcileRequest, Reconciler};
+
+/// The `action` of every Event trustkeeper publishes.
+pub const EVENT_ACTION: &str = "Reconcile";
+
+/// A clock, injectable for tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+/// A source of jitter in [0, 1), injectable for tests.
+pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context<R, S> {
+    pub client: Client,
+    pub reconciler: R,
+    pub secrets: S,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub clock: Clock,
+    pub jitter: Jitter,
+    /// Consecutive API errors per object (`namespace/name`), for `error_policy`'s backoff.
+    pub api_failures: Mutex<HashMap<String, u32>>,
+    /// Bounds reconciles across all Controllers of the process (one per namespace).
+    pub limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// `namespace/name` of SignedImages to run now even if not due (push notifications).
+    pub forced: Forced,
+}
+
+/// SignedImages to run at their next reconcile whatever their schedule says.
+pub type Forced = Arc<Mutex<std::collections::HashSet<String>>>;
+
+impl<R: Reconciler, S: SecretSource> Context<R, S> {
+    pub fn new(
+        client: Client,
+        reconciler: R,
+        secrets: S,
+        recorder: Recorder,
+        metrics: Metrics,
+    ) -> Self {
+        Context {
+            client,
+            reconciler,
+            secrets,
+            recorder,
+            metrics,
+            clock: Arc::new(Timestamp::now),
+            jitter: Arc::new(rand::random::<f64>),
+            api_failures: Mutex::default(),
+            limit: None,
+            forced: Forced::default(),
+        }
+    }
+}
+
+/// The shortest requeue: a next-run time in the past (an overdue renewal) runs again soon, but
+/// never in a tight loop.
+pub const MIN_REQUEUE: Duration = Duration::from_secs(1);
+
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    let d = at.duration_since(now);
+    if d.is_negative() {
+        MIN_REQUEUE
+    } else {
+        d.unsigned_abs().max(MIN_REQUEUE)
+    }
+}
+
+/// Truncates an Event note to the API's 1024 characters.
+fn note(text: &str) -> String {
+    text.chars().take(1024).collect()
+}
+
+fn kube_event(e: &EngineEvent) -> Event {
+    Event {
+        type_: match e.type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: e.reason.chars().take(128).collect(),
+        note: Some(note(&e.note)),
+        action: EVENT_ACTION.into(),
+        secondary: None,
+    }
+}
+
+/// Reconciles one SignedImage. Engine and Secret failures are statuses (`Ok`); only API errors
+/// (status write, Secret read) are `Err`, retried by [`error_policy`].
+pub async fn reconcile<R: Reconciler, S: SecretSource>(
+    obj: Arc<SignedImage>,
+    ctx: Arc<Context<R, S>>,
+) -> Result<Action, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
+    async move {
+        let _permit = match &ctx.limit {
+            Some(l) => Some(l.clone().acquire_owned().await.expect("never closed")),
+            None => None,
+        };
+        let _timer = ctx.metrics.timer();
+        ctx.metrics.reconciles.inc();
+        let result = reconcile_inner(&obj, &ctx, &ns, &name).await;
+        match &result {
+            Ok(_) => {
+                ctx.api_failures
+                    .lock()
+                    .expect("lock")
+                    .remove(&format!("{ns}/{name}"));
+            }
+            Err(e) => {
+                ctx.metrics.failure(e.metric_label());
+                warn!(error = %e, "reconcile failed");
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn reconcile_inner<R: Reconciler, S: SecretSource>(
+    obj: &SignedImage,
+    ctx: &Context<R, S>,
+    ns: &str,
+    name: &str,
+) -> Result<Action, Error> {
+    let now = (ctx.clock)();
+    let generation = obj.metadata.generation;
+    let previous = obj.status.as_ref();
+    let forced = ctx
+        .forced
+        .lock()
+        .expect("lock")
+        .remove(&format!("{ns}/{name}"));
+
+    // Not due yet (a restart or a new leader lists everything): keep the schedule the status
+    // holds instead of running every SignedImage at once. A spec change, a push notification
+    // or the time coming runs it.
+    if !obj.spec.suspend
+        && !forced
+        && let Some(st) = previous
+        && st.observed_generation == generation
+        && generation.is_some()
+        && let Some(next) = &st.next_sync_time
+        && next.0 > now
+    {
+        debug!(next = %next.0, "not due yet");
+        ctx.metrics.set_status(ns, name, st);
+        return Ok(Action::requeue(until(now, next.0)));
+    }
+
+    // `own`: the controller decided this status itself (no engine run).
+    let (mut new, engine_events, action, failure, own) = if obj.spec.suspend {
+        debug!("suspended");
+        let s = status::suspended(previous, generation, now);
+        (s, Vec::new(), Action::await_change(), None, true)
+    } else {
+        match gather(&ctx.secrets, ns, &obj.spec).await {
+            Err(GatherError::Api(e)) => return Err(Error::SecretRead(e)),
+            Err(GatherError::Problem(p)) => {
+                let (s, next) = status::controller_failure(
+                    previous,
+                    generation,
+                    p.reason,
+                    &p.message,
+                    now,
+                    (ctx.jitter)(),
+                );
+                info!(reason = p.reason, message = %p.message, "cannot read the referenced objects");
+                (
+                    s,
+                    Vec::new(),
+                    Action::requeue(until(now, next)),
+                    Some(p.reason),
+                    true,
+                )
+            }
+            Ok(credentials) => {
+                let id = format!("{ns}/{name}");
+                let outcome = ctx
+                    .reconciler
+                    .reconcile(ReconcileRequest {
+                        id: &id,
+                        spec: &obj.spec,
+                        generation,
+                        previous,
+                        credentials,
+                    })
+                    .await;
+                ctx.metrics.publishes.inc_by(u64::from(outcome.publishes));
+                ctx.metrics.renewals.inc_by(outcome.renewed.len() as u64);
+                ctx.metrics.signed.inc_by(outcome.signed.len() as u64);
+                info!(
+                    publishes = outcome.publishes,
+                    renewed = outcome.renewed.len(),
+                    signed = outcome.signed.len(),
+                    failure = outcome.failure_reason,
+                    requeue_at = %outcome.requeue_at,
+                    "engine run finished"
+                );
+                (
+                    outcome.status,
+                    outcome.events,
+                    // From the clock after the run: an engine run takes time.
+                    Action::requeue(until((ctx.clock)(), outcome.requeue_at)),
+                    outcome.failure_reason,
+                    false,
+                )
+            }
+        }
+    };
+    if new.observed_generation.is_none() {
+        new.observed_generation = generation;
+    }
+    let new = status::as_stored(new);
+    if let Some(reason) = failure {
+        ctx.metrics.failure(reason);
+    }
+
+    write_status(ctx, ns, name, previous, &new).await?;
+    ctx.metrics.set_status(ns, name, &new);
+
+    // Engine events are transitions and publishes by contract; the controller's own (suspended,
+    // Secret problems) only when Ready changes.
+    let mut events: Vec<EngineEvent> = engine_events;
+    if own
+        && status::ready_transition(previous, &new)
+        && let Some(c) = status::ready(Some(&new))
+    {
+        events.push(EngineEvent {
+            type_: if obj.spec.suspend {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: c.reason.clone(),
+            note: c.message.clone(),
+        });
+    }
+    publish_events(ctx, obj, &events).await;
+    Ok(action)
+}
+
+async fn write_status<R, S>(
+    ctx: &Context<R, S>,
+    ns: &str,
+    name: &str,
+    previous: Option<&SignedImageStatus>,
+    new: &SignedImageStatus,
+) -> Result<(), Error> {
+    if previous == Some(new) {
+        debug!("status unchanged");
+        return Ok(());
+    }
+    let api: Api<SignedImage> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch_status(name, &status::patch_params(), &status::apply_patch(new))
+        .await
+        .map_err(Error::StatusWrite)?;
+    ctx.metrics.status_writes.inc();
+    debug!("status written");
+    Ok(())
+}
+
+async fn publish_events<R, S>(ctx: &Context<R, S>, obj: &SignedImage, events: &[EngineEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    let reference = obj.object_ref(&());
+    for e in events {
+        // An Event that cannot be written is logged, never a reason to fail the reconcile.
+        match ctx.recorder.publish(&kube_event(e), &reference).await {
+            Ok(()) => {
+                ctx.metrics.events.inc();
+            }
+            Err(err) => warn!(reason = %e.reason, error = %err, "cannot publish Event"),
+        }
+    }
+}
+
+/// After an API error: back off per object (engine::schedule's curve), counting consecutive
+/// errors in memory (the status could not be written).
+pub fn error_policy<R: Reconciler, S: SecretSource>(
+    obj: Arc<SignedImage>,
+    _error: &Error,
+    ctx: Arc<Context<R, S>>,
+) -> Action {
+    let key = status::id(&obj);
+    let n = {
+        let mut map = ctx.api_failures.lock().expect("lock");
+        let n = map.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = crate::engine::schedule::backoff(n, (ctx.jitter)());
+    Action::requeue(delay.unsigned_abs())
+}

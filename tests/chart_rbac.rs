@@ -1,0 +1,141 @@
+//! Least privilege, shown: the RBAC rules the Helm chart renders grant exactly the API calls the
+//! controller makes (`controller::API_CALLS`, which the mocked-API scenarios enforce: a request
+//! not on that list fails them). Nothing missing, nothing extra. The test API server runs no RBAC,
+//! so this is where it is checked. Needs helm (`TRUSTKEEPER_HELM`, set by scripts/test.sh).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn render(args: &[&str]) -> Vec<Value> {
+    let helm = std::env::var("TRUSTKEEPER_HELM").expect(
+        "TRUSTKEEPER_HELM is not set: run scripts/test.sh, or `tests/support/kube-testbed.sh tools DIR` \
+         and export TRUSTKEEPER_HELM=DIR/bin/helm",
+    );
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/trustkeeper");
+    let out = Command::new(helm)
+        .args(["template", "tk", chart, "-n", "trustkeeper"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+/// (verb, group, resource) granted by the Roles and ClusterRoles, and the namespaces of Roles.
+fn granted(docs: &[Value]) -> (BTreeSet<(String, String, String)>, BTreeSet<String>, bool) {
+    let mut out = BTreeSet::new();
+    let mut role_namespaces = BTreeSet::new();
+    let mut cluster_role = false;
+    for d in docs {
+        match d["kind"].as_str() {
+            Some("ClusterRole") => cluster_role = true,
+            Some("Role") => {
+                role_namespaces.insert(d["metadata"]["namespace"].as_str().unwrap().to_string());
+            }
+            _ => continue,
+        }
+        for rule in d["rules"].as_array().unwrap() {
+            let strs = |k: &str| -> Vec<String> {
+                rule[k]
+                    .as_array()
+                    .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+                    .unwrap_or_default()
+            };
+            assert!(
+                !strs("verbs").contains(&"*".to_string())
+                    && !strs("resources").contains(&"*".to_string())
+            );
+            for g in strs("apiGroups") {
+                for r in strs("resources") {
+                    for v in strs("verbs") {
+                        out.insert((v.clone(), g.clone(), r.clone()));
+                    }
+                }
+            }
+        }
+    }
+    (out, role_namespaces, cluster_role)
+}
+
+fn expected() -> BTreeSet<(String, String, String)> {
+    trustkeeper::controller::API_CALLS
+        .iter()
+        .map(|(v, g, r)| (v.to_string(), g.to_string(), r.to_string()))
+        .collect()
+}
+
+#[test]
+fn cluster_wide_rbac_is_exactly_what_the_controller_calls() {
+    let docs = render(&[]);
+    let (granted, namespaces, cluster_role) = granted(&docs);
+    assert!(cluster_role);
+    assert_eq!(
+        namespaces,
+        BTreeSet::from(["trustkeeper".to_string()]),
+        "the Lease Role only"
+    );
+    let want = expected();
+    assert_eq!(
+        granted.difference(&want).collect::<Vec<_>>(),
+        Vec::<&(String, String, String)>::new(),
+        "extra"
+    );
+    assert_eq!(
+        want.difference(&granted).collect::<Vec<_>>(),
+        Vec::<&(String, String, String)>::new(),
+        "missing"
+    );
+}
+
+#[test]
+fn namespaced_mode_has_no_cluster_role() {
+    let docs = render(&["--set", "watchNamespaces={team-a,team-b}"]);
+    let (granted, namespaces, cluster_role) = granted(&docs);
+    assert!(
+        !cluster_role,
+        "watching listed namespaces needs nothing cluster-wide"
+    );
+    assert_eq!(
+        namespaces,
+        ["team-a", "team-b", "trustkeeper"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    assert_eq!(granted, expected());
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--namespace=team-a") && args.contains("--namespace=team-b"),
+        "{args}"
+    );
+}
+
+#[test]
+fn pod_is_locked_down() {
+    let docs = render(&[]);
+    let d = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &d["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert!(
+        c["resources"]["limits"]["memory"].is_string()
+            && c["resources"]["requests"]["cpu"].is_string()
+    );
+    assert_eq!(c["args"][0], "controller");
+}
