@@ -16,7 +16,7 @@ if ! command -v buildah >/dev/null; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null
 fi
 cargo build --release --locked --bin trustkeeper
-BIN=target/release/trustkeeper
+BIN=${CARGO_TARGET_DIR:-target}/release/trustkeeper
 
 # A distroless-like base: glibc and the libraries the binary links, CA certificates, passwd
 # entries for root and nonroot (65532), a writable /tmp. No shell.
@@ -35,7 +35,14 @@ chown 65532:65532 "$mnt/home/nonroot"
 buildah umount "$ctr" >/dev/null
 buildah commit -q "$ctr" "$BASE" >/dev/null
 
-buildah bud -q --layers=false --build-arg RUNTIME_IMAGE="$BASE" --build-arg BINARY_STAGE=prebuilt -t "$TAG" . >/dev/null
+# A build context with just the Dockerfile and the binary where the `prebuilt` stage expects it.
+ctx=$(mktemp -d)
+trap 'buildah rm "$ctr" >/dev/null 2>&1 || true; rm -rf "$ctx"' EXIT
+mkdir -p "$ctx/target/release"
+cp Dockerfile "$ctx/"
+cp "$BIN" "$ctx/target/release/trustkeeper"
+buildah bud -q --layers=false --build-arg RUNTIME_IMAGE="$BASE" --build-arg BINARY_STAGE=prebuilt \
+  -t "$TAG" "$ctx" >/dev/null
 
 user=$(buildah inspect --format '{{.OCIv1.Config.User}}' "$TAG")
 [ "$user" = "65532:65532" ] || { echo "image runs as '$user', expected 65532:65532"; exit 1; }
