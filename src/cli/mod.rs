@@ -111,6 +111,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         other => other,
     };
+    // The controller sets up its JSON logs itself; every other command logs plain lines.
+    init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -126,4 +128,22 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Command::Crd | Command::Controller(_) => unreachable!("handled above"),
         }
     })
+}
+
+/// Logs to stderr, filtered by `TRUSTKEEPER_LOG` or else `RUST_LOG` (`info`, `trustkeeper=debug`,
+/// …). The default shows warnings, except the engine's "reconcile failed" line, which the
+/// command line already prints as its one-line error.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = ["TRUSTKEEPER_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new("warn,trustkeeper::engine::run=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

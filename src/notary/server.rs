@@ -153,8 +153,8 @@ impl NotaryClient {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                 Error::Config(format!("the notary CA bundle is not valid PEM: {e}"))
             })?;
-            // An empty bundle would silently fall back to the system roots and fail later as
-            // "unreachable"; say what is wrong instead.
+            // An empty bundle would silently fall back to the system roots (or trust nothing,
+            // with `ca_only`) and fail later as "unreachable"; say what is wrong instead.
             if certs.is_empty() {
                 return Err(Error::Config(
                     "the notary CA bundle holds no certificate: give the PEM of the CA that signs the notary server's certificate".into(),

@@ -1,6 +1,6 @@
 //! Secrets never leak: full command line runs at `RUST_LOG=trace` (sign, witness, inspect,
-//! key inspect, reconcile -f, a failing run), and the engine's Outcome (status, events) with its
-//! trace logs captured in process, are scanned for the passphrase, the key PEM body, the
+//! key inspect, reconcile -f, a failing run), the engine's Outcome (status, events) with its
+//! trace logs captured in process, and the operator's metrics fed with them, are scanned for the passphrase, the key PEM body, the
 //! decrypted key bytes (DER and the private scalar, in hex, base64 and Debug form), the
 //! base64 forms a Secret carries, and a notary password.
 
@@ -215,9 +215,22 @@ async fn no_secret_in_logs_status_or_events() {
         scan(&format!("{what} Debug"), &format!("{outcome:?}"), &needles);
     }
     assert!(!format!("{:?}{logs}", failed.events).contains("wrong-passphrase"));
+    // The operator's metrics, fed with both outcomes as the controller feeds them.
+    let metrics = trustkeeper::controller::metrics::Metrics::new();
+    metrics.set_status("ci", "app", &o.status);
+    metrics.set_status("ci", "failing", &failed.status);
+    if let Some(r) = failed.failure_reason {
+        metrics.failure(r);
+    }
+    let rendered = metrics.render();
+    assert!(
+        rendered.contains("ci"),
+        "metrics carry the images: {rendered}"
+    );
+    scan("metrics", &rendered, &needles);
     scan("engine trace logs", &logs, &needles);
     report(&format!(
-        "secrets: {} runs and 2 engine outcomes scanned ({} KiB of output, {} log lines in process) for {} forms of key material and passwords: none found",
+        "secrets: {} runs, 2 engine outcomes and the metrics scanned ({} KiB of output, {} log lines in process) for {} forms of key material and passwords: none found",
         runs.len() + 1,
         (bytes + logs.len()) / 1024,
         logs.lines().count() + lines,
