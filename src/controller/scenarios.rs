@@ -322,7 +322,7 @@ async fn secret_missing_sets_secret_not_found() {
             "observedGeneration": 2, "lastTransitionTime": NOW,
         }],
         "signedTags": [], "roles": [], "failedAttempts": 1,
-        "lastFailureTime": NOW, "nextSyncTime": "2026-11-25T12:00:30Z",
+        "lastFailureTime": NOW, "lastSyncTime": NOW, "nextSyncTime": "2026-11-25T12:00:30Z",
     });
     let calls =
         vec![
@@ -357,6 +357,7 @@ async fn repeated_secret_problem_backs_off_without_event() {
     let mut after = before.clone();
     after["failedAttempts"] = json!(2);
     after["lastFailureTime"] = json!(NOW);
+    after["lastSyncTime"] = json!(NOW);
     after["nextSyncTime"] = json!("2026-11-25T12:01:00Z");
     let calls = vec![
         Call::new(
