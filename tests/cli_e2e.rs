@@ -52,22 +52,11 @@ fn text(o: &Output) -> (String, String) {
 }
 
 fn notary_list(tb: &Testbed, gun: &str, role: &str) -> BTreeMap<String, String> {
-    let out = tb.notary(&["list", gun, "-r", role]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(2)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 4).then(|| (f[0].to_string(), f[1].to_string()))
-        })
-        .collect()
+    tb.notary_digests(gun, Some(role))
 }
 
 fn digest(seed: &Seed, tag: &str) -> String {
-    let up = tag.to_uppercase().replace('-', "_");
-    seed.var(&format!("TAG_{up}_DIGEST"))
-        .trim_start_matches("sha256:")
-        .to_string()
+    seed.digest(tag)
 }
 
 #[test]

@@ -19,15 +19,7 @@ use trustkeeper::controller::{MapSecrets, run_with};
 use trustkeeper::engine::Engine;
 
 fn listed(tb: &Testbed, gun: &str) -> std::collections::BTreeMap<String, String> {
-    let out = tb.notary(&["list", gun, "-r", "targets/releases"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(2)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 4).then(|| (f[0].to_string(), f[1].to_string()))
-        })
-        .collect()
+    tb.notary_digests(gun, Some("targets/releases"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,28 +16,9 @@ pub fn notary_list(
     gun: &str,
     role: Option<&str>,
 ) -> BTreeMap<String, (String, u64, String)> {
-    let mut args = vec!["list", gun];
-    if let Some(r) = role {
-        args.extend(["-r", r]);
-    }
-    let out = tb.notary(&args);
-    assert!(
-        out.status.success(),
-        "notary list failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(2)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 4).then(|| {
-                (
-                    f[0].to_string(),
-                    (f[1].to_string(), f[2].parse().unwrap(), f[3].to_string()),
-                )
-            })
-        })
+    tb.notary_list(gun, role)
+        .into_iter()
+        .map(|(t, r)| (t, (r.sha256, r.size, r.role)))
         .collect()
 }
 

@@ -223,3 +223,68 @@ impl Testbed {
         .await;
     }
 }
+
+/// One row of `notary list`: the digest, size and role the Go client resolves a tag to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub sha256: String,
+    pub size: u64,
+    pub role: String,
+}
+
+impl Testbed {
+    /// `notary list GUN [-r ROLE]` by the real Go client, as tag → row.
+    pub fn notary_list(
+        &self,
+        gun: &str,
+        role: Option<&str>,
+    ) -> std::collections::BTreeMap<String, Listed> {
+        let mut args = vec!["list", gun];
+        if let Some(r) = role {
+            args.extend(["-r", r]);
+        }
+        let out = self.notary(&args);
+        assert!(
+            out.status.success(),
+            "notary list {gun} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(2)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 4).then(|| {
+                    let row = Listed {
+                        sha256: f[1].to_string(),
+                        size: f[2].parse().unwrap(),
+                        role: f[3].to_string(),
+                    };
+                    (f[0].to_string(), row)
+                })
+            })
+            .collect()
+    }
+
+    /// `notary list` as tag → sha256 hex.
+    pub fn notary_digests(
+        &self,
+        gun: &str,
+        role: Option<&str>,
+    ) -> std::collections::BTreeMap<String, String> {
+        self.notary_list(gun, role)
+            .into_iter()
+            .map(|(t, r)| (t, r.sha256))
+            .collect()
+    }
+}
+
+impl Seed {
+    /// The sha256 hex the seed recorded for one of its tags.
+    pub fn digest(&self, tag: &str) -> String {
+        let up = tag.to_uppercase().replace('-', "_");
+        self.var(&format!("TAG_{up}_DIGEST"))
+            .trim_start_matches("sha256:")
+            .to_string()
+    }
+}

@@ -19,32 +19,12 @@ pub fn report(line: &str) {
 
 /// `notary list GUN [-r ROLE]` by the real Go client, as tag → sha256 hex.
 pub fn notary_list(tb: &Testbed, gun: &str, role: Option<&str>) -> BTreeMap<String, String> {
-    let mut args = vec!["list", gun];
-    if let Some(r) = role {
-        args.extend(["-r", r]);
-    }
-    let out = tb.notary(&args);
-    assert!(
-        out.status.success(),
-        "notary list {gun} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(2)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 4).then(|| (f[0].to_string(), f[1].to_string()))
-        })
-        .collect()
+    tb.notary_digests(gun, role)
 }
 
 /// The sha256 hex the seed recorded for one of its tags.
 pub fn digest(seed: &Seed, tag: &str) -> String {
-    let up = tag.to_uppercase().replace('-', "_");
-    seed.var(&format!("TAG_{up}_DIGEST"))
-        .trim_start_matches("sha256:")
-        .to_string()
+    seed.digest(tag)
 }
 
 pub fn passphrase(seed: &Seed) -> String {
