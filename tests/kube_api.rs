@@ -4,32 +4,22 @@
 //! created with its defaults filled in, and every invalid example refused with the server's
 //! message naming the field its `# expect:` comment names.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod controller_support;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use std::path::{Path, PathBuf};
+
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use trustkeeper::api::SignedImage;
 
 const MANAGER: &str = "trustkeeper-tests";
 
 async fn client() -> Client {
-    trustkeeper::tls::install_crypto_provider();
-    let dir = std::env::var("TRUSTKEEPER_KUBE_TESTBED").expect(
-        "TRUSTKEEPER_KUBE_TESTBED is not set: run scripts/test.sh, or start \
-         `tests/support/kube-testbed.sh up DIR` and export TRUSTKEEPER_KUBE_TESTBED=DIR",
-    );
-    let kubeconfig = Kubeconfig::read_from(Path::new(&dir).join("kubeconfig")).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+    controller_support::plain_client().await
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    controller_support::root()
 }
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
@@ -42,36 +32,7 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Applies the checked-in CRD and waits until it is Established and its resource lists.
-async fn install_crd(client: &Client) {
-    let text =
-        std::fs::read_to_string(root().join("crds/signedimages.trustkeeper.dev.yaml")).unwrap();
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the API server accepts the CRD");
-    let si: Api<SignedImage> = Api::namespaced(client.clone(), "default");
-    for _ in 0..300 {
-        let c = crds.get(&name).await.unwrap();
-        let established = c
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established && si.list(&Default::default()).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("CRD {name} did not become Established within 60 s");
-}
+use controller_support::install_crd;
 
 fn api(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<SignedImage>(&()))
