@@ -11,15 +11,8 @@ ROOT=$PWD
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-need=()
-for bin in curl openssl python3 gcc; do command -v "$bin" >/dev/null || need+=("$bin"); done
-if [ ${#need[@]} -gt 0 ]; then
-  say "installing ${need[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]/gcc/build-essential}" >/dev/null
-fi
-command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)"; exit 1; }
+. scripts/lib.sh
+ensure_build_tools
 
 say "building trustkeeper"
 cargo build --locked --bin trustkeeper

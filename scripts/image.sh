@@ -10,11 +10,8 @@ export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
 TAG=${IMAGE_TAG:-localhost/trustkeeper:ci}
 BASE=localhost/trustkeeper-base:local
 
-if ! command -v buildah >/dev/null; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null
-fi
+. scripts/lib.sh
+command -v buildah >/dev/null || apt_install buildah
 cargo build --release --locked --bin trustkeeper
 BIN=${CARGO_TARGET_DIR:-target}/release/trustkeeper
 

@@ -10,15 +10,8 @@ ROOT=$PWD
 log() { printf '\n== %s\n' "$*"; }
 
 # --- packages --------------------------------------------------------------------------------
-need_pkgs=()
-for bin in curl openssl python3 gcc; do command -v "$bin" >/dev/null || need_pkgs+=("$bin"); done
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  log "installing ${need_pkgs[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]/gcc/build-essential}" >/dev/null
-fi
-command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+. scripts/lib.sh
+ensure_build_tools
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
 # --- static checks ---------------------------------------------------------------------------
