@@ -456,3 +456,99 @@ async fn reconcile_watch_signs_new_and_moved_tags() {
     assert!(signed_new, "new tag rc-2 signed");
     assert!(signed_moved, "moved tag rc-1 re-signed");
 }
+
+/// `notary_get=N` from the engine's debug line.
+fn notary_gets(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("requests sent"))
+        .unwrap_or_else(|| panic!("no request line in {stderr}"));
+    let v = line.split("notary_get=").nth(1).unwrap();
+    v.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The trust directory keeps the verified metadata (as the Go client's cache does): a CI step
+/// with nothing new downloads `timestamp.json` only, and damaged cache files cost a download,
+/// never a wrong answer.
+#[test]
+fn trust_dir_keeps_metadata_and_survives_damage() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-cache");
+    let cli = Cli::new(&seed);
+    let key = seed.var("DELEGATION_KEY");
+    let image = format!("{}:multi", seed.gun);
+    let sign = |cli: &Cli| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+        c.args(["sign", &image, "--key", key, "--role", "targets/releases"])
+            .env("TRUSTKEEPER_LOG", "trustkeeper=debug")
+            .env("TRUSTKEEPER_TRUST_DIR", cli.trust_dir.path())
+            .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
+            .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
+            .env("TRUSTKEEPER_PASSPHRASE", cli.passphrase.as_deref().unwrap())
+            .env("HOME", cli.trust_dir.path());
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{:?}", text(&o));
+        text(&o)
+    };
+    let (out, err) = sign(&cli);
+    assert!(out.contains("signed "), "{out}");
+    // root, timestamp, snapshot, targets, releases, ci-bot + the read-back's timestamp and snapshot.
+    assert_eq!(notary_gets(&err), 8, "{err}");
+    let meta = cli
+        .trust_dir
+        .path()
+        .join("tuf")
+        .join(&seed.gun)
+        .join("metadata");
+    let root = std::fs::read(meta.join("root.json")).unwrap();
+    let names: Vec<String> = walk(&meta);
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("snapshot.")).count(),
+        1,
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("targets/releases.")),
+        "{names:?}"
+    );
+
+    let (out, err) = sign(&cli);
+    assert!(out.contains("unchanged"), "{out}");
+    assert_eq!(notary_gets(&err), 1, "{err}");
+
+    // Damage: a root that is not the trusted one, a hash-named file with other bytes.
+    std::fs::write(meta.join("root.json"), b"{\"signed\":{}}").unwrap();
+    let snap = names.iter().find(|n| n.starts_with("snapshot.")).unwrap();
+    std::fs::write(meta.join(snap), b"garbage").unwrap();
+    let (out, err) = sign(&cli);
+    assert!(out.contains("unchanged"), "{out}\n{err}");
+    assert!(notary_gets(&err) > 1, "{err}");
+    assert_eq!(
+        std::fs::read(meta.join("root.json")).unwrap(),
+        root,
+        "root repaired"
+    );
+    let (_, err) = sign(&cli);
+    assert_eq!(notary_gets(&err), 1, "{err}");
+}
+
+/// Files under `dir`, as relative paths.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}

@@ -241,3 +241,79 @@ async fn wrong_passphrase_and_unknown_tag_are_specific() {
     assert_eq!(ready(&o).1, "TagNotFound", "{:?}", ready(&o));
     assert!(ready(&o).2.contains("zz*"));
 }
+
+/// The metadata an engine verified is kept between its runs (as the operator runs it): an
+/// unchanged repository then costs one notary request (`timestamp.json`) and no manifest GET;
+/// a change by another writer is read with the changed files only, never the root.
+#[tokio::test]
+async fn an_unchanged_repository_costs_one_notary_request() {
+    trustkeeper::tls::install_crypto_provider();
+    let tb = Testbed::get();
+    let seed = tb.seed("engine-cache");
+    let spec = spec(tb, &seed, &["v1", "latest"], &["targets/releases"]);
+    let engine = Engine::default();
+    let run_with = |engine: &Engine, prev: Option<SignedImageStatus>| {
+        let engine = engine.clone();
+        let spec = spec.clone();
+        let creds = delegation_creds(tb, &seed);
+        async move {
+            engine
+                .run(ReconcileRequest {
+                    id: "test",
+                    spec: &spec,
+                    generation: Some(1),
+                    previous: prev.as_ref(),
+                    credentials: creds,
+                })
+                .await
+        }
+    };
+    let first = run_with(&engine, None).await;
+    assert_eq!(ready(&first).0, "True", "{:?}", ready(&first));
+    assert_eq!(first.publishes, 1);
+    // root, timestamp, snapshot, targets, releases, ci-bot; the publish; the read-back
+    // (timestamp and the new snapshot: the rest is known).
+    assert_eq!(first.requests.notary.post, 1);
+    assert_eq!(first.requests.notary.get, 6 + 2, "{:?}", first.requests);
+
+    let quiet = run_with(&engine, Some(first.status.clone())).await;
+    assert_eq!(ready(&quiet).0, "True", "{:?}", ready(&quiet));
+    assert_eq!(quiet.publishes, 0);
+    assert_eq!(quiet.requests.notary.total(), 1, "{:?}", quiet.requests);
+    assert_eq!(quiet.requests.registry.get, 0, "{:?}", quiet.requests);
+    assert_eq!(quiet.requests.registry.head, 2, "{:?}", quiet.requests);
+
+    // Another writer publishes into targets/releases: timestamp, snapshot and that role only.
+    let add = tb.notary(&[
+        "addhash",
+        &seed.gun,
+        "other",
+        "3",
+        "--sha256",
+        &"cd".repeat(32),
+        "-r",
+        "targets/releases",
+    ]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let publish = tb.notary(&["publish", &seed.gun]);
+    assert!(
+        publish.status.success(),
+        "{}",
+        String::from_utf8_lossy(&publish.stderr)
+    );
+    let after = run_with(&engine, Some(quiet.status.clone())).await;
+    assert_eq!(ready(&after).0, "True", "{:?}", ready(&after));
+    assert_eq!(after.publishes, 0);
+    assert_eq!(after.requests.notary.get, 3, "{:?}", after.requests);
+    let versions = |o: &Outcome| o.status.trust.as_ref().unwrap().versions.clone();
+    assert!(versions(&after)["targets/releases"] > versions(&quiet)["targets/releases"]);
+
+    // A new process (empty cache) starts from the root again.
+    let cold = run_with(&Engine::default(), Some(after.status.clone())).await;
+    assert_eq!(ready(&cold).0, "True", "{:?}", ready(&cold));
+    assert_eq!(cold.requests.notary.get, 6, "{:?}", cold.requests);
+}

@@ -12,7 +12,9 @@ use common::{Seed, Testbed};
 use jiff::Timestamp;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
+use trustkeeper::notary::cache::{CachedFetch, Files};
 use trustkeeper::notary::client::RoleHealth;
+use trustkeeper::notary::client::update_with;
 use trustkeeper::notary::metadata::Envelope;
 use trustkeeper::notary::{
     Error, NotaryClient, Repository, ServerConfig, SignedFile, SigningKey, TrustAnchor, TrustState,
@@ -659,7 +661,39 @@ async fn root_rotation_is_followed_from_trusted_state() {
     );
     go_in(&["publish", &gun], "");
 
+    // With the old root cached (the operator's and CLI's cache), the rotation shows in the
+    // timestamp/snapshot checks and the new root is fetched and verified from the old one.
+    let cached = CachedFetch::with_files(&c, Files::of(&repo));
+    let before = c.stats();
+    let (via_cache, st_cached) = update_with(&cached, &gun, &TrustAnchor::State(st.clone()), now())
+        .await
+        .unwrap();
+    assert!(c.stats().get > before.get + 1, "the new root was fetched");
+    assert_eq!(st_cached.root_version, st.root_version + 1);
+    assert!(
+        via_cache
+            .role("targets")
+            .unwrap()
+            .targets
+            .contains_key("after")
+    );
+    // A forged state at the old version is refused with the old root cached too.
+    let forged_cached = TrustState {
+        root_key_ids: vec!["00".repeat(32)],
+        ..st.clone()
+    };
+    let e = update_with(
+        &CachedFetch::with_files(&c, Files::of(&repo)),
+        &gun,
+        &TrustAnchor::State(forged_cached),
+        now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::UntrustedRoot { .. }), "{e}");
+
     let (repo, st2) = update(&c, &gun, Some(st.clone())).await;
+    assert_eq!(st2, st_cached);
     assert_eq!(st2.root_version, st.root_version + 1);
     assert_ne!(st2.root_key_ids, old_root_ids);
     assert!(repo.role("targets").unwrap().targets.contains_key("after"));

@@ -14,6 +14,7 @@ use crate::api::{
     self, NotarySpec, SignedImageSpec, SignedImageStatus, SigningKeyRef, TrustStatus,
 };
 use crate::engine::{Credentials, Engine, NotaryAuth};
+use crate::notary::cache::{Files, is_hash_name};
 
 /// A failure with a one-line cause that says what to do.
 #[derive(Debug)]
@@ -182,12 +183,73 @@ pub fn engine(g: &Global) -> Result<Engine, CliError> {
     })
 }
 
-fn trust_file(g: &Global, gun: &str) -> PathBuf {
+fn gun_dir(g: &Global, gun: &str) -> PathBuf {
     let dir = g
         .trust_dir
         .clone()
         .unwrap_or_else(|| home().join(".trustkeeper"));
-    dir.join("tuf").join(gun).join("trust.json")
+    dir.join("tuf").join(gun)
+}
+
+fn trust_file(g: &Global, gun: &str) -> PathBuf {
+    gun_dir(g, gun).join("trust.json")
+}
+
+/// The verified metadata files kept in the trust directory (`tuf/GUN/metadata/`): the next run
+/// then downloads only what changed. Unreadable or stray files are skipped: every file is
+/// checked again when used (hash names against their bytes, the root against the trust state).
+pub fn load_metadata(g: &Global, gun: &str) -> Files {
+    let dir = gun_dir(g, gun).join("metadata");
+    let mut files = Files {
+        root: std::fs::read(dir.join("root.json")).ok(),
+        ..Default::default()
+    };
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+                continue;
+            }
+            let Some(name) = path
+                .strip_prefix(&dir)
+                .ok()
+                .and_then(|p| p.to_str())
+                .filter(|n| is_hash_name(n))
+            else {
+                continue;
+            };
+            if let Ok(bytes) = std::fs::read(&path) {
+                files.hashed.insert(name.to_string(), bytes);
+            }
+        }
+    }
+    files
+}
+
+/// Writes what changed since `old`: new hash-named files (immutable), the root, and removes
+/// files no longer current. Each write is atomic, and a crash in between leaves only files that
+/// are still checked on use.
+pub fn save_metadata(g: &Global, gun: &str, old: &Files, new: &Files) -> Result<(), CliError> {
+    let dir = gun_dir(g, gun).join("metadata");
+    for (name, bytes) in &new.hashed {
+        if old.hashed.get(name) != Some(bytes) {
+            write_atomic(&dir.join(name), bytes)?;
+        }
+    }
+    if let Some(root) = &new.root
+        && old.root.as_ref() != Some(root)
+    {
+        write_atomic(&dir.join("root.json"), root)?;
+    }
+    for name in old.hashed.keys().filter(|n| !new.hashed.contains_key(*n)) {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    Ok(())
 }
 
 /// The trust anchor and versions seen, kept in the trust directory between runs.

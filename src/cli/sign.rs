@@ -78,6 +78,17 @@ async fn run(
         .map_err(|e| CliError::new(e.to_string()))?
         .gun();
     let previous = common::load_trust(g, &gun)?;
+    // The metadata kept from the last run stands in for downloads (only when the trust state
+    // it was verified under is kept too).
+    let server = crate::engine::Settings::from_spec(spec)
+        .map(|s| s.notary_url)
+        .unwrap_or_default();
+    let kept = if previous.is_some() {
+        common::load_metadata(g, &gun)
+    } else {
+        Default::default()
+    };
+    engine.cache.put(&server, &gun, kept.clone());
     let outcome = engine
         .run(ReconcileRequest {
             id: &gun,
@@ -89,6 +100,10 @@ async fn run(
         .await;
     if let Some(t) = &outcome.status.trust {
         common::save_trust(g, &gun, t)?;
+        let now = engine.cache.get(&server, &gun);
+        if outcome.failure_reason.is_none() && now != kept {
+            common::save_metadata(g, &gun, &kept, &now)?;
+        }
     }
     report(g, &gun, &outcome)
 }

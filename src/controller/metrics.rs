@@ -25,6 +25,14 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// `server` is `notary` or `registry`; `kind` the request kind (`get`, `post`, `head`,
+/// `tag_list`, `token`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub server: &'static str,
+    pub kind: &'static str,
+}
+
 /// What the gauges show of one SignedImage.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct ImageState {
@@ -114,6 +122,8 @@ pub struct Metrics {
     pub renewals: Counter,
     pub signed: Counter,
     pub failures: Family<ReasonLabels, Counter>,
+    /// HTTP requests sent by engine runs.
+    pub requests: Family<RequestLabels, Counter>,
     pub duration: Histogram,
     /// Status writes (server-side apply); a reconcile that changed nothing writes none.
     pub status_writes: Counter,
@@ -135,6 +145,7 @@ impl Metrics {
         let renewals = Counter::default();
         let signed = Counter::default();
         let failures = Family::<ReasonLabels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         let status_writes = Counter::default();
         let events = Counter::default();
@@ -170,6 +181,11 @@ impl Metrics {
             failures.clone(),
         );
         registry.register(
+            "trustkeeper_http_requests",
+            "HTTP requests sent to notary servers and registries",
+            requests.clone(),
+        );
+        registry.register(
             "trustkeeper_reconcile_duration_seconds",
             "Duration of one reconcile",
             duration.clone(),
@@ -184,9 +200,31 @@ impl Metrics {
             renewals,
             signed,
             failures,
+            requests,
             duration,
             status_writes,
             events,
+        }
+    }
+
+    /// Counts the requests of one engine run.
+    pub fn count_requests(&self, r: &crate::engine::Requests) {
+        let n = &r.notary;
+        let g = &r.registry;
+        for (server, kind, v) in [
+            ("notary", "get", n.get),
+            ("notary", "post", n.post),
+            ("notary", "token", n.token),
+            ("registry", "head", g.head),
+            ("registry", "get", g.get),
+            ("registry", "tag_list", g.tag_list),
+            ("registry", "token", g.token),
+        ] {
+            if v > 0 {
+                self.requests
+                    .get_or_create(&RequestLabels { server, kind })
+                    .inc_by(v);
+            }
         }
     }
 

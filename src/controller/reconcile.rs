@@ -208,11 +208,14 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
                 ctx.metrics.publishes.inc_by(u64::from(outcome.publishes));
                 ctx.metrics.renewals.inc_by(outcome.renewed.len() as u64);
                 ctx.metrics.signed.inc_by(outcome.signed.len() as u64);
+                ctx.metrics.count_requests(&outcome.requests);
                 info!(
                     publishes = outcome.publishes,
                     renewed = outcome.renewed.len(),
                     signed = outcome.signed.len(),
                     failure = outcome.failure_reason,
+                    notary_requests = outcome.requests.notary.total(),
+                    registry_requests = outcome.requests.registry.total(),
                     requeue_at = %outcome.requeue_at,
                     "engine run finished"
                 );

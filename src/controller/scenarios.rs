@@ -96,6 +96,7 @@ fn outcome() -> Outcome {
         renewed: vec![],
         signed: vec!["v1".into()],
         failure_reason: None,
+        requests: Default::default(),
     }
 }
 

@@ -14,5 +14,6 @@ pub mod view;
 pub use failure::Failure;
 pub use request::{
     Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler,
+    Requests,
 };
 pub use run::{Engine, Settings};

@@ -83,6 +83,15 @@ pub struct Outcome {
     pub signed: Vec<String>,
     /// The Ready reason when the run failed, for failure metrics.
     pub failure_reason: Option<&'static str>,
+    /// HTTP requests the run sent.
+    pub requests: Requests,
+}
+
+/// HTTP requests sent by one run, per server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub notary: crate::notary::server::RequestStats,
+    pub registry: crate::registry::RequestStats,
 }
 
 /// What the controller calls; the engine implements it, controller tests may use a fake.

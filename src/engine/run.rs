@@ -13,11 +13,12 @@ use super::model::{Manifest, RepoView};
 use super::plan::{ChangeKind, Plan, PlanInput, apply_to_view, plan};
 use super::request::{
     Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler,
+    Requests,
 };
 use super::view::repo_view;
 use super::{schedule, status};
 use crate::api::{self, SignedImageSpec, SignedImageStatus, TrustStatus, reasons};
-use crate::notary::cache::CachedFetch;
+use crate::notary::cache::{CachedFetch, Files, MetadataCache};
 use crate::notary::client::update_with;
 use crate::notary::{
     self, NotaryClient, Repository, ServerConfig, SigningKey, TrustAnchor, TrustState,
@@ -40,6 +41,9 @@ pub struct Engine {
     /// CA certificates (PEM) trusted for every registry and notary server, on top of the system
     /// roots and of each SignedImage's own CAs (the chart's `extraCaBundle`).
     pub extra_ca: Option<Vec<u8>>,
+    /// Verified trust metadata kept between runs (shared by clones): an unchanged repository
+    /// then costs one notary request, `timestamp.json`.
+    pub cache: MetadataCache,
 }
 
 impl Default for Engine {
@@ -49,6 +53,7 @@ impl Default for Engine {
             registry_concurrency: 8,
             force_renew: false,
             extra_ca: None,
+            cache: MetadataCache::default(),
         }
     }
 }
@@ -471,15 +476,19 @@ impl Engine {
         &self,
         req: &ReconcileRequest<'_>,
         settings: &Settings,
+        clients: &Clients,
         now: Timestamp,
     ) -> Result<Done, Failure> {
         let keys = load_keys(&req.credentials)?;
         let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
-        let clients = self.clients(settings, &req.credentials)?;
         let mut anchor = trust_anchor(req.spec, req.previous);
-        // Hash-named role files already read or published are not downloaded again (the
-        // read-back after a publish, a refetch after a conflict).
-        let notary = CachedFetch::new(&clients.notary);
+        // Files verified by earlier runs, read or published in this one are not downloaded
+        // again (an unchanged repository, the read-back after a publish, a refetch after a
+        // conflict).
+        let notary = CachedFetch::with_files(
+            &clients.notary,
+            self.cache.get(&settings.notary_url, &settings.gun),
+        );
         // The registry and the notary server are independent: ask both at once.
         let (resolved, first) = tokio::join!(
             resolve_tags(&clients.registry, &settings.image, &req.spec.tags),
@@ -495,6 +504,7 @@ impl Engine {
                     .await
                     .map_err(fetch_failure)?,
             };
+            notary.remember(&repo);
             let view = repo_view(&repo);
             let vanished = vanished(&resolved, &view);
             if let Some(tag) = resolved.absent.iter().find(|t| !vanished.contains(*t)) {
@@ -528,6 +538,8 @@ impl Engine {
                 return Err(Failure::new(first.reason(), message));
             }
             if p.is_noop() {
+                self.cache
+                    .put(&settings.notary_url, &settings.gun, Files::of(&repo));
                 return Ok(Done {
                     repo: view,
                     desired: resolved.desired,
@@ -560,6 +572,8 @@ impl Engine {
             .map_err(fetch_failure)?;
             let served = repo_view(&served_repo);
             verify(&planned, &p, &served, &resolved.desired)?;
+            self.cache
+                .put(&settings.notary_url, &settings.gun, Files::of(&served_repo));
             return Ok(Done {
                 repo: served,
                 desired: resolved.desired,
@@ -577,7 +591,6 @@ impl Engine {
         let jitter: f64 = rand::random();
         let prev = req.previous;
         let gen_ = req.generation;
-        let prev_ready = prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == api::READY));
         let settings = match Settings::from_spec(req.spec) {
             Ok(s) => s,
             Err(f) => return Engine::failed(prev, gen_, f, now, jitter),
@@ -591,10 +604,48 @@ impl Engine {
                 renewed: vec![],
                 signed: vec![],
                 failure_reason: None,
+                requests: Requests::default(),
             };
         }
         let span = tracing::info_span!("reconcile", id = req.id, gun = %settings.gun);
-        match self.attempt(&req, &settings, now).instrument(span).await {
+        let clients = match self.clients(&settings, &req.credentials) {
+            Ok(c) => c,
+            Err(f) => return Engine::failed(prev, gen_, f, now, jitter),
+        };
+        let result = self
+            .attempt(&req, &settings, &clients, now)
+            .instrument(span)
+            .await;
+        let requests = Requests {
+            notary: clients.notary.stats(),
+            registry: clients.registry.stats(),
+        };
+        tracing::debug!(
+            gun = %settings.gun,
+            notary_get = requests.notary.get,
+            notary_post = requests.notary.post,
+            registry_head = requests.registry.head,
+            registry_get = requests.registry.get,
+            registry_tag_list = requests.registry.tag_list,
+            "requests sent"
+        );
+        let mut outcome = self.outcome(prev, gen_, &settings, result, now, jitter);
+        outcome.requests = requests;
+        outcome
+    }
+
+    /// The outcome of an attempt: status, schedule, Events.
+    fn outcome(
+        &self,
+        prev: Option<&SignedImageStatus>,
+        gen_: Option<i64>,
+        settings: &Settings,
+        result: Result<Done, Failure>,
+        now: Timestamp,
+        jitter: f64,
+    ) -> Outcome {
+        let prev_ready = prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == api::READY));
+        match result {
             Ok(done) => {
                 let seen = status::Observed {
                     repo: &done.repo,
@@ -665,6 +716,7 @@ impl Engine {
                     renewed,
                     signed,
                     failure_reason: None,
+                    requests: Requests::default(),
                 }
             }
             Err(f) => Engine::failed(prev, gen_, f, now, jitter),
@@ -708,6 +760,7 @@ impl Engine {
             renewed: vec![],
             signed: vec![],
             failure_reason: Some(f.reason),
+            requests: Requests::default(),
         }
     }
 }

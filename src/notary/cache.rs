@@ -1,10 +1,16 @@
-//! A content-addressed cache in front of a [`Fetch`] source. Notary serves snapshot and targets
-//! roles by hash (`targets/releases.<sha256>.json`): a file already known under that name needs
-//! no second download, and the name itself proves the content (checked on every hit). After a
-//! publish, the read-back then costs `root.json`, `timestamp.json` and the new snapshot only.
+//! Metadata already verified, so that it is not downloaded again.
+//!
+//! Notary serves snapshot and targets roles by hash (`targets/releases.<sha256>.json`): a file
+//! known under that name needs no second download, and the name itself proves the content
+//! (checked on every hit). The verified root stands in for `GET root.json` when the caller's
+//! trusted state names its version (see [`Fetch::cached_root`]). With both, an update of an
+//! unchanged repository costs one request: `timestamp.json`.
+//!
+//! [`CachedFetch`] serves one run; [`MetadataCache`] keeps each GUN's current files between runs
+//! (the operator, in memory) and [`Files`] is what the CLI keeps in its trust directory.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -12,10 +18,48 @@ use super::client::{Fetch, Repository};
 use super::edit::SignedFile;
 use super::error::Result;
 
-/// `fetch` through a cache of hash-named files.
-pub struct CachedFetch<'a, F> {
-    inner: &'a F,
-    files: Mutex<HashMap<String, Vec<u8>>>,
+/// The verified files of one GUN: its root and hash-named role files.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Files {
+    /// `root.json` as last verified.
+    pub root: Option<Vec<u8>>,
+    /// `<role>.<sha256>.json` → bytes (snapshot, targets, delegations).
+    pub hashed: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files")
+            .field("root", &self.root.as_ref().map(Vec::len))
+            .field("hashed", &self.hashed.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Files {
+    /// Exactly the files of a verified repository (older versions are dropped).
+    pub fn of(repo: &Repository) -> Files {
+        let mut hashed = BTreeMap::new();
+        let snap = repo.snapshot_file();
+        hashed.insert(name_for("snapshot", snap), snap.to_vec());
+        for r in repo.roles() {
+            hashed.insert(name_for(&r.name, r.file_bytes()), r.file_bytes().to_vec());
+        }
+        Files {
+            root: Some(repo.root_file().to_vec()),
+            hashed,
+        }
+    }
+
+    /// Total bytes held.
+    pub fn size(&self) -> usize {
+        self.root.as_ref().map_or(0, Vec::len) + self.hashed.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// Whether `name` is a hash-named role file (`<role>.<64 hex>.json`); the role may contain `/`.
+pub fn is_hash_name(name: &str) -> bool {
+    hash_of(name).is_some()
 }
 
 /// The sha256 in a `<role>.<sha256>.json` name.
@@ -29,11 +73,88 @@ fn name_for(role: &str, bytes: &[u8]) -> String {
     format!("{role}.{}.json", hex::encode(Sha256::digest(bytes)))
 }
 
+/// The current files of many GUNs, shared by clones (one per process). Bounded: past
+/// `max_guns` entries an arbitrary one is dropped (it is only a cache).
+#[derive(Clone)]
+pub struct MetadataCache {
+    entries: Arc<Mutex<HashMap<(String, String), Files>>>,
+    max_guns: usize,
+}
+
+impl Default for MetadataCache {
+    fn default() -> Self {
+        MetadataCache::new(20_000)
+    }
+}
+
+impl std::fmt::Debug for MetadataCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.lock().map_or(0, |e| e.len());
+        write!(f, "MetadataCache({n} GUNs)")
+    }
+}
+
+impl MetadataCache {
+    pub fn new(max_guns: usize) -> Self {
+        MetadataCache {
+            entries: Arc::default(),
+            max_guns: max_guns.max(1),
+        }
+    }
+
+    /// The files kept for `gun` on `server` (empty if none).
+    pub fn get(&self, server: &str, gun: &str) -> Files {
+        self.entries
+            .lock()
+            .expect("cache lock")
+            .get(&(server.to_string(), gun.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Replaces the files kept for `gun` on `server`.
+    pub fn put(&self, server: &str, gun: &str, files: Files) {
+        let mut e = self.entries.lock().expect("cache lock");
+        let key = (server.to_string(), gun.to_string());
+        if !e.contains_key(&key)
+            && e.len() >= self.max_guns
+            && let Some(k) = e.keys().next().cloned()
+        {
+            e.remove(&k);
+        }
+        e.insert(key, files);
+    }
+
+    /// Forgets a GUN (its SignedImage is gone).
+    pub fn forget(&self, server: &str, gun: &str) {
+        self.entries
+            .lock()
+            .expect("cache lock")
+            .remove(&(server.to_string(), gun.to_string()));
+    }
+
+    /// GUNs held and their total bytes.
+    pub fn stats(&self) -> (usize, usize) {
+        let e = self.entries.lock().expect("cache lock");
+        (e.len(), e.values().map(Files::size).sum())
+    }
+}
+
+/// `fetch` through the files of one run, seeded from what earlier runs verified.
+pub struct CachedFetch<'a, F> {
+    inner: &'a F,
+    files: Mutex<Files>,
+}
+
 impl<'a, F: Fetch + Sync> CachedFetch<'a, F> {
     pub fn new(inner: &'a F) -> Self {
+        CachedFetch::with_files(inner, Files::default())
+    }
+
+    pub fn with_files(inner: &'a F, files: Files) -> Self {
         CachedFetch {
             inner,
-            files: Mutex::new(HashMap::new()),
+            files: Mutex::new(files),
         }
     }
 
@@ -42,14 +163,16 @@ impl<'a, F: Fetch + Sync> CachedFetch<'a, F> {
         self.files
             .lock()
             .expect("cache lock")
+            .hashed
             .insert(name_for(role, &bytes), bytes);
     }
 
-    /// Remembers every targets role file of a verified repository.
+    /// Remembers the files of a verified repository, its root included.
     pub fn remember(&self, repo: &Repository) {
-        for r in repo.roles() {
-            self.insert(&r.name, r.file_bytes().to_vec());
-        }
+        let mut f = self.files.lock().expect("cache lock");
+        let current = Files::of(repo);
+        f.root = current.root;
+        f.hashed.extend(current.hashed);
     }
 
     /// Remembers what was just published.
@@ -63,7 +186,13 @@ impl<'a, F: Fetch + Sync> CachedFetch<'a, F> {
 impl<F: Fetch + Sync> Fetch for CachedFetch<'_, F> {
     async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         if let Some(hex) = hash_of(name) {
-            let hit = self.files.lock().expect("cache lock").get(name).cloned();
+            let hit = self
+                .files
+                .lock()
+                .expect("cache lock")
+                .hashed
+                .get(name)
+                .cloned();
             if let Some(bytes) = hit
                 && hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(hex)
                 && bytes.len() as u64 <= limit
@@ -76,9 +205,14 @@ impl<F: Fetch + Sync> Fetch for CachedFetch<'_, F> {
             self.files
                 .lock()
                 .expect("cache lock")
+                .hashed
                 .insert(name.to_string(), bytes.clone());
         }
         Ok(got)
+    }
+
+    fn cached_root(&self, _gun: &str) -> Option<Vec<u8>> {
+        self.files.lock().expect("cache lock").root.clone()
     }
 }
 
@@ -114,6 +248,7 @@ mod tests {
             .files
             .lock()
             .unwrap()
+            .hashed
             .insert(bogus.clone(), b"xyz".to_vec());
         assert_eq!(
             cache.fetch("g", &bogus, 100).await.unwrap().unwrap(),

@@ -123,6 +123,9 @@ pub struct Repository {
     pub snapshot_info: RoleInfo,
     pub timestamp_info: RoleInfo,
     pub(crate) snapshot: Envelope,
+    /// The exact bytes of `root.json` and of the snapshot, as verified.
+    root_file: Vec<u8>,
+    snapshot_file: Vec<u8>,
     /// The snapshot's `meta` (role → hashes + length of its current file).
     pub snapshot_meta: BTreeMap<String, FileMeta>,
     /// `targets` first, then delegations breadth first in `delegations.roles` order.
@@ -158,6 +161,16 @@ impl Signers {
 }
 
 impl Repository {
+    /// The verified `root.json` bytes.
+    pub fn root_file(&self) -> &[u8] {
+        &self.root_file
+    }
+
+    /// The verified snapshot bytes.
+    pub fn snapshot_file(&self) -> &[u8] {
+        &self.snapshot_file
+    }
+
     /// Targets roles in reading order (`targets`, then delegations breadth first).
     pub fn roles(&self) -> &[TargetsRole] {
         &self.roles
@@ -301,6 +314,13 @@ impl Repository {
 pub trait Fetch {
     /// Returns at most `limit` bytes, else [`Error::TooLarge`].
     async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>>;
+
+    /// The root file verified by an earlier update, if the source keeps one. With a trusted
+    /// state it stands in for `GET root.json`, as the Go client's cached root does; a rotation
+    /// shows in the snapshot's root hash (or a failed check) and the root is then fetched.
+    fn cached_root(&self, _gun: &str) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Counts distinct listed keys with a valid signature over `env`'s canonical `signed`.
@@ -494,16 +514,29 @@ fn restrict(parent: &[String], own: &[String]) -> Vec<String> {
 }
 
 /// The update algorithm over any file source. If root changes while reading (the snapshot
-/// announces another root than the one fetched), the update runs once more.
+/// announces another root than the one fetched), the update runs once more. With a trusted
+/// state and a cached root, the root is not downloaded; if anything then fails to verify except
+/// the network, the update runs again on a freshly fetched root (the Go client's order: a
+/// rotated root shows as a failed timestamp or snapshot check).
 pub async fn update_with<F: Fetch>(
     f: &F,
     gun: &str,
     anchor: &TrustAnchor,
     now: Timestamp,
 ) -> Result<(Repository, TrustState)> {
-    match update_once(f, gun, anchor, now).await {
+    if let TrustAnchor::State(st) = anchor
+        && let Some(root) = f.cached_root(gun)
+    {
+        match update_once(f, gun, anchor, now, Some((root, st))).await {
+            Err(e) if !e.is_transient() => {
+                tracing::debug!(gun, error = %e, "cached root did not verify the update; fetching root");
+            }
+            other => return other,
+        }
+    }
+    match update_once(f, gun, anchor, now, None).await {
         Err(Error::Tampered { role, by, .. }) if role == "root" && by == "snapshot" => {
-            update_once(f, gun, anchor, now).await
+            update_once(f, gun, anchor, now, None).await
         }
         other => other,
     }
@@ -514,16 +547,30 @@ async fn update_once<F: Fetch>(
     gun: &str,
     anchor: &TrustAnchor,
     now: Timestamp,
+    cached: Option<(Vec<u8>, &TrustState)>,
 ) -> Result<(Repository, TrustState)> {
     let state = match anchor {
         TrustAnchor::State(s) => Some(s),
         _ => None,
     };
-    // 1. Root.
-    let root_bytes = f
-        .fetch(gun, "root.json", MAX_ROOT_BYTES)
-        .await?
-        .ok_or_else(|| Error::UnknownRepository { gun: gun.into() })?;
+    // 1. Root: the cached one only if it is exactly the trusted version.
+    let root_bytes = match cached {
+        Some((bytes, st)) => {
+            let env = Envelope::parse("root", &bytes)?;
+            let r: Root = metadata::view(&env, "root", "Root")?;
+            if r.version != st.root_version {
+                return Err(Error::invalid(
+                    "root",
+                    "cached root is not the trusted version",
+                ));
+            }
+            bytes
+        }
+        None => f
+            .fetch(gun, "root.json", MAX_ROOT_BYTES)
+            .await?
+            .ok_or_else(|| Error::UnknownRepository { gun: gun.into() })?,
+    };
     let root_env = Envelope::parse("root", &root_bytes)?;
     let root: Root = metadata::view(&root_env, "root", "Root")?;
     let root_cert_expires = check_root_shape(&root, gun, now)?;
@@ -783,6 +830,8 @@ async fn update_once<F: Fetch>(
             expired: ts.expires < now,
         },
         snapshot: snap_env,
+        root_file: root_bytes,
+        snapshot_file: snap_bytes,
         snapshot_meta: snap.meta,
         roles,
         declared,

@@ -71,6 +71,42 @@ pub struct NotaryClient {
     tokens: Mutex<HashMap<String, (SecretString, Instant)>>,
     /// The server (or a proxy) asked for Basic auth once: send it up front from then on.
     basic_challenged: std::sync::atomic::AtomicBool,
+    counters: Counters,
+}
+
+/// How many HTTP requests a [`NotaryClient`] sent. Every attempt counts, also those answered 401.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// GETs of metadata and keys.
+    pub get: u64,
+    /// POSTs (publishes, key rotations).
+    pub post: u64,
+    /// Token endpoint requests.
+    pub token: u64,
+}
+
+impl RequestStats {
+    pub fn total(&self) -> u64 {
+        self.get + self.post + self.token
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    get: std::sync::atomic::AtomicU64,
+    post: std::sync::atomic::AtomicU64,
+    token: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, method: &reqwest::Method) {
+        let c = if *method == reqwest::Method::GET {
+            &self.get
+        } else {
+            &self.post
+        };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for NotaryClient {
@@ -175,7 +211,26 @@ impl NotaryClient {
             http,
             tokens: Mutex::new(HashMap::new()),
             basic_challenged: Default::default(),
+            counters: Counters::default(),
         })
+    }
+
+    /// Requests sent so far.
+    pub fn stats(&self) -> RequestStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        RequestStats {
+            get: self.counters.get.load(Relaxed),
+            post: self.counters.post.load(Relaxed),
+            token: self.counters.token.load(Relaxed),
+        }
+    }
+
+    /// Sends one request, counted by method.
+    async fn execute(&self, rb: RequestBuilder) -> Result<reqwest::Response> {
+        let (client, req) = rb.build_split();
+        let req = req.map_err(|e| self.unreachable(e))?;
+        self.counters.count(req.method());
+        client.execute(req).await.map_err(|e| self.unreachable(e))
     }
 
     fn url(&self, gun: &str, name: &str) -> String {
@@ -211,6 +266,9 @@ impl NotaryClient {
         if let Auth::Basic { username, password } = &self.auth {
             req = req.basic_auth(username, Some(password.expose_secret()));
         }
+        self.counters
+            .token
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -263,7 +321,7 @@ impl NotaryClient {
         {
             req = req.basic_auth(username, Some(password.expose_secret()));
         }
-        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let resp = self.execute(req).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -299,7 +357,7 @@ impl NotaryClient {
             }
             None => return Err(Error::Unauthorized { url, status: 401 }),
         };
-        let resp = retry.send().await.map_err(|e| self.unreachable(e))?;
+        let resp = self.execute(retry).await?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
             return Err(Error::Unauthorized {
                 url,

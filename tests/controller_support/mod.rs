@@ -181,6 +181,7 @@ pub fn signed_outcome() -> Outcome {
         renewed: vec![],
         signed: vec!["v1".into()],
         failure_reason: None,
+        requests: Default::default(),
     }
 }
 
