@@ -137,6 +137,17 @@ pub enum Error {
 
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A GUN or role name that cannot be used as given.
+    #[error("invalid {what} {name:?}: {reason}")]
+    InvalidName {
+        what: String,
+        name: String,
+        reason: String,
+    },
+
+    #[error("cannot export key {key}: {reason}")]
+    KeyExport { key: String, reason: String },
 }
 
 impl Error {

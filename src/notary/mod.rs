@@ -41,6 +41,8 @@
 //!   `SigningKey::from_pem_with(&[u8], Fn(&headers) -> Option<SecretString>)`;
 //!   `.key_id()`, `.public()`, `.headers()`, `.role()`, `.gun()`, `.sign(msg, label_id)`.
 //!   Debug prints only the ID. Alias [`PrivateKey`].
+//!   `SigningKey::generate_ecdsa(role, gun)`; `.export_pem(&SecretString) -> String`
+//!   (`notary key export` layout), `.export_pem_unencrypted() -> SecretString`.
 //! - `PublicKey { keytype, public }`: `from_pem`, `key_id`, `canonical_id`, `verify`.
 //! - `NotaryClient::new(ServerConfig { url, ca_pem, ca_only, auth: Auth::{Anonymous, Basic}, timeout })`;
 //!   `update(gun, &TrustAnchor, now) -> Result<(Repository, TrustState)>`;
