@@ -495,6 +495,15 @@ impl SigningKey {
         })
     }
 
+    /// The ECDSA key behind this key, for signing things other than metadata (the root
+    /// certificate).
+    pub(crate) fn p256(&self) -> Option<&p256::ecdsa::SigningKey> {
+        match &self.secret {
+            Secret::P256(sk) => Some(sk),
+            Secret::Ed25519(_) => None,
+        }
+    }
+
     /// This key exactly as `notary key export` writes it (notary-v1.md §5): one
     /// `ENCRYPTED PRIVATE KEY` block with the headers `gun` (targets/snapshot/timestamp keys
     /// only), `path` (the key ID) and `role`, sorted; PBES2 with PBKDF2-HMAC-SHA1 (no PRF
