@@ -137,6 +137,28 @@ pub enum Error {
 
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// Creating a repository whose GUN already has trust data: nothing was published.
+    #[error(
+        "repository {gun} already exists on the trust server (it serves a root.json); nothing was \
+         published. Sign into it with its existing keys, or, if it is yours and you mean to start \
+         over, delete it first (`notary delete {gun} --remote`)"
+    )]
+    RepositoryExists { gun: String },
+
+    /// A GUN or role name that cannot be used as given.
+    #[error("invalid {what} {name:?}: {reason}")]
+    InvalidName {
+        what: String,
+        name: String,
+        reason: String,
+    },
+
+    #[error("cannot export key {key}: {reason}")]
+    KeyExport { key: String, reason: String },
+
+    #[error("cannot make the root certificate for {gun}: {reason}")]
+    Certificate { gun: String, reason: String },
 }
 
 impl Error {

@@ -381,23 +381,7 @@ impl SigningKey {
                 }
                 _ => continue,
             };
-            let public = match &secret {
-                Secret::P256(sk) => {
-                    use p256::pkcs8::EncodePublicKey;
-                    let der = sk
-                        .verifying_key()
-                        .to_public_key_der()
-                        .map_err(|e| malformed(&label, e.to_string()))?;
-                    PublicKey {
-                        keytype: "ecdsa".into(),
-                        public: der.as_bytes().to_vec(),
-                    }
-                }
-                Secret::Ed25519(sk) => PublicKey {
-                    keytype: "ed25519".into(),
-                    public: sk.verifying_key().to_bytes().to_vec(),
-                },
-            };
+            let public = public_of(&secret, &label)?;
             let id = public.key_id();
             if let Some(path) = headers.get("path") {
                 // Old exports wrote `tuf_keys/<gun>/<id>`: the last segment is the ID.
@@ -474,11 +458,265 @@ impl SigningKey {
     }
 }
 
+/// Roles whose key files carry a `gun:` header (notary-v1.md §5.1): notary drops it for root and
+/// delegation keys, and `notary key import` refuses these three roles without it.
+fn role_has_gun(role: &str) -> bool {
+    matches!(role, "targets" | "snapshot" | "timestamp")
+}
+
+/// PBKDF2 iterations of notary's key files (§5.2).
+const NOTARY_PBKDF2_ITERATIONS: u32 = 2048;
+
+impl SigningKey {
+    /// A new ECDSA P-256 key for `role`, as `notary init` / `notary key generate` make them.
+    /// `gun` becomes a `gun:` header only for `targets`, `snapshot` and `timestamp` keys (where
+    /// notary requires it); it is ignored for root and delegation keys (pass `""`).
+    pub fn generate_ecdsa(role: &str, gun: &str) -> Result<SigningKey> {
+        check_header_value("role", role)?;
+        let mut headers = BTreeMap::from([("role".to_string(), role.to_string())]);
+        if role_has_gun(role) {
+            check_header_value("gun", gun)?;
+            headers.insert("gun".into(), gun.into());
+        }
+        use p256::elliptic_curve::Generate as _;
+        let sk = p256::ecdsa::SigningKey::try_generate().map_err(|e| {
+            Error::Config(format!(
+                "the system random number generator failed ({e}); no key was made"
+            ))
+        })?;
+        let secret = Secret::P256(sk);
+        let public = public_of(&secret, role)?;
+        Ok(SigningKey {
+            id: public.key_id(),
+            secret,
+            public,
+            headers,
+            notary_compatible: true,
+        })
+    }
+
+    /// The ECDSA key behind this key, for signing things other than metadata (the root
+    /// certificate).
+    pub(crate) fn p256(&self) -> Option<&p256::ecdsa::SigningKey> {
+        match &self.secret {
+            Secret::P256(sk) => Some(sk),
+            Secret::Ed25519(_) => None,
+        }
+    }
+
+    /// This key exactly as `notary key export` writes it (notary-v1.md §5): one
+    /// `ENCRYPTED PRIVATE KEY` block with the headers `gun` (targets/snapshot/timestamp keys
+    /// only), `path` (the key ID) and `role`, sorted; PBES2 with PBKDF2-HMAC-SHA1 (no PRF
+    /// field), 2048 iterations, an 8-byte salt and AES-256-CBC around notary's PKCS#8 layout.
+    /// That is the only scheme notary decrypts: it ignores a PRF field, so a key encrypted with
+    /// PBKDF2-HMAC-SHA256 imports into the Go client but then never signs (§5.2, §5.4).
+    /// `notary key import` stores it as is; Docker and notary need `passphrase` to use it.
+    pub fn export_pem(&self, passphrase: &SecretString) -> Result<String> {
+        let pass = passphrase.expose_secret();
+        // An empty NOTARY_*_PASSPHRASE counts as unset: the Go tools would prompt for ever.
+        if pass.is_empty() {
+            return Err(Error::KeyExport {
+                key: self.id.clone(),
+                reason: "empty passphrase; notary and Docker treat an empty passphrase as none \
+                         and prompt, so give a non-empty one"
+                    .into(),
+            });
+        }
+        let plain = self.notary_private_key_info()?;
+        let encrypted =
+            encrypt_notary(&plain, pass.as_bytes()).map_err(|reason| Error::KeyExport {
+                key: self.id.clone(),
+                reason,
+            })?;
+        let block = pem_block("ENCRYPTED PRIVATE KEY", &self.export_headers()?, &encrypted);
+        Ok(block.as_str().to_string())
+    }
+
+    /// The same layout unencrypted (`PRIVATE KEY`, same headers and inner PKCS#8), for stores
+    /// that protect the key themselves. `notary key import` re-encrypts it with the passphrase
+    /// of its role; [`SigningKey::from_pem`] reads it without one.
+    pub fn export_pem_unencrypted(&self) -> Result<SecretString> {
+        let plain = self.notary_private_key_info()?;
+        let mut block = pem_block("PRIVATE KEY", &self.export_headers()?, &plain);
+        // The buffer's capacity is exactly its length: moving it into the secret box does not
+        // reallocate, so no unzeroized copy is left behind.
+        Ok(SecretString::from(std::mem::take(&mut *block)))
+    }
+
+    /// `gun` (targets/snapshot/timestamp only), `path`, `role`: what `notary key export`
+    /// writes; other headers of an imported block (`Proc-Type`, …) do not apply any more.
+    fn export_headers(&self) -> Result<BTreeMap<String, String>> {
+        let role = self.role().ok_or_else(|| Error::KeyExport {
+            key: self.id.clone(),
+            reason: "the key has no `role:` header; notary files every key under a role, so \
+                     load it from a file with one or generate it for a role"
+                .into(),
+        })?;
+        let mut h = BTreeMap::from([
+            ("path".to_string(), self.id.clone()),
+            ("role".to_string(), role.to_string()),
+        ]);
+        if role_has_gun(role) {
+            let gun = self.gun().ok_or_else(|| Error::KeyExport {
+                key: self.id.clone(),
+                reason: format!(
+                    "a {role} key needs a `gun:` header (notary refuses to import it without)"
+                ),
+            })?;
+            h.insert("gun".into(), gun.to_string());
+        }
+        Ok(h)
+    }
+
+    /// PrivateKeyInfo as notary writes an ECDSA key (§5.3): version 1, {ecPublicKey, P-256},
+    /// SEC1 `ECPrivateKey` with curve and public key inside, and no PKCS#8 `[1] publicKey`.
+    fn notary_private_key_info(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let Secret::P256(sk) = &self.secret else {
+            return Err(Error::UnsupportedKey {
+                key: self.id.clone(),
+                what: "only ECDSA P-256 keys can be exported (notary never holds Ed25519 \
+                       private keys on a client)"
+                    .into(),
+            });
+        };
+        let sec1 = p256::SecretKey::from(sk.as_nonzero_scalar())
+            .to_sec1_der()
+            .map_err(|e| Error::KeyExport {
+                key: self.id.clone(),
+                reason: format!("SEC1 encoding: {e}"),
+            })?;
+        let mut alg = Vec::with_capacity(32);
+        der_push(&mut alg, 0x06, OID_EC);
+        der_push(&mut alg, 0x06, OID_P256);
+        let mut body = Zeroizing::new(Vec::with_capacity(sec1.len() + alg.len() + 16));
+        der_push(&mut body, 0x02, &[1]);
+        der_push(&mut body, 0x30, &alg);
+        der_push(&mut body, 0x04, &sec1);
+        let mut out = Zeroizing::new(Vec::with_capacity(body.len() + 8));
+        der_push(&mut out, 0x30, &body);
+        Ok(out)
+    }
+}
+
+/// A role or GUN goes into a PEM header line: one line, no surrounding blanks.
+fn check_header_value(what: &str, value: &str) -> Result<()> {
+    let reason = if value.is_empty() {
+        "it is empty"
+    } else if value.chars().any(char::is_control) {
+        "it contains control characters"
+    } else if value.trim() != value {
+        "it starts or ends with blanks"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        what: what.into(),
+        name: value.into(),
+        reason: reason.into(),
+    })
+}
+
+/// Appends one DER TLV (definite length) to `out`.
+fn der_push(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+}
+
+/// `EncryptedPrivateKeyInfo` as notary writes it (§5.2), with a fresh salt and IV.
+fn encrypt_notary(plain: &[u8], pass: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    use pkcs8::der::Encode as _;
+    use pkcs8::pkcs5::pbes2;
+    let salt: [u8; 8] = rand::random();
+    let iv: [u8; 16] = rand::random();
+    let kdf = pbes2::Pbkdf2Params {
+        salt: salt.as_slice().try_into().map_err(|e| format!("{e}"))?,
+        iteration_count: NOTARY_PBKDF2_ITERATIONS,
+        key_length: None,
+        // The DER default: encoded as no PRF field at all, as notary writes it.
+        prf: pbes2::Pbkdf2Prf::HmacWithSha1,
+    };
+    let params = pbes2::Parameters {
+        kdf: kdf.into(),
+        encryption: pbes2::EncryptionScheme::Aes256Cbc { iv },
+    };
+    let ct = params
+        .encrypt(pass, plain)
+        .map_err(|e| format!("encryption: {e}"))?;
+    pkcs8::EncryptedPrivateKeyInfoRef {
+        encryption_algorithm: params.into(),
+        encrypted_data: pkcs8::der::asn1::OctetStringRef::new(&ct)
+            .map_err(|e| format!("DER: {e}"))?,
+    }
+    .to_der()
+    .map_err(|e| format!("DER: {e}"))
+}
+
+/// One PEM block as Go's `pem.Encode` writes it: `Name: value` headers (sorted), a blank line,
+/// base64 in 64-column lines, LF endings. Built in a zeroizing buffer of exactly the final
+/// length (for an unencrypted key the text is the secret).
+fn pem_block(tag: &str, headers: &BTreeMap<String, String>, der: &[u8]) -> Zeroizing<String> {
+    let b64 = Zeroizing::new(B64.encode(der));
+    let begin = format!("-----BEGIN {tag}-----\n");
+    let end = format!("-----END {tag}-----\n");
+    let head_len: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 3).sum();
+    let blank = usize::from(!headers.is_empty());
+    let body_len = b64.len() + b64.len().div_ceil(64);
+    let mut out = Zeroizing::new(String::with_capacity(
+        begin.len() + head_len + blank + body_len + end.len(),
+    ));
+    out.push_str(&begin);
+    for (k, v) in headers {
+        out.push_str(k);
+        out.push_str(": ");
+        out.push_str(v);
+        out.push('\n');
+    }
+    if blank == 1 {
+        out.push('\n');
+    }
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&end);
+    out
+}
+
 fn malformed(label: &str, reason: String) -> Error {
     Error::MalformedKey {
         key: label.to_string(),
         reason,
     }
+}
+
+/// The public key object of a private key.
+fn public_of(secret: &Secret, label: &str) -> Result<PublicKey> {
+    Ok(match secret {
+        Secret::P256(sk) => {
+            use p256::pkcs8::EncodePublicKey;
+            let der = sk
+                .verifying_key()
+                .to_public_key_der()
+                .map_err(|e| malformed(label, e.to_string()))?;
+            PublicKey {
+                keytype: "ecdsa".into(),
+                public: der.as_bytes().to_vec(),
+            }
+        }
+        Secret::Ed25519(sk) => PublicKey {
+            keytype: "ed25519".into(),
+            public: sk.verifying_key().to_bytes().to_vec(),
+        },
+    })
 }
 
 /// Minimal DER reader: (tag, content, rest).
@@ -620,6 +858,40 @@ mod tests {
             public: vec![0; 32],
         };
         assert!(format!("{k:?}").starts_with("PublicKey(ed25519 "));
+    }
+
+    #[test]
+    fn der_writer_round_trips_through_the_reader() {
+        for len in [0usize, 1, 127, 128, 255, 256, 70_000] {
+            let content = vec![0xAB; len];
+            let mut out = Vec::new();
+            der_push(&mut out, 0x04, &content);
+            let (t, c, rest) = der_next(&out).unwrap();
+            assert_eq!((t, c, rest.len()), (0x04, content.as_slice(), 0), "{len}");
+        }
+    }
+
+    #[test]
+    fn pem_block_is_go_pem_encode_and_exactly_sized() {
+        let headers = BTreeMap::from([
+            ("role".to_string(), "targets".to_string()),
+            ("gun".to_string(), "g".to_string()),
+        ]);
+        let p = pem_block("X", &headers, &[7u8; 100]);
+        assert_eq!(p.len(), p.capacity());
+        let lines: Vec<&str> = p.lines().collect();
+        assert_eq!(
+            lines[..4],
+            ["-----BEGIN X-----", "gun: g", "role: targets", ""]
+        );
+        // 100 bytes = 136 base64 characters.
+        let widths: Vec<usize> = lines[4..7].iter().map(|l| l.len()).collect();
+        assert_eq!(widths, [64, 64, 8]);
+        assert_eq!(lines[7], "-----END X-----");
+        assert!(p.ends_with("-----END X-----\n"));
+        let empty = pem_block("Y", &BTreeMap::new(), &[1, 2, 3]);
+        assert_eq!(empty.as_str(), "-----BEGIN Y-----\nAQID\n-----END Y-----\n");
+        assert_eq!(empty.len(), empty.capacity());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`client`]: TUF update and verification; [`Repository`], [`TrustAnchor`], [`TrustState`].
 //! - [`edit`]: [`Editor`] (staged changes) → [`SignedFile`]s.
 //! - [`server`]: [`NotaryClient`] (HTTP API, auth, limits, publish).
+//! - [`init`]: creating a repository as Docker does ([`create_repository`]): root certificate,
+//!   root v1 + targets v1 published without a snapshot (the server keeps snapshot/timestamp).
 //! - [`error`]: [`Error`], one variant per thing the user fixes differently.
 //!
 //! # Use
@@ -41,6 +43,8 @@
 //!   `SigningKey::from_pem_with(&[u8], Fn(&headers) -> Option<SecretString>)`;
 //!   `.key_id()`, `.public()`, `.headers()`, `.role()`, `.gun()`, `.sign(msg, label_id)`.
 //!   Debug prints only the ID. Alias [`PrivateKey`].
+//!   `SigningKey::generate_ecdsa(role, gun)`; `.export_pem(&SecretString) -> String`
+//!   (`notary key export` layout), `.export_pem_unencrypted() -> SecretString`.
 //! - `PublicKey { keytype, public }`: `from_pem`, `key_id`, `canonical_id`, `verify`.
 //! - `NotaryClient::new(ServerConfig { url, ca_pem, ca_only, auth: Auth::{Anonymous, Basic}, timeout })`;
 //!   `update(gun, &TrustAnchor, now) -> Result<(Repository, TrustState)>`;
@@ -57,6 +61,10 @@
 //!   `witness(role, Option<expires>)`, `set_expiry(role, expires)`,
 //!   `sign(&[SigningKey], now) -> Result<Vec<SignedFile>>` (changed roles, plus `snapshot`
 //!   when a key for it is given).
+//! - `create_repository(&client, gun, &root, &targets, now) -> Result<InitialMetadata>`
+//!   ([`Error::RepositoryExists`] if the GUN has trust data), `create_repository_with_new_keys`,
+//!   `NewRepository::new(..).with_delegation(name, key, paths)?.create(&client, now)`;
+//!   `init::root_certificate(&root, gun, now) -> PublicKey` (`ecdsa-x509`).
 //!
 //! Expired or badly signed targets roles don't fail [`NotaryClient::update`]: they are loaded,
 //! flagged and hidden from lookups (as the Go client hides them), and can be re-signed with all
@@ -68,6 +76,7 @@ pub mod canonical;
 pub mod client;
 pub mod edit;
 pub mod error;
+pub mod init;
 pub mod keys;
 pub mod metadata;
 pub mod server;
@@ -76,5 +85,9 @@ pub mod time;
 pub use client::{Repository, TrustAnchor, TrustState};
 pub use edit::{Editor, SignedFile};
 pub use error::{Error, Result};
+pub use init::{
+    InitialMetadata, NewRepository, RepositoryKeys, create_repository,
+    create_repository_with_new_keys,
+};
 pub use keys::{PrivateKey, PublicKey, SigningKey};
 pub use server::{Auth, NotaryClient, ServerConfig};
