@@ -1,6 +1,7 @@
 //! Reconcile engine: resolve → plan → apply → verify → status, for one SignedImage.
 //! Knows nothing of Kubernetes.
 
+pub mod clients;
 pub mod failure;
 pub mod model;
 pub mod plan;

@@ -8,22 +8,20 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use tracing::Instrument;
 
+use super::clients::{ClientPool, Clients};
 use super::failure::Failure;
 use super::model::{Manifest, RepoView};
 use super::plan::{ChangeKind, Plan, PlanInput, apply_to_view, plan};
 use super::request::{
-    Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler,
-    Requests,
+    Credentials, EngineEvent, EventType, Outcome, ReconcileRequest, Reconciler, Requests,
 };
 use super::view::repo_view;
 use super::{schedule, status};
 use crate::api::{self, SignedImageSpec, SignedImageStatus, TrustStatus, reasons};
 use crate::notary::cache::{CachedFetch, Files, MetadataCache};
 use crate::notary::client::update_with;
-use crate::notary::{
-    self, NotaryClient, Repository, ServerConfig, SigningKey, TrustAnchor, TrustState,
-};
-use crate::registry::{self, DockerConfig, ImageRef, RegistryClient, RegistryOptions, TagSelector};
+use crate::notary::{self, Repository, SigningKey, TrustAnchor, TrustState};
+use crate::registry::{self, ImageRef, RegistryClient, TagSelector};
 
 /// Publishes tried per run when other writers keep winning the race.
 pub const MAX_PUBLISH_ATTEMPTS: u32 = 4;
@@ -41,6 +39,8 @@ pub struct Engine {
     /// CA certificates (PEM) trusted for every registry and notary server, on top of the system
     /// roots and of each SignedImage's own CAs (the chart's `extraCaBundle`).
     pub extra_ca: Option<Vec<u8>>,
+    /// Clients kept between runs (shared by clones).
+    pub client_pool: ClientPool,
     /// Verified trust metadata kept between runs (shared by clones): an unchanged repository
     /// then costs one notary request, `timestamp.json`.
     pub cache: MetadataCache,
@@ -53,6 +53,7 @@ impl Default for Engine {
             registry_concurrency: 8,
             force_renew: false,
             extra_ca: None,
+            client_pool: ClientPool::default(),
             cache: MetadataCache::default(),
         }
     }
@@ -161,92 +162,6 @@ pub fn trust_anchor(spec: &SignedImageSpec, previous: Option<&SignedImageStatus>
             TrustAnchor::PinnedKeys(spec.notary.root_key_ids.clone())
         }
         None => TrustAnchor::FirstUse,
-    }
-}
-
-/// Registry and notary clients for one run.
-pub struct Clients {
-    pub registry: RegistryClient,
-    pub notary: NotaryClient,
-}
-
-/// Joins PEM bundles.
-fn join_ca(a: &Option<Vec<u8>>, b: &Option<Vec<u8>>) -> Option<Vec<u8>> {
-    match (a, b) {
-        (None, None) => None,
-        (Some(x), None) | (None, Some(x)) => Some(x.clone()),
-        (Some(x), Some(y)) => {
-            let mut v = x.clone();
-            v.push(b'\n');
-            v.extend_from_slice(y);
-            Some(v)
-        }
-    }
-}
-
-impl Engine {
-    /// Builds the clients a run needs from its credentials.
-    pub fn clients(&self, settings: &Settings, creds: &Credentials) -> Result<Clients, Failure> {
-        let docker_config = match &creds.registry_auth {
-            Some(bytes) => Some(DockerConfig::from_json(bytes).map_err(|e| {
-                Failure::new(
-                    reasons::SECRET_INVALID,
-                    format!("registry credentials: {e}"),
-                )
-            })?),
-            None => None,
-        };
-        let credentials = docker_config
-            .as_ref()
-            .map(|c| c.credentials_for(settings.image.registry_host()))
-            .unwrap_or_default();
-        let registry = RegistryClient::new(RegistryOptions {
-            ca_pem: join_ca(&creds.registry_ca, &self.extra_ca),
-            // A SignedImage's own CA is the private server's: trust it alone.
-            ca_only: creds.registry_ca.is_some(),
-            credentials,
-            timeout: self.timeout,
-            max_concurrency: self.registry_concurrency,
-            ..Default::default()
-        })?;
-        let notary_host = settings
-            .notary_url
-            .trim_start_matches("https://")
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let basic = |c: registry::Credentials| match c {
-            registry::Credentials::Basic { username, password } => {
-                notary::Auth::Basic { username, password }
-            }
-            _ => notary::Auth::Anonymous,
-        };
-        let auth = match &creds.notary_auth {
-            Some(NotaryAuth::Basic { username, password }) => notary::Auth::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            },
-            Some(NotaryAuth::DockerConfig(bytes)) => basic(
-                DockerConfig::from_json(bytes)
-                    .map_err(|e| {
-                        Failure::new(reasons::SECRET_INVALID, format!("notary credentials: {e}"))
-                    })?
-                    .credentials_for(&notary_host),
-            ),
-            None => docker_config
-                .as_ref()
-                .map(|c| basic(c.credentials_for(&notary_host)))
-                .unwrap_or_default(),
-        };
-        let notary = NotaryClient::new(ServerConfig {
-            url: settings.notary_url.clone(),
-            ca_pem: join_ca(&creds.notary_ca, &self.extra_ca),
-            ca_only: creds.notary_ca.is_some(),
-            auth,
-            timeout: self.timeout,
-        })?;
-        Ok(Clients { registry, notary })
     }
 }
 

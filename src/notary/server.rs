@@ -3,7 +3,7 @@
 //! token auth; custom CA; timeouts; response size limits. One reqwest client (pool) per server.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -62,8 +62,14 @@ impl ServerConfig {
     }
 }
 
-/// Client for one notary server.
+/// Client for one notary server. [`NotaryClient::fork`] gives a client on the same connections
+/// and token cache with its own request counters (one per reconcile).
 pub struct NotaryClient {
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+}
+
+struct Shared {
     base: String,
     auth: Auth,
     http: reqwest::Client,
@@ -71,7 +77,6 @@ pub struct NotaryClient {
     tokens: Mutex<HashMap<String, (SecretString, Instant)>>,
     /// The server (or a proxy) asked for Basic auth once: send it up front from then on.
     basic_challenged: std::sync::atomic::AtomicBool,
-    counters: Counters,
 }
 
 /// How many HTTP requests a [`NotaryClient`] sent. Every attempt counts, also those answered 401.
@@ -111,7 +116,7 @@ impl Counters {
 
 impl std::fmt::Debug for NotaryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NotaryClient({})", self.base)
+        write!(f, "NotaryClient({})", self.shared.base)
     }
 }
 
@@ -206,13 +211,23 @@ impl NotaryClient {
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(NotaryClient {
-            base: cfg.url.trim_end_matches('/').to_string(),
-            auth: cfg.auth,
-            http,
-            tokens: Mutex::new(HashMap::new()),
-            basic_challenged: Default::default(),
-            counters: Counters::default(),
+            shared: Arc::new(Shared {
+                base: cfg.url.trim_end_matches('/').to_string(),
+                auth: cfg.auth,
+                http,
+                tokens: Mutex::new(HashMap::new()),
+                basic_challenged: Default::default(),
+            }),
+            counters: Arc::default(),
         })
+    }
+
+    /// A client on the same connections and token cache, with its own counters.
+    pub fn fork(&self) -> NotaryClient {
+        NotaryClient {
+            shared: self.shared.clone(),
+            counters: Arc::default(),
+        }
     }
 
     /// Requests sent so far.
@@ -234,12 +249,12 @@ impl NotaryClient {
     }
 
     fn url(&self, gun: &str, name: &str) -> String {
-        format!("{}/v2/{gun}/_trust/tuf/{name}", self.base)
+        format!("{}/v2/{gun}/_trust/tuf/{name}", self.shared.base)
     }
 
     fn unreachable(&self, e: reqwest::Error) -> Error {
         Error::Unreachable {
-            url: self.base.clone(),
+            url: self.shared.base.clone(),
             reason: e.to_string(),
         }
     }
@@ -257,13 +272,13 @@ impl NotaryClient {
         if let Some(s) = scope {
             q.push(("scope", s));
         }
-        if let Auth::Basic { username, .. } = &self.auth {
+        if let Auth::Basic { username, .. } = &self.shared.auth {
             q.push(("account", username));
         }
         let url = reqwest::Url::parse_with_params(realm, &q)
             .map_err(|e| Error::Config(format!("token realm {realm:?}: {e}")))?;
-        let mut req = self.http.get(url);
-        if let Auth::Basic { username, password } = &self.auth {
+        let mut req = self.shared.http.get(url);
+        if let Auth::Basic { username, password } = &self.shared.auth {
             req = req.basic_auth(username, Some(password.expose_secret()));
         }
         self.counters
@@ -306,7 +321,7 @@ impl NotaryClient {
         make: impl Fn() -> RequestBuilder,
     ) -> Result<reqwest::Response> {
         let cached = {
-            let t = self.tokens.lock().expect("token cache");
+            let t = self.shared.tokens.lock().expect("token cache");
             t.get(cache_key)
                 .filter(|(_, until)| *until > Instant::now())
                 .map(|(tok, _)| tok.clone())
@@ -314,8 +329,9 @@ impl NotaryClient {
         let mut req = make();
         if let Some(tok) = &cached {
             req = req.bearer_auth(tok.expose_secret());
-        } else if let Auth::Basic { username, password } = &self.auth
+        } else if let Auth::Basic { username, password } = &self.shared.auth
             && self
+                .shared
                 .basic_challenged
                 .load(std::sync::atomic::Ordering::Relaxed)
         {
@@ -332,9 +348,10 @@ impl NotaryClient {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_challenge);
         let retry = match challenge {
-            Some(Challenge::Basic) => match &self.auth {
+            Some(Challenge::Basic) => match &self.shared.auth {
                 Auth::Basic { username, password } => {
-                    self.basic_challenged
+                    self.shared
+                        .basic_challenged
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                     make().basic_auth(username, Some(password.expose_secret()))
                 }
@@ -349,7 +366,8 @@ impl NotaryClient {
                     .fetch_token(&realm, service.as_deref(), scope.as_deref())
                     .await?;
                 let until = Instant::now() + life.saturating_sub(Duration::from_secs(5));
-                self.tokens
+                self.shared
+                    .tokens
                     .lock()
                     .expect("token cache")
                     .insert(cache_key.to_string(), (tok.clone(), until));
@@ -372,7 +390,7 @@ impl NotaryClient {
     pub async fn get(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         let url = self.url(gun, name);
         let resp = self
-            .send(&format!("pull {gun}"), || self.http.get(&url))
+            .send(&format!("pull {gun}"), || self.shared.http.get(&url))
             .await?;
         let status = resp.status();
         if status == StatusCode::NOT_FOUND {
@@ -443,7 +461,7 @@ impl NotaryClient {
         let name = format!("{role}.key");
         let url = self.url(gun, &name);
         let resp = self
-            .send(&format!("push {gun}"), || self.http.post(&url))
+            .send(&format!("push {gun}"), || self.shared.http.post(&url))
             .await?;
         let status = resp.status();
         let b = read_limited(resp, MAX_ERROR_BODY, &url).await?;
@@ -482,7 +500,7 @@ impl NotaryClient {
                     .expect("static mime");
                 form = form.part("files", part);
             }
-            self.http.post(&url).multipart(form)
+            self.shared.http.post(&url).multipart(form)
         };
         let resp = self.send(&format!("push {gun}"), make).await?;
         let status = resp.status();

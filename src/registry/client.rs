@@ -85,17 +85,23 @@ impl fmt::Debug for RegistryOptions {
     }
 }
 
-/// A registry API client. Cheap to clone (shares pool, token cache and counters).
+/// A registry API client. Cheap to clone (shares pool, token cache, counters and the limit of
+/// requests in flight); [`RegistryClient::fork`] shares the connections and tokens only.
 #[derive(Clone)]
 pub struct RegistryClient {
     inner: Arc<Inner>,
+    local: Arc<Local>,
+}
+
+/// What one user of a shared client counts and limits on its own.
+struct Local {
+    counters: Counters,
+    permits: Semaphore,
 }
 
 struct Inner {
     http: reqwest::Client,
     auth: Auth,
-    counters: Counters,
-    permits: Semaphore,
     timeout: Duration,
     max_concurrency: usize,
     retry: RetryPolicy,
@@ -138,11 +144,13 @@ impl RegistryClient {
         })?;
         let max_concurrency = opts.max_concurrency.max(1);
         Ok(RegistryClient {
+            local: Arc::new(Local {
+                counters: Counters::default(),
+                permits: Semaphore::new(max_concurrency),
+            }),
             inner: Arc::new(Inner {
                 http,
                 auth: Auth::new(opts.credentials),
-                counters: Counters::default(),
-                permits: Semaphore::new(max_concurrency),
                 timeout: opts.timeout,
                 max_concurrency,
                 retry: opts.retry,
@@ -154,7 +162,19 @@ impl RegistryClient {
 
     /// Requests sent so far, by kind.
     pub fn stats(&self) -> RequestStats {
-        self.inner.counters.snapshot()
+        self.local.counters.snapshot()
+    }
+
+    /// A client on the same connections and token cache, with its own counters and its own
+    /// limit of requests in flight (one per reconcile: the TLS handshakes are not repeated).
+    pub fn fork(&self) -> RegistryClient {
+        RegistryClient {
+            inner: self.inner.clone(),
+            local: Arc::new(Local {
+                counters: Counters::default(),
+                permits: Semaphore::new(self.inner.max_concurrency),
+            }),
+        }
     }
 
     /// `https://<api host>` of the image's registry (`https://registry-1.docker.io` for Hub).
@@ -383,7 +403,7 @@ impl RegistryClient {
         let registry = image.registry_host();
         self.inner
             .retry
-            .run(&self.inner.counters, || {
+            .run(&self.local.counters, || {
                 self.attempt(registry, kind, url, what, accept, &scope)
             })
             .await
@@ -399,14 +419,15 @@ impl RegistryClient {
         scope: &str,
     ) -> Result<Fetched> {
         let inner = &*self.inner;
-        let _permit = inner
+        let local = &*self.local;
+        let _permit = local
             .permits
             .acquire()
             .await
             .expect("semaphore never closed");
         let net = Net {
             http: &inner.http,
-            counters: &inner.counters,
+            counters: &local.counters,
             registry,
             timeout: inner.timeout,
         };
@@ -434,7 +455,7 @@ impl RegistryClient {
                 v.set_sensitive(true);
                 req = req.header(AUTHORIZATION, v);
             }
-            inner.counters.sent(kind);
+            local.counters.sent(kind);
             let resp = req
                 .send()
                 .await
@@ -442,7 +463,7 @@ impl RegistryClient {
             let status = resp.status();
             let headers = resp.headers().clone();
             if status == StatusCode::UNAUTHORIZED {
-                inner.counters.unauthorized();
+                local.counters.unauthorized();
                 if !reauthenticated
                     && inner
                         .auth
