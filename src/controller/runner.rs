@@ -263,6 +263,14 @@ fn controller_for<R: Reconciler, S: SecretSource>(
     let forced = ctx.forced.clone();
     let stream = watcher(api)
         .default_backoff()
+        // The store keeps every SignedImage for the life of the process: drop what the
+        // controller never reads (managedFields, kubectl's copy of the last applied spec), about
+        // half of each object as the API server sends it.
+        .modify(|si| {
+            si.managed_fields_mut().clear();
+            si.annotations_mut()
+                .remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
         .reflect(writer)
         .inspect_ok(move |ev| match ev {
             WatchEvent::Delete(obj) => {
