@@ -81,6 +81,13 @@ fi
 if [ "$status" = 0 ] && [ "${BENCH:-1}" != 0 ]; then
   log "benchmark: trustkeeper vs the notary Go client"
   BENCH_ITERATIONS=${BENCH_ITERATIONS:-5} cargo bench --locked --bench sign_vs_notary 2>&1 | grep -v '^ *Compiling' || true
+  log "benchmark: the operator with the real engine, ${TRUSTKEEPER_SCALE_N:-1000} SignedImages x ${TRUSTKEEPER_SCALE_TAGS:-10} tags"
+  # Its figures are informational; its correctness checks (every SignedImage Ready with its tags,
+  # the Go client agreeing) fail the run.
+  if ! cargo bench --locked --bench operator_scale 2>&1 | tee "$WORK/scale.log" | grep -v '^ *Compiling'; then
+    echo "operator scale bench FAILED"
+    status=1
+  fi
 fi
 
 # --- container image ---------------------------------------------------------------------------
@@ -94,6 +101,7 @@ log "summary"
 # Counts printed by the reliability suite (faults survived, bad inputs tried, ...).
 grep -ho 'reliability: .*' "$WORK/test.log" || true
 grep -h '^fuzz: ' "$WORK/fuzz.log" 2>/dev/null || true
+grep -hE '^(nothing-new|peak RSS)' "$WORK/scale.log" 2>/dev/null || true
 set -- $passed
 echo "$1 passed, $2 failed"
 [ "$status" = 0 ] || exit "$status"

@@ -181,10 +181,10 @@ impl<'a> NewRepository<'a> {
                 gun: self.gun.to_string(),
             });
         }
-        let (snapshot, timestamp) = tokio::try_join!(
-            client.server_key(self.gun, "snapshot"),
-            client.server_key(self.gun, "timestamp"),
-        )?;
+        // One after the other: notary-signer's memory store crashes on concurrent key creation
+        // (a Go map race, seen on the testbed); a database-backed signer would not mind.
+        let snapshot = client.server_key(self.gun, "snapshot").await?;
+        let timestamp = client.server_key(self.gun, "timestamp").await?;
         let meta = self.sign(snapshot, timestamp, now)?;
         match client.publish(self.gun, &meta.files).await {
             Ok(()) => Ok(meta),

@@ -18,9 +18,8 @@ use trustkeeper::api::{
     ConditionStatus, READY, RoleStatus, SignedImage, SignedImageStatus, SignedTag, reasons,
     set_condition,
 };
-use trustkeeper::controller::fake::FakeReconciler;
 use trustkeeper::controller::{ControllerConfig, Error, MapSecrets, SecretSource, run_with};
-use trustkeeper::engine::{EngineEvent, EventType, Outcome};
+use trustkeeper::engine::{EngineEvent, EventType, Outcome, Reconciler};
 
 pub const PASSPHRASE: &str = "pass-7f3a9c-never-log-me";
 pub const TOKEN: &str = "webhook-token-5d1e";
@@ -216,9 +215,9 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn start<S: SecretSource>(
+    pub async fn start<R: Reconciler, S: SecretSource>(
         client: &Client,
-        fake: FakeReconciler,
+        reconciler: R,
         secrets: S,
         config: ControllerConfig,
     ) -> Running {
@@ -227,7 +226,7 @@ impl Running {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(run_with(
             client.clone(),
-            fake,
+            reconciler,
             secrets,
             config,
             listener,
