@@ -1,8 +1,9 @@
 //! The operator at scale with the real engine: N SignedImages (`TRUSTKEEPER_SCALE_N`, default
 //! 1000) × T tags (`TRUSTKEEPER_SCALE_TAGS`, default 10) on the testbed's real notary-server and
 //! registry, the real API server (kube-testbed) for the SignedImages and their status; Secrets
-//! come from a map (that API server has no core API). The controller runs in this process,
-//! exactly as `trustkeeper controller` runs it.
+//! come from a map (that API server has no core API). The controller runs in a process of its
+//! own (this binary in operator mode: `run_with` + `Engine`, what `trustkeeper controller` runs),
+//! so that its RSS and CPU time are measured apart from the set-up.
 //!
 //! Set-up (not timed as a cycle): N repositories created through our library as Docker creates
 //! them (`notary::init`: root certificate per GUN, targets key, `targets/releases` delegated to
@@ -14,8 +15,8 @@
 //! 3. 10% new: one more tag pushed per repository, then the same notification.
 //!
 //! Printed: cycle times, requests per SignedImage (from the controller's own
-//! `trustkeeper_http_requests_total`), status writes, and the peak RSS of the controller's
-//! share of this process (the peak is reset after the set-up). The Go client checks a sample.
+//! `trustkeeper_http_requests_total`), status writes, the operator's CPU time and peak RSS.
+//! The Go client checks a sample.
 //! Targets (issue #7): nothing-new ≤ 1 notary request and 0 manifest GETs per SignedImage; RSS
 //! < 64 MiB. A benchmark: figures are printed, only correctness is asserted.
 //!
@@ -29,7 +30,7 @@ mod controller_support;
 use std::time::{Duration, Instant};
 
 use common::Testbed;
-use controller_support::{Running, TOKEN, install_crd, parse_metrics, plain_client, unique};
+use controller_support::{TOKEN, install_crd, parse_metrics, plain_client, unique};
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use secrecy::SecretString;
@@ -46,8 +47,8 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(field))
@@ -55,9 +56,9 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (user + system) this process has used.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time (user + system) a process has used.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces): utime and stime are the 12th
     // and 13th of them, in clock ticks (100 per second on Linux).
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -70,9 +71,98 @@ fn cpu_seconds() -> f64 {
     f.iter().sum::<f64>() / 100.0
 }
 
-/// Resets the peak RSS (`VmHWM`) to the current RSS, so the set-up's peak does not count.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// The operator in a process of its own (this binary, re-run in operator mode), so that its
+/// RSS and CPU time are its own and not the set-up's.
+struct Operator {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Operator {
+    fn start(ns: &str, key_pem: &std::path::Path, ca: &std::path::Path) -> Operator {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("TRUSTKEEPER_SCALE_OPERATOR", ns)
+            .env("TRUSTKEEPER_SCALE_KEY", key_pem)
+            .env("TRUSTKEEPER_SCALE_CA", ca)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("operator did not start: {line:?}"))
+            .trim()
+            .to_string();
+        Operator { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Stops it (stdin closed = shutdown) and returns what it printed last.
+    fn stop(mut self) -> String {
+        use std::io::Read;
+        drop(self.child.stdin.take());
+        let mut rest = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut rest)
+            .unwrap();
+        assert!(self.child.wait().unwrap().success(), "operator failed");
+        rest
+    }
+}
+
+/// Operator mode: the controller with the real engine until stdin closes.
+async fn operator(ns: String) {
+    let key = std::fs::read(std::env::var("TRUSTKEEPER_SCALE_KEY").unwrap()).unwrap();
+    let ca = std::fs::read(std::env::var("TRUSTKEEPER_SCALE_CA").unwrap()).unwrap();
+    let secrets = MapSecrets::default().with_secret(
+        &ns,
+        "signer",
+        None,
+        &[
+            ("key.pem", &key),
+            ("passphrase", b"scale-bench-passphrase"),
+            ("ca.crt", &ca),
+        ],
+    );
+    drop(key);
+    let client = plain_client().await;
+    let engine = Engine::default();
+    let mut cfg = ControllerConfig::new("scale-bench");
+    cfg.namespaces = Some(vec![ns.clone()]);
+    cfg.concurrency = 16;
+    cfg.webhook_token = Some(TOKEN.to_string().into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("listening {}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        let _ = tx.send(());
+    });
+    trustkeeper::controller::run_with(client, engine.clone(), secrets, cfg, listener, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let (guns, bytes) = engine.cache.stats();
+    println!(
+        "metadata cache {guns} GUNs, {:.1} MiB",
+        bytes as f64 / (1024.0 * 1024.0)
+    );
 }
 
 /// The controller's counters that a cycle is measured by.
@@ -104,7 +194,7 @@ impl std::ops::Sub for Counters {
     }
 }
 
-async fn counters(running: &Running) -> Counters {
+async fn counters(running: &Operator) -> Counters {
     let text = reqwest::get(running.url("/metrics"))
         .await
         .unwrap()
@@ -136,7 +226,7 @@ async fn counters(running: &Running) -> Counters {
 
 /// Waits until `n` more reconciles have finished than `before` (and, if given, `publishes` more
 /// publishes), and the counters stay put for a moment (nothing else in flight).
-async fn cycle(running: &Running, before: Counters, n: f64, publishes: f64) -> Duration {
+async fn cycle(running: &Operator, before: Counters, n: f64, publishes: f64) -> Duration {
     let t = Instant::now();
     loop {
         let c = counters(running).await - before;
@@ -149,7 +239,8 @@ async fn cycle(running: &Running, before: Counters, n: f64, publishes: f64) -> D
             t.elapsed() < Duration::from_secs(1800),
             "cycle stalled: {c:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Not too often: each scrape renders the gauges of every SignedImage.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -178,7 +269,7 @@ async fn push(http: &reqwest::Client, tb: &Testbed, repo: &str, tag: &str) {
 }
 
 /// One registry notification naming a push to every repository.
-async fn notify_all(running: &Running, host: &str, repos: &[String], tag: &str) {
+async fn notify_all(running: &Operator, host: &str, repos: &[String], tag: &str) {
     let events: Vec<_> = repos
         .iter()
         .map(|r| {
@@ -205,7 +296,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(bench());
+        .block_on(async {
+            match std::env::var("TRUSTKEEPER_SCALE_OPERATOR") {
+                Ok(ns) => operator(ns).await,
+                Err(_) => bench().await,
+            }
+        });
 }
 
 async fn bench() {
@@ -259,7 +355,9 @@ async fn bench() {
                         notary.server_key(&gun, "timestamp").await.unwrap(),
                     )
                 };
-                let meta = new.sign(snapshot, timestamp, jiff::Timestamp::now()).unwrap();
+                let meta = new
+                    .sign(snapshot, timestamp, jiff::Timestamp::now())
+                    .unwrap();
                 notary.publish(&gun, &meta.files).await.unwrap();
             }
         })
@@ -305,34 +403,21 @@ async fn bench() {
         .collect::<Vec<_>>()
         .await;
     let objects = t.elapsed();
-    let secrets = MapSecrets::default().with_secret(
-        &ns,
-        "signer",
-        None,
-        &[
-            ("key.pem", ci_pem.as_bytes()),
-            ("passphrase", b"scale-bench-passphrase"),
-            ("ca.crt", &ca),
-        ],
-    );
+    let files = tempfile::tempdir().unwrap();
+    let (key_file, ca_file) = (files.path().join("key.pem"), files.path().join("ca.crt"));
+    std::fs::write(&key_file, &ci_pem).unwrap();
+    std::fs::write(&ca_file, &ca).unwrap();
 
     // --- the operator ---------------------------------------------------------------------------
-    let rss_before = status_kib("VmRSS:");
-    reset_peak_rss();
-    let engine = Engine::default();
-    let mut cfg = ControllerConfig::new("scale-bench");
-    cfg.namespaces = Some(vec![ns.clone()]);
-    cfg.concurrency = 16;
-    cfg.webhook_token = Some(TOKEN.to_string().into());
     let zero = Counters::default();
-    let t0 = Instant::now();
-    let running = Running::start(&client, engine.clone(), secrets, cfg).await;
+    let running = Operator::start(&ns, &key_file, &ca_file);
+    let pid = running.pid();
 
     // 1. Every tag new.
-    let cpu0 = cpu_seconds();
+    let cpu0 = cpu_seconds(&pid);
     let c1 = cycle(&running, zero, n as f64, n as f64).await;
-    let _ = t0;
-    let cpu1 = cpu_seconds() - cpu0;
+    let cpu1 = cpu_seconds(&pid) - cpu0;
+    let peak1 = status_kib(&pid, "VmHWM:");
     let after1 = counters(&running).await;
     let ready = api
         .list(&ListParams::default())
@@ -352,10 +437,11 @@ async fn bench() {
     assert_eq!(ready, n, "every SignedImage Ready with {tags} signed tags");
 
     // 2. Nothing new, all woken at once.
-    let cpu0 = cpu_seconds();
+    let cpu0 = cpu_seconds(&pid);
     notify_all(&running, &host, &repos, "v0").await;
     let c2 = cycle(&running, after1, n as f64, 0.0).await;
-    let cpu2 = cpu_seconds() - cpu0;
+    let cpu2 = cpu_seconds(&pid) - cpu0;
+    let peak2 = status_kib(&pid, "VmHWM:");
     let after2 = counters(&running).await;
 
     // 3. One new tag per repository (10% with the default 10 tags).
@@ -369,14 +455,14 @@ async fn bench() {
         .collect::<Vec<_>>()
         .await;
     let before3 = counters(&running).await;
-    let cpu0 = cpu_seconds();
+    let cpu0 = cpu_seconds(&pid);
     notify_all(&running, &host, &repos, &new_tag).await;
     let c3 = cycle(&running, before3, n as f64, n as f64).await;
-    let cpu3 = cpu_seconds() - cpu0;
+    let cpu3 = cpu_seconds(&pid) - cpu0;
     let after3 = counters(&running).await;
-    let peak = status_kib("VmHWM:");
-    let (cached_guns, cached_bytes) = engine.cache.stats();
-    running.stop().await.unwrap();
+    let peak = status_kib(&pid, "VmHWM:");
+    let rss_end = status_kib(&pid, "VmRSS:");
+    let last_words = running.stop();
 
     // The Go client agrees on a sample.
     for i in [0, n / 2, n - 1] {
@@ -433,7 +519,7 @@ async fn bench() {
     let notary_per = per(quiet.notary_get + quiet.notary_post);
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!(
-        "time: until all {n} were reconciled once, 16 at a time, on 2 cores shared with the notary-server, registry, API server and etcd; CPU ms: this process's CPU time per SignedImage"
+        "time: until all {n} were reconciled once, 16 at a time, on 2 cores shared with the notary-server, registry, API server and etcd; CPU ms: the operator process's CPU time per SignedImage"
     );
     println!(
         "nothing-new: {notary_per:.2} notary requests per SignedImage (target <= 1: {}), {:.2} manifest GETs (target 0: {})",
@@ -441,12 +527,15 @@ async fn bench() {
         per(quiet.registry_get),
         verdict(quiet.registry_get == 0.0)
     );
+    let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "peak RSS of the operator's share: {:.1} MiB (process RSS before it started {:.1} MiB; target < 64 MiB: {}); metadata cache {cached_guns} GUNs, {:.1} MiB",
-        peak as f64 / 1024.0,
-        rss_before as f64 / 1024.0,
+        "peak RSS of the operator process: {:.1} MiB (target < 64 MiB: {}); peak after cycle 1 {:.1} MiB, after cycle 2 {:.1} MiB, RSS at the end {:.1} MiB; {}",
+        mib(peak),
         verdict(peak < 64 * 1024),
-        cached_bytes as f64 / (1024.0 * 1024.0)
+        mib(peak1),
+        mib(peak2),
+        mib(rss_end),
+        last_words.trim()
     );
 
     api.delete_collection(&DeleteParams::default(), &ListParams::default())
