@@ -238,13 +238,13 @@ pub fn save_metadata(g: &Global, gun: &str, old: &Files, new: &Files) -> Result<
     let dir = gun_dir(g, gun).join("metadata");
     for (name, bytes) in &new.hashed {
         if old.hashed.get(name) != Some(bytes) {
-            write_atomic(&dir.join(name), bytes)?;
+            write_replacing(&dir.join(name), bytes, false)?;
         }
     }
     if let Some(root) = &new.root
         && old.root.as_ref() != Some(root)
     {
-        write_atomic(&dir.join("root.json"), root)?;
+        write_replacing(&dir.join("root.json"), root, false)?;
     }
     for name in old.hashed.keys().filter(|n| !new.hashed.contains_key(*n)) {
         let _ = std::fs::remove_file(dir.join(name));
@@ -287,6 +287,12 @@ pub fn save_trust(g: &Global, gun: &str, trust: &TrustStatus) -> Result<(), CliE
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    write_replacing(path, bytes, true)
+}
+
+/// Replaces `path` by a rename; with `durable`, the data and the rename reach the disk first
+/// (fsync), which the metadata cache skips: a file lost or torn by a crash is only fetched again.
+fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CliError> {
     use std::io::Write;
     let err = |e: std::io::Error| CliError::new(format!("cannot write {}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -298,12 +304,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     ));
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
     f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
+    if durable {
+        f.sync_all().map_err(err)?;
+    }
     drop(f);
     std::fs::rename(&tmp, path).map_err(err)?;
     // Make the rename itself durable (a power cut after it must not bring the old file back);
     // best effort: some filesystems refuse to sync a directory.
-    if let Ok(d) = std::fs::File::open(dir) {
+    if durable && let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     remove_stale_temporaries(dir, &tmp);
