@@ -125,14 +125,6 @@ impl MetadataCache {
         e.insert(key, files);
     }
 
-    /// Forgets a GUN (its SignedImage is gone).
-    pub fn forget(&self, server: &str, gun: &str) {
-        self.entries
-            .lock()
-            .expect("cache lock")
-            .remove(&(server.to_string(), gun.to_string()));
-    }
-
     /// GUNs held and their total bytes.
     pub fn stats(&self) -> (usize, usize) {
         let e = self.entries.lock().expect("cache lock");
@@ -140,7 +132,7 @@ impl MetadataCache {
     }
 }
 
-/// `fetch` through the files of one run, seeded from what earlier runs verified.
+/// `fetch` through the files of one run for one GUN, seeded from what earlier runs verified.
 pub struct CachedFetch<'a, F> {
     inner: &'a F,
     files: Mutex<Files>,
