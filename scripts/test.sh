@@ -64,8 +64,11 @@ export TRUSTKEEPER_HELM="$WORK/tools/bin/helm"
 
 # --- tests -----------------------------------------------------------------------------------
 log "cargo test"
+# A failing test must not end the script here (set -e): the summary below still prints.
+set +e
 cargo test --locked 2>&1 | tee "$WORK/test.log"
 status=${PIPESTATUS[0]}
+set -e
 
 # --- fuzzing ------------------------------------------------------------------------------------
 # Every fuzz target (fuzz/) for a short bounded time (FUZZ_SECONDS each, 20 by default; 0 skips).
