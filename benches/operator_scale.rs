@@ -30,7 +30,7 @@ mod controller_support;
 use std::time::{Duration, Instant};
 
 use common::Testbed;
-use controller_support::{TOKEN, install_crd, parse_metrics, plain_client, unique};
+use controller_support::{TOKEN, install_crd, metrics_text, parse_metrics, plain_client, unique};
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use secrecy::SecretString;
@@ -195,12 +195,7 @@ impl std::ops::Sub for Counters {
 }
 
 async fn counters(running: &Operator) -> Counters {
-    let text = reqwest::get(running.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&running.url("/metrics")).await;
     let m = parse_metrics(&text);
     let get = |name: &str| m.iter().find(|(s, _)| s == name).map_or(0.0, |(_, v)| *v);
     let req = |server: &str, kind: &str| {

@@ -27,6 +27,12 @@ impl Cli {
     }
 
     fn run(&self, tb: &Testbed, args: &[&str]) -> Output {
+        self.command(tb, args).output().unwrap()
+    }
+
+    /// The binary with this trust directory, the testbed's CA and notary, and nothing else of the
+    /// environment that could change its answer.
+    fn command(&self, tb: &Testbed, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
         c.args(args)
             .env("TRUSTKEEPER_TRUST_DIR", self.trust_dir.path())
@@ -40,7 +46,7 @@ impl Cli {
         if let Some(p) = &self.passphrase {
             c.env("TRUSTKEEPER_PASSPHRASE", p);
         }
-        c.output().unwrap()
+        c
     }
 }
 
@@ -100,27 +106,7 @@ fn sign_witness_and_inspect_agree_with_the_go_client() {
         assert_eq!(listed[tag], digest(&seed, tag), "{tag}");
     }
     // The Go client can publish on top of what we published.
-    let add = tb.notary(&[
-        "addhash",
-        &seed.gun,
-        "extra",
-        "3",
-        "--sha256",
-        &"ab".repeat(32),
-        "-r",
-        "targets/releases",
-    ]);
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
-    let publish = tb.notary(&["publish", &seed.gun]);
-    assert!(
-        publish.status.success(),
-        "{}",
-        String::from_utf8_lossy(&publish.stderr)
-    );
+    tb.go_publish_target(&seed.gun, "extra", &"ab".repeat(32), "targets/releases");
 
     // inspect: the same tags and digests as `notary list`, with the role docker reads.
     let o = cli.run(tb, &["inspect", &seed.gun, "-o", "json"]);
@@ -482,15 +468,14 @@ fn trust_dir_keeps_metadata_and_survives_damage() {
     let key = seed.var("DELEGATION_KEY");
     let image = format!("{}:multi", seed.gun);
     let sign = |cli: &Cli| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
-        c.args(["sign", &image, "--key", key, "--role", "targets/releases"])
+        let o = cli
+            .command(
+                tb,
+                &["sign", &image, "--key", key, "--role", "targets/releases"],
+            )
             .env("TRUSTKEEPER_LOG", "trustkeeper=debug")
-            .env("TRUSTKEEPER_TRUST_DIR", cli.trust_dir.path())
-            .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
-            .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
-            .env("TRUSTKEEPER_PASSPHRASE", cli.passphrase.as_deref().unwrap())
-            .env("HOME", cli.trust_dir.path());
-        let o = c.output().unwrap();
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{:?}", text(&o));
         text(&o)
     };

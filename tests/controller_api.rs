@@ -79,12 +79,7 @@ async fn reconciles_spec_changes_and_stops_after_delete() {
     assert!(call.had_passphrase && call.key_len > 0);
 
     // Metrics.
-    let text = reqwest::get(running.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&running.url("/metrics")).await;
     let series = parse_metrics(&text);
     let expiry = format!(
         "trustkeeper_role_expiry_timestamp_seconds{{namespace=\"{ns}\",name=\"app\",role=\"targets/releases\"}}"
@@ -154,12 +149,7 @@ async fn reconciles_spec_changes_and_stops_after_delete() {
         after_delete,
         "reconciles continued after delete"
     );
-    let text = reqwest::get(running.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&running.url("/metrics")).await;
     assert!(!text.contains(&format!("namespace=\"{ns}\"")), "{text}");
 
     running.stop().await.unwrap();
@@ -693,12 +683,7 @@ async fn a_restart_keeps_the_schedule_in_the_status() {
         "not due: the restart must not run it"
     );
     // Its metrics are there all the same (from the status).
-    let text = reqwest::get(second.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&second.url("/metrics")).await;
     assert!(
         text.contains(&format!(
             "trustkeeper_signed_tags{{namespace=\"{ns}\",name=\"app\"}} 1"

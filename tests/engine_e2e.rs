@@ -284,27 +284,7 @@ async fn an_unchanged_repository_costs_one_notary_request() {
     assert_eq!(quiet.requests.registry.head, 2, "{:?}", quiet.requests);
 
     // Another writer publishes into targets/releases: timestamp, snapshot and that role only.
-    let add = tb.notary(&[
-        "addhash",
-        &seed.gun,
-        "other",
-        "3",
-        "--sha256",
-        &"cd".repeat(32),
-        "-r",
-        "targets/releases",
-    ]);
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
-    let publish = tb.notary(&["publish", &seed.gun]);
-    assert!(
-        publish.status.success(),
-        "{}",
-        String::from_utf8_lossy(&publish.stderr)
-    );
+    tb.go_publish_target(&seed.gun, "other", &"cd".repeat(32), "targets/releases");
     let after = run_with(&engine, Some(quiet.status.clone())).await;
     assert_eq!(ready(&after).0, "True", "{:?}", ready(&after));
     assert_eq!(after.publishes, 0);

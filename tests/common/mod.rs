@@ -167,6 +167,23 @@ impl Testbed {
             .output()
             .expect("run notary client")
     }
+
+    /// The Go client as another writer: `addhash NAME 3 --sha256 SHA -r ROLE` and `publish`.
+    pub fn go_publish_target(&self, gun: &str, name: &str, sha256_hex: &str, role: &str) {
+        for args in [
+            &[
+                "addhash", gun, name, "3", "--sha256", sha256_hex, "-r", role,
+            ][..],
+            &["publish", gun][..],
+        ] {
+            let out = self.notary(args);
+            assert!(
+                out.status.success(),
+                "notary {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }
 
 impl Seed {

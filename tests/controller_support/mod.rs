@@ -271,6 +271,11 @@ pub fn ready_of(si: &SignedImage) -> Option<(String, String, Option<i64>)> {
     })
 }
 
+/// The text a `/metrics` endpoint serves.
+pub async fn metrics_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 /// Parses OpenMetrics text into (series with labels, value).
 pub fn parse_metrics(text: &str) -> Vec<(String, f64)> {
     text.lines()
