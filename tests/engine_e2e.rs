@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Seed, Testbed};
+use common::{Seed, Testbed, ready};
 use secrecy::SecretString;
 use trustkeeper::api::{SignedImageSpec, SignedImageStatus};
 use trustkeeper::engine::{Credentials, Engine, Outcome, ReconcileRequest};
@@ -77,16 +77,6 @@ async fn run(
             credentials: creds,
         })
         .await
-}
-
-fn ready(o: &Outcome) -> (&str, &str, &str) {
-    let c = o
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .expect("Ready condition");
-    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
 }
 
 #[tokio::test]
@@ -194,7 +184,11 @@ async fn key_not_delegated_publishes_nothing() {
     let before = notary_list(tb, &seed.gun, None);
     let o = run(&spec, c, None).await;
     let (status, reason, message) = ready(&o);
-    assert_eq!((status, reason), ("False", "KeyNotDelegated"), "{message}");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "KeyNotDelegated"),
+        "{message}"
+    );
     assert!(
         message.starts_with("no valid signing keys for delegation roles"),
         "{message}"

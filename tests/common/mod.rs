@@ -241,6 +241,17 @@ impl Testbed {
     }
 }
 
+/// The Ready condition's (status, reason, message) of an engine outcome.
+pub fn ready(o: &trustkeeper::engine::Outcome) -> (String, String, String) {
+    let c = o
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready condition");
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
 /// One row of `notary list`: the digest, size and role the Go client resolves a tag to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {

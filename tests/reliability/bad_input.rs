@@ -31,6 +31,17 @@ fn cases(file: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The Go client lists what it listed before, and the timestamp version has not moved.
+async fn assert_nothing_published(
+    tb: &Testbed,
+    gun: &str,
+    listed: &std::collections::BTreeMap<String, String>,
+    ts: u64,
+) {
+    assert_eq!(&notary_list(tb, gun, None), listed, "nothing published");
+    assert_eq!(timestamp_version(tb, gun).await, ts, "nothing published");
+}
+
 /// The version of the timestamp the server serves: every publish raises it.
 pub async fn timestamp_version(tb: &Testbed, gun: &str) -> u64 {
     trustkeeper::tls::install_crypto_provider();
@@ -117,16 +128,7 @@ async fn cli_bad_input_is_refused_with_its_message_and_exit_code() {
         "cases not as documented:\n{}",
         wrong.join("\n")
     );
-    assert_eq!(
-        notary_list(tb, &seed.gun, None),
-        listed,
-        "nothing published"
-    );
-    assert_eq!(
-        timestamp_version(tb, &seed.gun).await,
-        ts,
-        "nothing published"
-    );
+    assert_nothing_published(tb, &seed.gun, &listed, ts).await;
     report(&format!(
         "bad input (command line): {} cases refused with their message and exit code, nothing published",
         cases.len()
@@ -208,16 +210,7 @@ async fn engine_bad_input_gets_its_reason_and_publishes_nothing() {
         "cases not as documented:\n{}",
         wrong.join("\n")
     );
-    assert_eq!(
-        notary_list(tb, &seed.gun, None),
-        listed,
-        "nothing published"
-    );
-    assert_eq!(
-        timestamp_version(tb, &seed.gun).await,
-        ts,
-        "nothing published"
-    );
+    assert_nothing_published(tb, &seed.gun, &listed, ts).await;
     report(&format!(
         "bad input (engine): {} cases got their Ready reason and message, nothing published",
         cases.len()

@@ -10,6 +10,7 @@ use trustkeeper::api::{SignedImageSpec, SignedImageStatus};
 use trustkeeper::engine::{Credentials, Engine, Outcome, ReconcileRequest};
 use zeroize::Zeroizing;
 
+pub use crate::common::ready;
 use crate::common::{Seed, Testbed};
 
 /// A line for the CI log: written straight to stderr, past libtest's output capture.
@@ -72,17 +73,6 @@ pub async fn run_engine(
         credentials: creds,
     })
     .await
-}
-
-/// The Ready condition's (status, reason, message).
-pub fn ready(o: &Outcome) -> (String, String, String) {
-    let c = o
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .expect("Ready condition");
-    (c.status.clone(), c.reason.clone(), c.message.clone())
 }
 
 /// Role versions in a status.
