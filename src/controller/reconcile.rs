@@ -176,7 +176,7 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
         match gather(&ctx.secrets, ns, &obj.spec).await {
             Err(GatherError::Api(e)) => return Err(Error::SecretRead(e)),
             Err(GatherError::Problem(p)) => {
-                let (s, next) = status::controller_failure(
+                let (s, next) = status::failure(
                     previous,
                     generation,
                     p.reason,

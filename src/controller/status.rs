@@ -59,19 +59,9 @@ pub fn suspended(
     crate::engine::status::suspended(previous, generation, now)
 }
 
-/// A failure found before the engine ran (a Secret problem): the engine's failure status
-/// (Ready False, one more failed attempt counted from zero after a spec change, backoff).
-/// Returns the status and when to run again.
-pub fn controller_failure(
-    previous: Option<&SignedImageStatus>,
-    generation: Option<i64>,
-    reason: &str,
-    message: &str,
-    now: Timestamp,
-    jitter: f64,
-) -> (SignedImageStatus, Timestamp) {
-    crate::engine::status::failure(previous, generation, reason, message, now, jitter)
-}
+/// A failure found before the engine ran (a Secret problem) gets the engine's failure status:
+/// Ready False, one more failed attempt (from zero after a spec change), backoff.
+pub use crate::engine::status::failure;
 
 /// `namespace/name` of a SignedImage.
 pub fn id(obj: &SignedImage) -> String {
@@ -95,8 +85,7 @@ mod tests {
     #[test]
     fn failure_keeps_transition_time_and_backs_off() {
         let t0 = t("2026-11-25T12:00:00Z");
-        let (s1, n1) =
-            controller_failure(None, Some(1), reasons::SECRET_NOT_FOUND, "gone", t0, 0.0);
+        let (s1, n1) = failure(None, Some(1), reasons::SECRET_NOT_FOUND, "gone", t0, 0.0);
         assert_eq!(s1.failed_attempts, 1);
         assert_eq!(n1, t0 + jiff::SignedDuration::from_secs(30));
         assert_eq!(s1.observed_generation, Some(1));
@@ -108,7 +97,7 @@ mod tests {
 
         // The same failure again: counted, backoff grows, but no transition (no Event).
         let t1 = t("2026-11-25T12:01:00Z");
-        let (s2, n2) = controller_failure(
+        let (s2, n2) = failure(
             Some(&s1),
             Some(1),
             reasons::SECRET_NOT_FOUND,
@@ -122,15 +111,13 @@ mod tests {
         assert_eq!(ready(Some(&s2)).unwrap().last_transition_time.0, t0);
 
         // A different message: written, transition time kept (still False).
-        let (s3, _) =
-            controller_failure(Some(&s1), Some(1), reasons::SECRET_INVALID, "key", t1, 0.0);
+        let (s3, _) = failure(Some(&s1), Some(1), reasons::SECRET_INVALID, "key", t1, 0.0);
         assert_eq!(s3.failed_attempts, 2);
         assert_eq!(ready(Some(&s3)).unwrap().last_transition_time.0, t0);
         assert!(ready_transition(Some(&s1), &s3));
 
         // A spec change restarts the count.
-        let (s4, _) =
-            controller_failure(Some(&s3), Some(2), reasons::SECRET_INVALID, "key", t1, 0.0);
+        let (s4, _) = failure(Some(&s3), Some(2), reasons::SECRET_INVALID, "key", t1, 0.0);
         assert_eq!(s4.failed_attempts, 1);
         assert_eq!(s4.observed_generation, Some(2));
     }
