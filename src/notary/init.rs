@@ -315,7 +315,7 @@ pub fn root_certificate(root: &SigningKey, gun: &str, now: Timestamp) -> Result<
     let builder = CertificateBuilder::new(profile, random_serial(gun)?, validity, spki)
         .map_err(|e| fail(e.to_string()))?;
     let cert = builder
-        .build::<_, p256::ecdsa::DerSignature>(sk)
+        .build::<_, p256::ecdsa::DerSignature>(&sk)
         .map_err(|e| fail(e.to_string()))?;
     let der = cert.to_der().map_err(|e| fail(e.to_string()))?;
     // notary stores the certificate as PEM text (LF, no headers), as PublicKey::from_pem reads it.
