@@ -343,13 +343,17 @@ fn remove_stale_temporaries(dir: &Path, ours: &Path) {
     for e in entries.flatten() {
         let n = e.file_name();
         let Some(n) = n.to_str() else { continue };
+        // The name first: a stat of every file of the directory on each write is not free.
+        if !(n.starts_with(&prefix) && n.ends_with(".tmp")) {
+            continue;
+        }
         let old = e
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > STALE);
-        if n.starts_with(&prefix) && n.ends_with(".tmp") && old {
+        if old {
             let _ = std::fs::remove_file(e.path());
         }
     }

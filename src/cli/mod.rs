@@ -113,12 +113,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     };
     // The controller sets up its JSON logs itself; every other command logs plain lines.
     init_logging();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: a command is one reconcile, whose requests are I/O-bound; the key
+    // derivation runs on a blocking thread beside them. Worker threads cost more to start and
+    // stop than they save.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::new(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         match command {
             Command::Sign(a) => sign::sign(&cli.global, a).await,
             Command::Witness(a) => sign::witness(&cli.global, a).await,
@@ -127,7 +129,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
             Command::Crd | Command::Controller(_) => unreachable!("handled above"),
         }
-    })
+    });
+    // The process ends next: shutting the runtime down (joining its idle threads) would only
+    // delay the exit. Every secret was dropped inside `block_on`.
+    std::mem::forget(rt);
+    result
 }
 
 /// Logs to stderr, filtered by `TRUSTKEEPER_LOG` or else `RUST_LOG` (`info`, `trustkeeper=debug`,

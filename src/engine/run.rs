@@ -178,13 +178,35 @@ fn fetch_failure(e: notary::Error) -> Failure {
 
 /// Loads the signing keys (all blocks of the PEM).
 pub fn load_keys(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
-    if creds.signing_key_pem.is_empty() {
+    load_keys_from(&creds.signing_key_pem, creds.passphrase.as_ref())
+}
+
+/// Loads the signing keys on a blocking thread: the key derivation of an encrypted key costs
+/// about as much CPU as the first requests, so it runs beside them instead of before them.
+async fn load_keys_beside(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
+    let pem = creds.signing_key_pem.clone();
+    let passphrase = creds.passphrase.clone();
+    tokio::task::spawn_blocking(move || load_keys_from(&pem, passphrase.as_ref()))
+        .await
+        .unwrap_or_else(|e| {
+            Err(Failure::new(
+                reasons::BAD_KEY,
+                format!("loading the signing key failed: {e}"),
+            ))
+        })
+}
+
+fn load_keys_from(
+    pem: &[u8],
+    passphrase: Option<&secrecy::SecretString>,
+) -> Result<Vec<SigningKey>, Failure> {
+    if pem.is_empty() {
         return Err(Failure::new(
             reasons::BAD_KEY,
             "the signing key is empty: give the PEM `notary key export` wrote",
         ));
     }
-    let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())?;
+    let keys = SigningKey::from_pem(pem, passphrase)?;
     if keys.is_empty() {
         return Err(Failure::new(
             reasons::BAD_KEY,
@@ -394,8 +416,6 @@ impl Engine {
         clients: &Clients,
         now: Timestamp,
     ) -> Result<Done, Failure> {
-        let keys = load_keys(&req.credentials)?;
-        let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
         let mut anchor = trust_anchor(req.spec, req.previous);
         // Files verified by earlier runs, read or published in this one are not downloaded
         // again (an unchanged repository, the read-back after a publish, a refetch after a
@@ -404,11 +424,15 @@ impl Engine {
             &clients.notary,
             self.cache.get(&settings.notary_url, &settings.gun),
         );
-        // The registry and the notary server are independent: ask both at once.
-        let (resolved, first) = tokio::join!(
+        // The registry, the notary server and the key are independent: all at once. A bad key
+        // is still the error reported first.
+        let (keys, resolved, first) = tokio::join!(
+            load_keys_beside(&req.credentials),
             resolve_tags(&clients.registry, &settings.image, &req.spec.tags),
             update_with(&notary, &settings.gun, &anchor, now)
         );
+        let keys = keys?;
+        let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
         let resolved = resolved?;
         let mut first = Some(first.map_err(fetch_failure)?);
         let mut publishes = 0;
