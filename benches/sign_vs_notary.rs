@@ -4,6 +4,10 @@
 //! starts them (trust directory already populated), against the Go client's processes
 //! (`/usr/bin/notary` directly, not the testbed's shell wrapper). Also the same 1-target sign
 //! in process. Medians over BENCH_ITERATIONS (default 7) runs, interleaved, and their ratios.
+//! Every iteration starts from the seeded repository (`targets/releases` holding one target):
+//! what was added is removed, untimed, before the next, so the figures do not depend on the
+//! number of iterations. Each timed run of either client follows a publish by the other, so
+//! both refresh their caches as a CI step after someone else's push would.
 //!
 //! Run: `TRUSTKEEPER_TESTBED=DIR cargo bench --bench sign_vs_notary` (scripts/test.sh does).
 
@@ -179,6 +183,19 @@ fn main() {
         // In process: the engine alone, 1 new target (the process start and TLS set-up aside).
         rt.block_on(tb.retag(&seed, "v1", &format!("c{i}")));
         inproc.push(rt.block_on(in_process(tb, &seed, &format!("c{i}"), &pass)));
+
+        // Untimed: back to the seeded content, so that every iteration publishes roles of the
+        // same size (the server's publish grows with the role) whatever BENCH_ITERATIONS is.
+        let added = [format!("a{i}"), format!("g{i}"), format!("c{i}")]
+            .into_iter()
+            .chain((0..50).flat_map(|j| [format!("b{i}-{j}"), format!("h{i}-{j}")]));
+        for name in added {
+            check(
+                "remove",
+                go(&["remove", &gun, &name, "-r", "targets/releases"]),
+            );
+        }
+        check("publish removals", go(&["publish", &gun]));
     }
     let rows = [
         ("1 new target + publish", median(o1), median(g1), 3.0),
