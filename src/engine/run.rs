@@ -176,14 +176,9 @@ fn fetch_failure(e: notary::Error) -> Failure {
     }
 }
 
-/// Loads the signing keys (all blocks of the PEM).
-pub fn load_keys(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
-    load_keys_from(&creds.signing_key_pem, creds.passphrase.as_ref())
-}
-
-/// Loads the signing keys on a blocking thread: the key derivation of an encrypted key costs
-/// about as much CPU as the first requests, so it runs beside them instead of before them.
-async fn load_keys_beside(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
+/// Loads the signing keys (all blocks of the PEM) on a blocking thread: the key derivation of
+/// an encrypted key costs about as much CPU as the first requests, so it runs beside them.
+pub async fn load_keys(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
     let pem = creds.signing_key_pem.clone();
     let passphrase = creds.passphrase.clone();
     tokio::task::spawn_blocking(move || load_keys_from(&pem, passphrase.as_ref()))
@@ -425,13 +420,15 @@ impl Engine {
             self.cache.get(&settings.notary_url, &settings.gun),
         );
         // The registry, the notary server and the key are independent: all at once. A bad key
-        // is still the error reported first.
-        let (keys, resolved, first) = tokio::join!(
-            load_keys_beside(&req.credentials),
-            resolve_tags(&clients.registry, &settings.image, &req.spec.tags),
-            update_with(&notary, &settings.gun, &anchor, now)
-        );
-        let keys = keys?;
+        // ends the run as soon as it is found, without waiting for the servers, and is the
+        // error reported.
+        let servers = async {
+            Ok(tokio::join!(
+                resolve_tags(&clients.registry, &settings.image, &req.spec.tags),
+                update_with(&notary, &settings.gun, &anchor, now)
+            ))
+        };
+        let (keys, (resolved, first)) = tokio::try_join!(load_keys(&req.credentials), servers)?;
         let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
         let resolved = resolved?;
         let mut first = Some(first.map_err(fetch_failure)?);
@@ -701,5 +698,51 @@ impl Engine {
             failure_reason: Some(f.reason),
             requests: Requests::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bad key is reported at once, not after the servers answer or time out.
+    #[tokio::test]
+    async fn a_bad_key_does_not_wait_for_a_silent_server() {
+        // Accepts connections and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                held.push(conn);
+            }
+        });
+        let yaml = format!(
+            "image: {addr}/team/app\ntags: [v1]\nsigningKey: {{secretRef: {{name: k}}}}\nnotary: {{url: \"https://{addr}\"}}\n"
+        );
+        let spec: SignedImageSpec = serde_saphyr::from_str(&yaml).unwrap();
+        let engine = Engine {
+            timeout: Duration::from_secs(20),
+            ..Engine::default()
+        };
+        let started = std::time::Instant::now();
+        let outcome = engine
+            .run(ReconcileRequest {
+                id: "t",
+                spec: &spec,
+                generation: None,
+                previous: None,
+                credentials: Credentials {
+                    signing_key_pem: zeroize::Zeroizing::new(b"not a key".to_vec()),
+                    ..Default::default()
+                },
+            })
+            .await;
+        assert_eq!(outcome.failure_reason, Some(reasons::BAD_KEY));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 }
