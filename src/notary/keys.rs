@@ -16,10 +16,6 @@ use super::canonical;
 use super::error::{Error, Result};
 use super::metadata::Signature;
 
-/// `secp256r1` (prime256v1), the named curve of notary's ECDSA keys.
-const P256_OID: p256::pkcs8::ObjectIdentifier =
-    p256::pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-
 /// A public key as metadata lists it: `{"keytype":T,"keyval":{"private":null,"public":base64(P)}}`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
@@ -188,7 +184,14 @@ impl PublicKey {
                 let Ok(info) = p256::pkcs8::spki::SubjectPublicKeyInfoRef::from_der(&spki) else {
                     return false;
                 };
-                if info.algorithm.parameters_oid().ok() != Some(P256_OID) {
+                if info
+                    .algorithm
+                    .parameters_oid()
+                    .ok()
+                    .as_ref()
+                    .map(|o| o.as_bytes())
+                    != Some(OID_P256)
+                {
                     return false;
                 }
                 let Some(point) = info.subject_public_key.as_bytes() else {
@@ -274,6 +277,7 @@ impl fmt::Debug for SigningKey {
 pub type PrivateKey = SigningKey;
 
 const OID_EC: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
+/// `secp256r1` (prime256v1), the named curve of notary's ECDSA keys.
 const OID_P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
 const OID_RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
 const OID_ED25519_NOTARY: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x0F, 0x01];
