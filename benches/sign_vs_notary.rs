@@ -6,9 +6,13 @@
 //! 1-target sign in process. Medians over BENCH_ITERATIONS (default 7) runs, interleaved, and
 //! their ratios.
 //!
+//! Like for like: `notary addhash` is given each target's digest and size, and so is our
+//! `sign` in the gated rows (`--digest`, `--size`). Two ungated rows time our `sign` looking
+//! the tags up in the registry instead (one manifest HEAD per tag), against the same Go figures.
+//!
 //! Each client has a repository of its own, seeded alike, so that its cache is what its own
 //! last run left (the case: only `timestamp.json` is fetched when the cache is
-//! current). A fourth, ungated row times one new target right after the other client
+//! current). A last, ungated row times one new target right after the other client
 //! published to the same repository (both caches stale). Every iteration starts from the
 //! seeded repositories (`targets/releases` holding one target): what it added is removed,
 //! untimed, before the next, so the figures do not depend on the number of iterations.
@@ -23,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use common::Testbed;
 
-fn median(mut v: Vec<Duration>) -> Duration {
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
     v.sort();
     v[v.len() / 2]
 }
@@ -89,18 +94,24 @@ fn main() {
         }
         c.output().unwrap()
     };
-    let sign = |gun: &str, tags: &[String]| {
-        let refs: Vec<String> = tags.iter().map(|t| format!("{gun}:{t}")).collect();
-        let mut args = vec!["sign"];
-        args.extend(refs.iter().map(String::as_str));
-        args.extend(["--key", key.as_str(), "--role", "targets/releases"]);
-        ours(&args)
-    };
     let v1_sha = go_seed
         .var("TAG_V1_DIGEST")
         .trim_start_matches("sha256:")
         .to_string();
     let v1_size = go_seed.var("TAG_V1_SIZE").to_string();
+    let v1_digest = format!("sha256:{v1_sha}");
+    // `pinned`: the digest and size given, as addhash is given them; else the registry is asked.
+    let sign_as = |gun: &str, tags: &[String], pinned: bool| {
+        let refs: Vec<String> = tags.iter().map(|t| format!("{gun}:{t}")).collect();
+        let mut args = vec!["sign"];
+        args.extend(refs.iter().map(String::as_str));
+        args.extend(["--key", key.as_str(), "--role", "targets/releases"]);
+        if pinned {
+            args.extend(["--digest", v1_digest.as_str(), "--size", v1_size.as_str()]);
+        }
+        ours(&args)
+    };
+    let sign = |gun: &str, tags: &[String]| sign_as(gun, tags, false);
     let addhash = |gun: &str, name: &str| {
         go(&[
             "addhash",
@@ -123,26 +134,33 @@ fn main() {
 
     let (mut o1, mut g1, mut o50, mut g50, mut ow, mut gw) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut oa, mut ga, mut inproc) = (vec![], vec![], vec![]);
+    let (mut oa, mut ga, mut inproc, mut or1, mut or50) = (vec![], vec![], vec![], vec![], vec![]);
     for i in 0..iterations {
-        // 1 new target + publish.
-        rt.block_on(tb.retag(&ours_seed, "v1", &format!("a{i}")));
+        // 1 new target + publish: given its digest and size, then looked up in the registry.
         let t = Instant::now();
-        check("sign 1", sign(&ours_gun, &one(format!("a{i}"))));
+        check("sign 1", sign_as(&ours_gun, &one(format!("a{i}")), true));
         o1.push(t.elapsed());
+        rt.block_on(tb.retag(&ours_seed, "v1", &format!("r{i}")));
+        let t = Instant::now();
+        check("sign 1 (registry)", sign(&ours_gun, &one(format!("r{i}"))));
+        or1.push(t.elapsed());
         let t = Instant::now();
         check("addhash", addhash(&go_gun, &format!("g{i}")));
         check("publish", go(&["publish", &go_gun]));
         g1.push(t.elapsed());
 
-        // 50 new targets + one publish.
+        // 50 new targets + one publish, both ways.
         let tags: Vec<String> = (0..50).map(|j| format!("b{i}-{j}")).collect();
-        for t in &tags {
-            rt.block_on(tb.retag(&ours_seed, "multi", t));
+        let t = Instant::now();
+        check("sign 50", sign_as(&ours_gun, &tags, true));
+        o50.push(t.elapsed());
+        let looked_up: Vec<String> = (0..50).map(|j| format!("s{i}-{j}")).collect();
+        for t in &looked_up {
+            rt.block_on(tb.retag(&ours_seed, "v1", t));
         }
         let t = Instant::now();
-        check("sign 50", sign(&ours_gun, &tags));
-        o50.push(t.elapsed());
+        check("sign 50 (registry)", sign(&ours_gun, &looked_up));
+        or50.push(t.elapsed());
         let t = Instant::now();
         for j in 0..50 {
             check("addhash", addhash(&go_gun, &format!("h{i}-{j}")));
@@ -197,11 +215,13 @@ fn main() {
         // already signed v1 publishes nothing).
         let mut ours_added = vec![
             format!("a{i}"),
+            format!("r{i}"),
             format!("d{i}"),
             format!("x{i}"),
             format!("c{i}"),
         ];
         ours_added.extend(tags);
+        ours_added.extend(looked_up);
         let mut go_added = vec![format!("g{i}"), format!("e{i}"), format!("y{i}")];
         go_added.extend((0..50).map(|j| format!("h{i}-{j}")));
         for (gun, added) in [(&ours_gun, ours_added), (&go_gun, go_added)] {
@@ -217,18 +237,30 @@ fn main() {
         check("refresh", sign(&go_gun, &one("v1".into())));
     }
     let rows = [
-        ("1 new target + publish", median(o1), median(g1), Some(3.0)),
+        ("1 new target + publish", median(&o1), median(&g1), Some(3.0)),
         (
             "50 new targets + one publish",
-            median(o50),
-            median(g50),
+            median(&o50),
+            median(&g50),
             Some(10.0),
         ),
-        ("witness + publish", median(ow), median(gw), Some(3.0)),
+        ("witness + publish", median(&ow), median(&gw), Some(3.0)),
+        (
+            "1 tag looked up in the registry",
+            median(&or1),
+            median(&g1),
+            None,
+        ),
+        (
+            "50 tags looked up in the registry",
+            median(&or50),
+            median(&g50),
+            None,
+        ),
         (
             "1 new target, after other writer",
-            median(oa),
-            median(ga),
+            median(&oa),
+            median(&ga),
             None,
         ),
     ];
@@ -255,7 +287,7 @@ fn main() {
     }
     println!(
         "in-process 1 new target + publish + verify: {}",
-        ms(median(inproc))
+        ms(median(&inproc))
     );
 }
 
@@ -285,6 +317,7 @@ async fn in_process(tb: &Testbed, seed: &common::Seed, tag: &str, pass: &str) ->
             generation: None,
             previous: None,
             credentials: creds,
+            pinned: Default::default(),
         })
         .await;
     let d = t.elapsed();

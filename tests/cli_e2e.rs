@@ -191,6 +191,7 @@ fn bad_input_gets_a_specific_message_and_exit_code_and_publishes_nothing() {
     let cli = Cli::new(&seed);
     let key = seed.var("DELEGATION_KEY");
     let good = format!("{}:multi", seed.gun);
+    let sha = format!("sha256:{}", digest(&seed, "multi"));
     let before = notary_list(tb, &seed.gun, "targets");
     let dir = tempfile::tempdir().unwrap();
     let not_a_cert = dir.path().join("ca.pem");
@@ -308,6 +309,38 @@ fn bad_input_gets_a_specific_message_and_exit_code_and_publishes_nothing() {
             2,
             "IMAGE:TAG",
         ),
+        (
+            "digest without size",
+            cli.run(tb, &["sign", &good, "--key", key, "--digest", &sha]),
+            2,
+            "--size",
+        ),
+        (
+            "digest not sha256",
+            cli.run(
+                tb,
+                &[
+                    "sign", &good, "--key", key, "--digest", "md5:00", "--size", "9",
+                ],
+            ),
+            1,
+            "not a sha256 digest",
+        ),
+        (
+            "size 0",
+            cli.run(
+                tb,
+                &["sign", &good, "--key", key, "--digest", &sha, "--size", "0"],
+            ),
+            1,
+            "--size 0",
+        ),
+        (
+            "digest in the reference",
+            cli.run(tb, &["sign", &format!("{good}@{sha}"), "--key", key]),
+            1,
+            "give it as --digest",
+        ),
     ];
     for (what, o, code, needle) in &cases {
         let (out, err) = text(o);
@@ -329,6 +362,57 @@ fn bad_input_gets_a_specific_message_and_exit_code_and_publishes_nothing() {
         before,
         "nothing was published"
     );
+}
+
+/// `--digest` and `--size` sign as `notary addhash` does: the registry is not asked (the tag
+/// need not exist there), and the Go client lists exactly the digest and size given.
+#[test]
+fn sign_by_digest_does_not_ask_the_registry() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-digest");
+    let cli = Cli::new(&seed);
+    let key = seed.var("DELEGATION_KEY");
+    let sha = digest(&seed, "multi");
+    let size = seed.var("TAG_MULTI_SIZE");
+    let (a, b) = (
+        format!("{}:only-in-ci", seed.gun),
+        format!("{}:also-in-ci", seed.gun),
+    );
+    let digest_arg = format!("sha256:{sha}");
+    let o = cli
+        .command(
+            tb,
+            &[
+                "sign",
+                &a,
+                &b,
+                "--key",
+                key,
+                "--role",
+                "targets/releases",
+                "--digest",
+                &digest_arg,
+                "--size",
+                size,
+            ],
+        )
+        .env("TRUSTKEEPER_LOG", "trustkeeper=debug")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out.matches("signed ").count(), 2, "{out}");
+    let line = err.lines().find(|l| l.contains("requests sent")).unwrap();
+    assert!(
+        line.contains("registry_head=0") && line.contains("registry_get=0"),
+        "{line}"
+    );
+    let listed = tb.notary_list(&seed.gun, Some("targets/releases"));
+    for tag in ["only-in-ci", "also-in-ci"] {
+        assert_eq!(listed[tag].sha256, sha, "{tag}");
+        assert_eq!(listed[tag].size.to_string(), size, "{tag}");
+    }
+    assert_eq!(listed["v1"].sha256, digest(&seed, "v1"), "kept");
 }
 
 fn write(path: &Path, text: &str) {

@@ -75,6 +75,7 @@ async fn run(
             generation: Some(1),
             previous: prev,
             credentials: creds,
+            pinned: Default::default(),
         })
         .await
 }
@@ -258,6 +259,7 @@ async fn an_unchanged_repository_costs_one_notary_request() {
                     generation: Some(1),
                     previous: prev.as_ref(),
                     credentials: creds,
+                    pinned: Default::default(),
                 })
                 .await
         }

@@ -321,6 +321,7 @@ pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
                             generation: item.resource.metadata.generation,
                             previous: previous.as_ref(),
                             credentials,
+                            pinned: Default::default(),
                         })
                         .await
                 }

@@ -1,5 +1,6 @@
 //! `sign` and `witness`: one reconcile of a SignedImage that the command line stands for.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -7,6 +8,7 @@ use clap::Args;
 use super::common::{self, CliError};
 use super::{Global, Output};
 use crate::api::SignedImageSpec;
+use crate::engine::model::Manifest;
 use crate::engine::{Engine, Outcome, ReconcileRequest};
 use crate::registry::ImageRef;
 
@@ -21,6 +23,13 @@ pub struct SignArgs {
     /// Role to sign into (repeatable) [default: what `docker trust sign` picks].
     #[arg(long = "role")]
     pub roles: Vec<String>,
+    /// Sign every tag as this manifest (sha256:HEX) without asking the registry, as `notary
+    /// addhash` does: for a step that has just pushed and knows the digest. Needs --size.
+    #[arg(long, requires = "size", value_name = "sha256:HEX")]
+    pub digest: Option<String>,
+    /// Length in bytes of the manifest --digest names (what the push printed as its size).
+    #[arg(long, requires = "digest", value_name = "BYTES")]
+    pub size: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -43,6 +52,11 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         let tag = r
             .tag()
             .ok_or_else(|| CliError::new(format!("{i:?} names no tag: give IMAGE:TAG")))?;
+        if r.digest().is_some() {
+            return Err(CliError::new(format!(
+                "{i:?} carries a digest: give it as --digest with --size, or leave it out to sign what the registry serves for the tag"
+            )));
+        }
         let gun = r.gun();
         if repo.as_ref().is_some_and(|g| *g != gun) {
             return Err(CliError::new(
@@ -53,8 +67,35 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         tags.push(tag.to_string());
     }
     let gun = repo.expect("at least one image");
+    let pinned = match (a.digest, a.size) {
+        (Some(d), Some(size)) => {
+            let m = pinned_manifest(&d, size)?;
+            tags.iter().map(|t| (t.clone(), m.clone())).collect()
+        }
+        _ => BTreeMap::new(),
+    };
     let spec = common::spec(g, &gun, tags, a.roles);
-    run(g, &spec, common::engine(g)?, Some(&a.key)).await
+    run(g, &spec, common::engine(g)?, Some(&a.key), pinned).await
+}
+
+/// The manifest `--digest` and `--size` name, checked the way notary checks a target.
+fn pinned_manifest(digest: &str, size: u64) -> Result<Manifest, CliError> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(CliError::new(format!(
+            "--digest {digest:?} is not a sha256 digest: give sha256: and 64 lower-case hex digits"
+        )));
+    }
+    if size == 0 {
+        return Err(CliError::new(
+            "--size 0: give the manifest's length in bytes",
+        ));
+    }
+    Ok(Manifest {
+        sha256: hex.to_string(),
+        size,
+        media_type: None,
+    })
 }
 
 pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
@@ -64,7 +105,7 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
         force_renew: true,
         ..common::engine(g)?
     };
-    run(g, &spec, engine, Some(&a.key)).await
+    run(g, &spec, engine, Some(&a.key), BTreeMap::new()).await
 }
 
 async fn run(
@@ -72,6 +113,7 @@ async fn run(
     spec: &SignedImageSpec,
     engine: Engine,
     key: Option<&std::path::Path>,
+    pinned: BTreeMap<String, Manifest>,
 ) -> Result<(), CliError> {
     let credentials = common::credentials(g, key)?;
     let gun = ImageRef::parse(&spec.image)
@@ -96,6 +138,7 @@ async fn run(
             generation: None,
             previous: previous.as_ref(),
             credentials,
+            pinned,
         })
         .await;
     if let Some(t) = &outcome.status.trust {

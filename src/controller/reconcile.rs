@@ -203,6 +203,7 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
                         generation,
                         previous,
                         credentials,
+                        pinned: Default::default(),
                     })
                     .await;
                 ctx.metrics.publishes.inc_by(u64::from(outcome.publishes));

@@ -21,7 +21,8 @@ pub struct Manifest {
     /// Lower-case hex sha256 (the digest without `sha256:`).
     pub sha256: String,
     pub size: u64,
-    pub media_type: String,
+    /// `None` when the caller gave the digest and size without asking the registry.
+    pub media_type: Option<String>,
 }
 
 impl Manifest {

@@ -29,7 +29,7 @@ fn m(hex: char, len: u64) -> Manifest {
     Manifest {
         sha256: hex.to_string().repeat(64),
         size: len,
-        media_type: "application/vnd.oci.image.index.v1+json".into(),
+        media_type: Some("application/vnd.oci.image.index.v1+json".into()),
     }
 }
 

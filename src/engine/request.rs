@@ -1,11 +1,13 @@
 //! The engine's entry point as its callers (controller, CLI) see it: what goes in, what comes out.
 //! Secret material arrives already read by the caller and is zeroized when dropped.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
+use super::model::Manifest;
 use crate::api::{SignedImageSpec, SignedImageStatus};
 
 /// Credentials for the notary server.
@@ -48,6 +50,9 @@ pub struct ReconcileRequest<'a> {
     /// The status written last time: trust anchor, last versions seen, conditions, failures.
     pub previous: Option<&'a SignedImageStatus>,
     pub credentials: Credentials,
+    /// Tags whose manifest the caller already knows (the CLI's `--digest` and `--size`):
+    /// signed as given without asking the registry, as `notary addhash` does.
+    pub pinned: BTreeMap<String, Manifest>,
 }
 
 /// Severity of an event.

@@ -268,7 +268,7 @@ pub async fn resolve_tags(
                     Manifest {
                         sha256: d.sha256_hex().to_string(),
                         size: d.size,
-                        media_type: d.media_type,
+                        media_type: Some(d.media_type),
                     },
                 );
             }
@@ -422,15 +422,21 @@ impl Engine {
         // The registry, the notary server and the key are independent: all at once. A bad key
         // ends the run as soon as it is found, without waiting for the servers, and is the
         // error reported.
+        // Pinned tags are not looked up: the registry is not asked at all when every tag is.
+        let lookup: Vec<String> = (req.spec.tags.iter())
+            .filter(|t| !req.pinned.contains_key(*t))
+            .cloned()
+            .collect();
         let servers = async {
             Ok(tokio::join!(
-                resolve_tags(&clients.registry, &settings.image, &req.spec.tags),
+                resolve_tags(&clients.registry, &settings.image, &lookup),
                 update_with(&notary, &settings.gun, &anchor, now)
             ))
         };
         let (keys, (resolved, first)) = tokio::try_join!(load_keys(&req.credentials), servers)?;
         let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
-        let resolved = resolved?;
+        let mut resolved = resolved?;
+        resolved.desired.extend(req.pinned.clone());
         let mut first = Some(first.map_err(fetch_failure)?);
         let mut publishes = 0;
         loop {
@@ -736,6 +742,7 @@ mod tests {
                     signing_key_pem: zeroize::Zeroizing::new(b"not a key".to_vec()),
                     ..Default::default()
                 },
+                pinned: Default::default(),
             })
             .await;
         assert_eq!(outcome.failure_reason, Some(reasons::BAD_KEY));

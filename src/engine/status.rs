@@ -61,7 +61,7 @@ pub fn success(
                 tag: tag.clone(),
                 digest: format!("sha256:{}", t.sha256),
                 size: t.length,
-                media_type: (t.sha256 == m.sha256).then(|| m.media_type.clone()),
+                media_type: m.media_type.clone().filter(|_| t.sha256 == m.sha256),
                 role: role.name.clone(),
             })
         })
@@ -241,7 +241,7 @@ mod tests {
             Manifest {
                 sha256: "a".repeat(64),
                 size: 9,
-                media_type: "m".into(),
+                media_type: Some("m".into()),
             },
         )]
         .into();

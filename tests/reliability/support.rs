@@ -71,6 +71,7 @@ pub async fn run_engine(
         generation: Some(1),
         previous: prev,
         credentials: creds,
+        pinned: Default::default(),
     })
     .await
 }
