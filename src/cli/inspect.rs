@@ -80,7 +80,8 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         )
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
-    common::save_trust(g, &settings.gun, &(&trust).into())?;
+    let before = previous.as_ref().and_then(|p| p.trust.as_ref());
+    common::save_trust(g, &settings.gun, before, &(&trust).into())?;
     let view = repo_view(&repo);
 
     let mut names: Vec<&String> = view.roles.iter().flat_map(|r| r.targets.keys()).collect();

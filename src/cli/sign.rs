@@ -144,21 +144,12 @@ async fn run(
     if let Some(t) = &outcome.status.trust {
         let now = engine.cache.get(&server, &gun);
         let files_changed = outcome.failure_reason.is_none() && now != kept;
-        // The trust state's fsync is most of the time spent here: the metadata files (a cache,
-        // not synced) are written meanwhile. They are only used under a trust state that
-        // matches them, so their order does not matter.
-        std::thread::scope(|s| {
-            let trust = s.spawn(|| common::save_trust(g, &gun, t));
-            let files = if files_changed {
-                common::save_metadata(g, &gun, &kept, &now)
-            } else {
-                Ok(())
-            };
-            let trust = trust
-                .join()
-                .unwrap_or_else(|_| Err(CliError::new("saving the trust state failed")));
-            trust.and(files)
-        })?;
+        // The metadata files are only used under a trust state that matches them, so their
+        // order does not matter.
+        common::save_trust(g, &gun, previous.as_ref().and_then(|p| p.trust.as_ref()), t)?;
+        if files_changed {
+            common::save_metadata(g, &gun, &kept, &now)?;
+        }
     }
     report(g, &gun, &outcome)
 }
