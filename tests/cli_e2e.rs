@@ -364,6 +364,61 @@ fn bad_input_gets_a_specific_message_and_exit_code_and_publishes_nothing() {
     );
 }
 
+/// `--ca-file` is trusted beside the system roots, as docker's `--tlscacert` and the notary
+/// client's `root_ca` are: a server whose chain leads to the system roots is still reached when
+/// the file holds another CA (here the "system" is `SSL_CERT_FILE` = the testbed's CA).
+#[test]
+fn ca_file_adds_to_the_system_roots() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-ca");
+    let cli = Cli::new(&seed);
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-subj", "/CN=another CA", "-days", "2", "-keyout"])
+        .arg(dir.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{:?}", text(&made));
+    let image = format!("{}:multi", seed.gun);
+    let key = seed.var("DELEGATION_KEY");
+    let sign = |system: &Path| {
+        cli.command(
+            tb,
+            &["sign", &image, "--key", key, "--role", "targets/releases"],
+        )
+        .env("TRUSTKEEPER_CA_FILE", &other)
+        .env("SSL_CERT_FILE", system)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap()
+    };
+    // The system roots lack the testbed's CA too: refused, nothing published.
+    let o = sign(&other);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("certificate"), "{err}");
+    assert!(!notary_list(tb, &seed.gun, "targets/releases").contains_key("multi"));
+    // The system roots hold it: signed.
+    let o = sign(Path::new(tb.var("CA_CERT")));
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/releases")["multi"],
+        digest(&seed, "multi")
+    );
+}
+
 /// `--digest` and `--size` sign as `notary addhash` does: the registry is not asked (the tag
 /// need not exist there), and the Go client lists exactly the digest and size given.
 #[test]

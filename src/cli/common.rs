@@ -138,14 +138,13 @@ pub fn credentials(g: &Global, key: Option<&Path>) -> Result<Credentials, CliErr
         }
         _ => None,
     };
-    let ca = ca(g)?;
     Ok(Credentials {
         signing_key_pem,
         passphrase,
         registry_auth,
-        registry_ca: ca.clone(),
+        registry_ca: None,
         notary_auth,
-        notary_ca: ca,
+        notary_ca: None,
     })
 }
 
@@ -174,11 +173,15 @@ pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> S
     }
 }
 
+/// The engine for a command. `--ca-file` is trusted for every server beside the system roots
+/// (as `docker --tlscacert` and the notary client's `root_ca` are); a SignedImage's own CA
+/// (`reconcile -f`) is trusted alone for its server.
 pub fn engine(g: &Global) -> Result<Engine, CliError> {
     let t =
         api::parse_go_duration(&g.timeout).map_err(|e| CliError::new(format!("--timeout: {e}")))?;
     Ok(Engine {
         timeout: t.0.unsigned_abs(),
+        extra_ca: ca(g)?,
         ..Default::default()
     })
 }

@@ -96,17 +96,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             return Ok(());
         }
         Command::Controller(args) => {
-            // `--ca-file` is the chart's extra CA bundle here: trusted for every server.
-            let extra_ca = cli
-                .global
-                .ca_file
-                .as_deref()
-                .map(|p| common::read_file("CA file", p))
-                .transpose()?;
-            let engine = crate::engine::Engine {
-                extra_ca,
-                ..common::engine(&cli.global)?
-            };
+            let engine = common::engine(&cli.global)?;
             return crate::controller::main(args, engine).map_err(|e| CliError::new(e.to_string()));
         }
         other => other,
@@ -137,8 +127,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// Logs to stderr, filtered by `TRUSTKEEPER_LOG` or else `RUST_LOG` (`info`, `trustkeeper=debug`,
-/// …). The default shows warnings, except the engine's "reconcile failed" line, which the
-/// command line already prints as its one-line error.
+/// …). The default shows warnings, except the engine's "reconcile failed" line and the system
+/// roots' verdict on a certificate, which the command line's one-line error already carries.
 fn init_logging() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
@@ -146,7 +136,9 @@ fn init_logging() {
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new("warn,trustkeeper::engine::run=error"));
+        .unwrap_or_else(|| {
+            EnvFilter::new("warn,trustkeeper::engine::run=error,rustls_platform_verifier=off")
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

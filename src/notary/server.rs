@@ -186,28 +186,17 @@ struct ErrorEntry {
 
 impl NotaryClient {
     pub fn new(cfg: ServerConfig) -> Result<Self> {
-        let mut b = reqwest::Client::builder()
+        // A bad or empty bundle is refused here: it would otherwise fail later as "unreachable".
+        let tls = crate::tls::client_config(cfg.ca_pem.as_deref(), cfg.ca_only).map_err(|e| {
+            Error::Config(format!(
+                "the notary CA bundle cannot be used: {e}: give the PEM of the CA that signs the notary server's certificate"
+            ))
+        })?;
+        let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("trustkeeper/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &cfg.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                Error::Config(format!("the notary CA bundle is not valid PEM: {e}"))
-            })?;
-            // An empty bundle would silently fall back to the system roots (or trust nothing,
-            // with `ca_only`) and fail later as "unreachable"; say what is wrong instead.
-            if certs.is_empty() {
-                return Err(Error::Config(
-                    "the notary CA bundle holds no certificate: give the PEM of the CA that signs the notary server's certificate".into(),
-                ));
-            }
-            b = if cfg.ca_only {
-                b.tls_certs_only(certs)
-            } else {
-                b.tls_certs_merge(certs)
-            };
-        }
-        let http = b
+            .user_agent(concat!("trustkeeper/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(NotaryClient {
@@ -252,10 +241,20 @@ impl NotaryClient {
         format!("{}/v2/{gun}/_trust/tuf/{name}", self.shared.base)
     }
 
+    /// The whole chain of causes: reqwest's own text ("error sending request") hides whether
+    /// the connection was refused or the certificate was not trusted.
     fn unreachable(&self, e: reqwest::Error) -> Error {
+        use std::error::Error as _;
+        let mut reason = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            src = s.source();
+        }
         Error::Unreachable {
             url: self.shared.base.clone(),
-            reason: e.to_string(),
+            reason,
         }
     }
 

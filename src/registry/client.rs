@@ -117,29 +117,18 @@ struct Fetched {
 impl RegistryClient {
     /// Builds the client and its connection pool. Fails only on a bad CA bundle.
     pub fn new(opts: RegistryOptions) -> Result<RegistryClient> {
-        crate::tls::install_crypto_provider();
-        let mut b = reqwest::Client::builder()
+        let tls = crate::tls::client_config(opts.ca_pem.as_deref(), opts.ca_only).map_err(|e| {
+            RegistryError::Config {
+                detail: format!("the registry CA bundle cannot be used: {e}"),
+            }
+        })?;
+        let http = reqwest::Client::builder()
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("trustkeeper/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(opts.max_concurrency.max(1));
-        if let Some(pem) = &opts.ca_pem {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError::Config {
-                    detail: format!("the registry CA bundle is not valid PEM: {e}"),
-                })?;
-            if certs.is_empty() {
-                return Err(RegistryError::Config {
-                    detail: "the registry CA bundle holds no certificate".into(),
-                });
-            }
-            b = if opts.ca_only {
-                b.tls_certs_only(certs)
-            } else {
-                b.tls_certs_merge(certs)
-            };
-        }
-        let http = b.build().map_err(|e| RegistryError::Config {
+            .pool_max_idle_per_host(opts.max_concurrency.max(1))
+            .tls_backend_preconfigured(tls);
+        let http = http.build().map_err(|e| RegistryError::Config {
             detail: format!("cannot build the HTTP client: {e}"),
         })?;
         let max_concurrency = opts.max_concurrency.max(1);

@@ -37,8 +37,8 @@
 //!   retried. Every request has [`RegistryOptions::timeout`]; at most
 //!   [`RegistryOptions::max_concurrency`] requests per client are in flight
 //!   ([`RegistryClient::resolve_many`] runs the HEADs concurrently within that bound).
-//! - **TLS**: [`RegistryOptions::ca_pem`] is added to the system roots (reqwest
-//!   `tls_certs_merge`), or replaces them with [`RegistryOptions::ca_only`] (`tls_certs_only`).
+//! - **TLS**: [`RegistryOptions::ca_pem`] is added to the system roots, or replaces them with
+//!   [`RegistryOptions::ca_only`] (see [`crate::tls::client_config`]).
 //! - **Counters**: [`RegistryClient::stats`] counts every HEAD, manifest GET, tag-list page and
 //!   token request sent (retries and 401s included), plus retries and 401s. Steady state for a
 //!   glob selection: 1 tag-list request + 1 HEAD per selected tag, 0 GETs.
