@@ -9,6 +9,19 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// An error with all its causes, `: `-separated. reqwest's own text ("error sending request")
+/// hides whether a connection was refused or a certificate was not trusted.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// A CA bundle that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {

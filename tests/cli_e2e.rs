@@ -324,7 +324,7 @@ fn bad_input_gets_a_specific_message_and_exit_code_and_publishes_nothing() {
                 ],
             ),
             1,
-            "not a sha256 digest",
+            "--digest: digest algorithm \"md5\" is not supported",
         ),
         (
             "size 0",

@@ -78,14 +78,11 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
     run(g, &spec, common::engine(g)?, Some(&a.key), pinned).await
 }
 
-/// The manifest `--digest` and `--size` name, checked the way notary checks a target.
+/// The manifest `--digest` and `--size` name, checked as an image reference's digest is.
 fn pinned_manifest(digest: &str, size: u64) -> Result<Manifest, CliError> {
-    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
-    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(CliError::new(format!(
-            "--digest {digest:?} is not a sha256 digest: give sha256: and 64 lower-case hex digits"
-        )));
-    }
+    crate::registry::reference::validate_digest(digest)
+        .map_err(|e| CliError::new(format!("--digest: {e}")))?;
+    let hex = digest.trim_start_matches("sha256:");
     if size == 0 {
         return Err(CliError::new(
             "--size 0: give the manifest's length in bytes",

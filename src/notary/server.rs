@@ -241,20 +241,10 @@ impl NotaryClient {
         format!("{}/v2/{gun}/_trust/tuf/{name}", self.shared.base)
     }
 
-    /// The whole chain of causes: reqwest's own text ("error sending request") hides whether
-    /// the connection was refused or the certificate was not trusted.
     fn unreachable(&self, e: reqwest::Error) -> Error {
-        use std::error::Error as _;
-        let mut reason = e.to_string();
-        let mut src = e.source();
-        while let Some(s) = src {
-            reason.push_str(": ");
-            reason.push_str(&s.to_string());
-            src = s.source();
-        }
         Error::Unreachable {
             url: self.shared.base.clone(),
-            reason,
+            reason: crate::tls::with_causes(&e),
         }
     }
 

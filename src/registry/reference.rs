@@ -331,7 +331,7 @@ pub(crate) fn validate_tag(tag: &str) -> Result<(), String> {
 }
 
 /// Digest grammar we accept: `sha256:<64 lowercase hex>` (notary signs sha256 only).
-pub(crate) fn validate_digest(digest: &str) -> Result<(), String> {
+pub fn validate_digest(digest: &str) -> Result<(), String> {
     let Some((algo, hex)) = digest.split_once(':') else {
         return Err(format!(
             "digest {digest:?} must look like sha256:<64 hex characters>"

@@ -1,6 +1,5 @@
 //! Mapping transport failures to [`RegistryError`], and bounded body reads.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use super::error::{RegistryError, Result};
@@ -17,13 +16,7 @@ pub(crate) fn transport_error(
             timeout,
         };
     }
-    let mut detail = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        src = s.source();
-    }
+    let detail = crate::tls::with_causes(&e);
     let lower = detail.to_ascii_lowercase();
     if lower.contains("certificate") || lower.contains("unknownissuer") {
         return RegistryError::Tls {
