@@ -54,9 +54,11 @@ impl From<NotaryError> for Failure {
             E::VersionConflict { .. } => reasons::CONFLICT,
             E::Rejected { .. } | E::Server { .. } => reasons::PUBLISH_FAILED,
             E::TargetNotAllowed { .. } | E::UnknownRole { .. } => reasons::ROLE_NOT_USABLE,
-            E::Config(_) => reasons::INVALID_SPEC,
-            #[allow(unreachable_patterns)]
-            _ => reasons::PUBLISH_FAILED,
+            E::Config(_) | E::InvalidName { .. } => reasons::INVALID_SPEC,
+            // Errors of repository creation and key export, which a reconcile does not do;
+            // listed so that a new error class cannot fall into another's reason unseen.
+            E::RepositoryExists { .. } => reasons::CONFLICT,
+            E::KeyExport { .. } | E::Certificate { .. } => reasons::BAD_KEY,
         };
         Failure::new(reason, e.to_string())
     }
@@ -70,7 +72,14 @@ impl From<RegistryError> for Failure {
             E::Unauthorized { .. } => reasons::UNAUTHORIZED,
             E::NotFound { .. } => reasons::TAG_NOT_FOUND,
             E::Unsupported { .. } => reasons::UNSUPPORTED_MANIFEST,
-            _ => reasons::REGISTRY_UNREACHABLE,
+            // The registry cannot be used now; the message says which way.
+            E::Unreachable { .. }
+            | E::RateLimited { .. }
+            | E::Tls { .. }
+            | E::Timeout { .. }
+            | E::Server { .. }
+            | E::DigestMismatch { .. }
+            | E::Protocol { .. } => reasons::REGISTRY_UNREACHABLE,
         };
         Failure::new(reason, e.to_string())
     }
