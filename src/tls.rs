@@ -49,7 +49,9 @@ pub fn client_config(
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     install_crypto_provider();
-    let provider = provider();
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .expect("a provider was installed just above")
+        .clone();
     let first = match ca_pem {
         None => None,
         Some(pem) => {
@@ -93,12 +95,6 @@ pub fn client_config(
     // What reqwest offers with its own set-up (HTTP/2 where the server speaks it).
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
-}
-
-fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
-    rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
 /// The system roots' verifier, built on first use and shared by every client of the process.

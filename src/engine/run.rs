@@ -419,14 +419,14 @@ impl Engine {
             &clients.notary,
             self.cache.get(&settings.notary_url, &settings.gun),
         );
-        // The registry, the notary server and the key are independent: all at once. A bad key
-        // ends the run as soon as it is found, without waiting for the servers, and is the
-        // error reported.
         // Pinned tags are not looked up: the registry is not asked at all when every tag is.
         let lookup: Vec<String> = (req.spec.tags.iter())
             .filter(|t| !req.pinned.contains_key(*t))
             .cloned()
             .collect();
+        // The registry, the notary server and the key are independent: all at once. A bad key
+        // ends the run as soon as it is found, without waiting for the servers, and is the
+        // error reported.
         let servers = async {
             Ok(tokio::join!(
                 resolve_tags(&clients.registry, &settings.image, &lookup),
