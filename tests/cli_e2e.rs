@@ -658,6 +658,34 @@ fn trust_dir_keeps_metadata_and_survives_damage() {
     );
     let (_, err) = sign(&cli);
     assert_eq!(notary_gets(&err), 1, "{err}");
+
+    // The signature memo kept beside the trust state: one entry per signature checked (root,
+    // timestamp, snapshot, targets, 2 delegations); damaged entries are only checks redone.
+    let trust_file = meta.parent().unwrap().join("trust.json");
+    let mut kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&trust_file).unwrap()).unwrap();
+    let memo = kept["verifiedSignatures"].as_array().unwrap().clone();
+    assert_eq!(memo.len(), 6, "{kept}");
+    kept["verifiedSignatures"] = serde_json::json!(["zz", "0".repeat(64), 7]);
+    std::fs::write(&trust_file, serde_json::to_vec(&kept).unwrap()).unwrap();
+    let o = cli
+        .command(
+            tb,
+            &["sign", &image, "--key", key, "--role", "targets/releases"],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "a memo of the wrong shape is a corrupt trust file"
+    );
+    kept["verifiedSignatures"] = serde_json::json!(["zz", "0".repeat(64)]);
+    std::fs::write(&trust_file, serde_json::to_vec(&kept).unwrap()).unwrap();
+    let (out, _) = sign(&cli);
+    assert!(out.contains("unchanged"), "{out}");
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&trust_file).unwrap()).unwrap();
+    assert_eq!(kept["verifiedSignatures"].as_array().unwrap(), &memo);
 }
 
 /// Files under `dir`, as relative paths.

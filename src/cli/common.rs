@@ -255,21 +255,54 @@ pub fn save_metadata(g: &Global, gun: &str, old: &Files, new: &Files) -> Result<
     Ok(())
 }
 
-/// The trust anchor and versions seen, kept in the trust directory between runs.
-pub fn load_trust(g: &Global, gun: &str) -> Result<Option<SignedImageStatus>, CliError> {
+/// What `trust.json` keeps for a GUN between runs.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Kept {
+    /// The trust anchor and the versions seen.
+    #[serde(flatten)]
+    pub trust: TrustStatus,
+    /// The signature memo of the kept metadata files (`notary::client::signatures_checked`):
+    /// a run does not check their signatures again (~0.1 ms each). It widens nothing: whoever
+    /// can write this file can as well replace the trusted root keys beside it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verified_signatures: Vec<String>,
+}
+
+impl Kept {
+    /// The trust state `trust` with the memo of this process's checks.
+    pub fn now(trust: TrustStatus) -> Kept {
+        Kept {
+            trust,
+            verified_signatures: crate::notary::client::signatures_checked(),
+        }
+    }
+
+    /// As the engine takes it.
+    pub fn status(&self) -> SignedImageStatus {
+        SignedImageStatus {
+            trust: Some(self.trust.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+/// The trust anchor, versions seen and signature memo kept in the trust directory; the memo is
+/// handed to the notary client.
+pub fn load_trust(g: &Global, gun: &str) -> Result<Option<Kept>, CliError> {
     let path = trust_file(g, gun);
     match std::fs::read(&path) {
         Ok(b) => {
-            let trust: TrustStatus = serde_json::from_slice(&b).map_err(|e| {
+            let kept: Kept = serde_json::from_slice(&b).map_err(|e| {
                 CliError::new(format!(
                     "{} is corrupt ({e}): remove it to trust the server's root anew",
                     path.display()
                 ))
             })?;
-            Ok(Some(SignedImageStatus {
-                trust: Some(trust),
-                ..Default::default()
-            }))
+            crate::notary::client::remember_signatures(
+                kept.verified_signatures.iter().map(String::as_str),
+            );
+            Ok(Some(kept))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CliError::new(format!(
@@ -279,8 +312,8 @@ pub fn load_trust(g: &Global, gun: &str) -> Result<Option<SignedImageStatus>, Cl
     }
 }
 
-/// Writes the trust state `trust` that replaces `before` (what `load_trust` read), atomically:
-/// a temporary file renamed over the old one. An unchanged state is not written.
+/// Writes what replaces `before` (what `load_trust` read), atomically: a temporary file renamed
+/// over the old one. An unchanged state is not written.
 ///
 /// The trust anchor (root key IDs and version) is made durable (fsync) when it is new or
 /// changed: losing it would mean trusting on first use again. A change of the versions alone is
@@ -290,18 +323,19 @@ pub fn load_trust(g: &Global, gun: &str) -> Result<Option<SignedImageStatus>, Cl
 pub fn save_trust(
     g: &Global,
     gun: &str,
-    before: Option<&TrustStatus>,
-    trust: &TrustStatus,
+    before: Option<&Kept>,
+    kept: &Kept,
 ) -> Result<(), CliError> {
-    if before == Some(trust) {
+    if before == Some(kept) {
         return Ok(());
     }
     let anchor_changed = before.is_none_or(|b| {
-        (&b.root_key_ids, b.root_version) != (&trust.root_key_ids, trust.root_version)
+        (&b.trust.root_key_ids, b.trust.root_version)
+            != (&kept.trust.root_key_ids, kept.trust.root_version)
     });
     write_replacing(
         &trust_file(g, gun),
-        &serde_json::to_vec_pretty(trust).expect("serializable"),
+        &serde_json::to_vec_pretty(kept).expect("serializable"),
         anchor_changed,
     )
 }
@@ -399,13 +433,16 @@ mod tests {
         ]);
         let g = &cli.global;
         let gun = "example.com/app";
-        let first = TrustStatus {
-            root_key_ids: vec!["r1".into()],
-            root_version: 1,
-            versions: [("targets".to_string(), 3)].into(),
+        let first = Kept {
+            trust: TrustStatus {
+                root_key_ids: vec!["r1".into()],
+                root_version: 1,
+                versions: [("targets".to_string(), 3)].into(),
+            },
+            verified_signatures: vec!["ab".repeat(32)],
         };
         save_trust(g, gun, None, &first).unwrap();
-        let loaded = load_trust(g, gun).unwrap().and_then(|s| s.trust);
+        let loaded = load_trust(g, gun).unwrap();
         assert_eq!(loaded.as_ref(), Some(&first));
 
         // Unchanged: not rewritten (the file removed behind our back stays removed).
@@ -415,9 +452,38 @@ mod tests {
 
         // New versions are written, and read back as written.
         let mut later = first.clone();
-        later.versions.insert("targets".into(), 4);
+        later.trust.versions.insert("targets".into(), 4);
         save_trust(g, gun, Some(&first), &later).unwrap();
-        let loaded = load_trust(g, gun).unwrap().and_then(|s| s.trust);
-        assert_eq!(loaded, Some(later));
+        assert_eq!(load_trust(g, gun).unwrap().as_ref(), Some(&later));
+
+        // So is a new memo alone.
+        let mut memo = later.clone();
+        memo.verified_signatures = vec!["cd".repeat(32)];
+        save_trust(g, gun, Some(&later), &memo).unwrap();
+        assert_eq!(load_trust(g, gun).unwrap(), Some(memo));
+    }
+
+    #[test]
+    fn a_trust_file_without_a_memo_still_loads() {
+        // As trustkeeper wrote it before the memo was kept.
+        let dir = tempfile::tempdir().unwrap();
+        let cli = crate::cli::Cli::parse_from([
+            "trustkeeper",
+            "--trust-dir",
+            dir.path().to_str().unwrap(),
+            "crd",
+        ]);
+        let g = &cli.global;
+        let path = trust_file(g, "example.com/app");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"rootKeyIDs":["r1"],"rootVersion":2,"versions":{"targets":5}}"#,
+        )
+        .unwrap();
+        let kept = load_trust(g, "example.com/app").unwrap().unwrap();
+        assert_eq!(kept.trust.root_version, 2);
+        assert_eq!(kept.trust.versions["targets"], 5);
+        assert!(kept.verified_signatures.is_empty());
     }
 }

@@ -70,7 +70,8 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
     let settings = Settings::from_spec(&spec)?;
     let creds = common::credentials(g, None)?;
     let clients = common::engine(g)?.clients(&settings, &creds)?;
-    let previous = common::load_trust(g, &settings.gun)?;
+    let kept = common::load_trust(g, &settings.gun)?;
+    let previous = kept.as_ref().map(common::Kept::status);
     let (repo, trust) = clients
         .notary
         .update(
@@ -80,8 +81,12 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         )
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
-    let before = previous.as_ref().and_then(|p| p.trust.as_ref());
-    common::save_trust(g, &settings.gun, before, &(&trust).into())?;
+    common::save_trust(
+        g,
+        &settings.gun,
+        kept.as_ref(),
+        &common::Kept::now((&trust).into()),
+    )?;
     let view = repo_view(&repo);
 
     let mut names: Vec<&String> = view.roles.iter().flat_map(|r| r.targets.keys()).collect();

@@ -116,7 +116,8 @@ async fn run(
     let gun = ImageRef::parse(&spec.image)
         .map_err(|e| CliError::new(e.to_string()))?
         .gun();
-    let previous = common::load_trust(g, &gun)?;
+    let kept_trust = common::load_trust(g, &gun)?;
+    let previous = kept_trust.as_ref().map(common::Kept::status);
     // The metadata kept from the last run stands in for downloads (only when the trust state
     // it was verified under is kept too).
     let server = crate::engine::Settings::from_spec(spec)
@@ -143,7 +144,7 @@ async fn run(
         let files_changed = outcome.failure_reason.is_none() && now != kept;
         // The metadata files are only used under a trust state that matches them, so their
         // order does not matter.
-        common::save_trust(g, &gun, previous.as_ref().and_then(|p| p.trust.as_ref()), t)?;
+        common::save_trust(g, &gun, kept_trust.as_ref(), &common::Kept::now(t.clone()))?;
         if files_changed {
             common::save_metadata(g, &gun, &kept, &now)?;
         }

@@ -331,6 +331,34 @@ static VERIFIED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<
     std::sync::LazyLock::new(Default::default);
 const VERIFIED_MAX: usize = 8192;
 
+/// The memo entries checked in this process (found valid, or found in the memo): what a caller
+/// that keeps the memo between processes saves (see [`remember_signatures`]).
+static CHECKED: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<[u8; 32]>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Adds memo entries that an earlier process checked ([`signatures_checked`], hex), so that the
+/// signatures of files it kept are not checked again. Only for a caller whose store is as
+/// trusted as its trust anchor: whoever can write such entries could as well replace the
+/// trusted root keys. Malformed entries are ignored.
+pub fn remember_signatures<'a>(entries: impl IntoIterator<Item = &'a str>) {
+    let Ok(mut v) = VERIFIED.lock() else { return };
+    for e in entries {
+        let mut k = [0u8; 32];
+        if hex::decode_to_slice(e, &mut k).is_ok() && v.len() < VERIFIED_MAX {
+            v.insert(k);
+        }
+    }
+}
+
+/// The memo entries (hex, sorted) of every signature checked in this process so far: those of
+/// the files a run read and published, to be given to [`remember_signatures`] next time.
+pub fn signatures_checked() -> Vec<String> {
+    CHECKED
+        .lock()
+        .map(|c| c.iter().map(hex::encode).collect())
+        .unwrap_or_default()
+}
+
 fn verified_key(msg_digest: &[u8], key_id: &str, method: &str, sig: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
@@ -375,6 +403,11 @@ pub fn count_valid(env: &Envelope, keys: &BTreeMap<String, PublicKey>, listed: &
                     v.clear();
                 }
                 v.insert(memo);
+            }
+            if let Ok(mut c) = CHECKED.lock()
+                && c.len() < VERIFIED_MAX
+            {
+                c.insert(memo);
             }
             ok.insert(s.keyid.clone());
         }
@@ -952,6 +985,46 @@ mod tests {
         let stranger = crate::notary::SigningKey::generate_ecdsa("targets/releases", "").unwrap();
         let stranger_keys = BTreeMap::from([(id.clone(), stranger.public().clone())]);
         assert_eq!(count_valid(&good, &stranger_keys, &listed), 0);
+    }
+
+    /// The memo a caller keeps between processes: what a run checked comes back out, and what
+    /// is handed back in is taken as checked (so its store must be as trusted as the root).
+    #[test]
+    fn the_memo_kept_between_processes() {
+        use sha2::Digest;
+        let key = crate::notary::SigningKey::generate_ecdsa("targets/releases", "").unwrap();
+        let id = key.key_id().to_string();
+        let keys = BTreeMap::from([(id.clone(), key.public().clone())]);
+        let listed = [id.clone()];
+        let signed = serde_json::json!({"_type": "Targets", "version": 3});
+        let msg = crate::notary::canonical::to_vec(&signed).unwrap();
+        let entry = |env: &Envelope| {
+            let s = &env.signatures[0];
+            hex::encode(verified_key(
+                &sha2::Sha256::digest(&msg),
+                &s.keyid,
+                &s.method,
+                &B64.decode(&s.sig).unwrap(),
+            ))
+        };
+        let good = Envelope {
+            signed,
+            signatures: vec![key.sign(&msg, &id)],
+        };
+        assert_eq!(count_valid(&good, &keys, &listed), 1);
+        assert!(signatures_checked().contains(&entry(&good)));
+
+        let mut forged = good.clone();
+        let mut raw = B64.decode(&forged.signatures[0].sig).unwrap();
+        raw[10] ^= 1;
+        forged.signatures[0].sig = B64.encode(raw);
+        assert_eq!(count_valid(&forged, &keys, &listed), 0);
+        assert!(!signatures_checked().contains(&entry(&forged)));
+        // Malformed entries are ignored; a well-formed one is believed.
+        remember_signatures(["zz", "00", &entry(&forged)[1..]]);
+        assert_eq!(count_valid(&forged, &keys, &listed), 0);
+        remember_signatures([entry(&forged).as_str()]);
+        assert_eq!(count_valid(&forged, &keys, &listed), 1);
     }
 
     #[test]
