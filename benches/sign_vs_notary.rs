@@ -3,8 +3,8 @@
 //! Timed: our `trustkeeper sign` / `witness` processes end to end, started cold as a CI step
 //! starts them (trust directory already populated and current), against the Go client's
 //! processes (`/usr/bin/notary` directly, not the testbed's shell wrapper). Also the same
-//! 1-target sign in process. Medians over BENCH_ITERATIONS (default 7) runs, interleaved, and
-//! their ratios.
+//! 1-target sign in process. Medians over BENCH_ITERATIONS (default 7) runs, interleaved (each
+//! client first in every other iteration), and their ratios.
 //!
 //! Like for like: `notary addhash` is given each target's digest and size, and so is our
 //! `sign` in the gated rows (`--digest`, `--size`). Two ungated rows time our `sign` looking
@@ -31,6 +31,17 @@ fn median(v: &[Duration]) -> Duration {
     let mut v = v.to_vec();
     v.sort();
     v[v.len() / 2]
+}
+
+/// Runs `a` then `b`, or `b` then `a` when `swap`; the results in the order (a, b).
+fn in_order<A, B>(swap: bool, a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> (A, B) {
+    if swap {
+        let rb = b();
+        (a(), rb)
+    } else {
+        let ra = a();
+        (ra, b())
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -144,59 +155,93 @@ fn main() {
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut oa, mut ga, mut inproc, mut or1, mut or50) = (vec![], vec![], vec![], vec![], vec![]);
     for i in 0..iterations {
+        // Each client goes first in every other iteration (ABBA): the one that runs right
+        // after a publish finds the server still busy with it for a few milliseconds, and
+        // that must not always be the same client.
+        let go_first = i % 2 == 1;
+
         // 1 new target + publish: given its digest and size, then looked up in the registry.
-        let t = Instant::now();
-        check("sign 1", sign_as(&ours_gun, &one(format!("a{i}")), true));
-        o1.push(t.elapsed());
-        rt.block_on(tb.retag(&reg_seed, "v1", &format!("r{i}")));
-        let t = Instant::now();
-        check("sign 1 (registry)", sign(&reg_gun, &one(format!("r{i}"))));
-        or1.push(t.elapsed());
-        let t = Instant::now();
-        check("addhash", addhash(&go_gun, &format!("g{i}")));
-        check("publish", go(&["publish", &go_gun]));
-        g1.push(t.elapsed());
+        let (ours_1, go_1) = in_order(
+            go_first,
+            || {
+                let t = Instant::now();
+                check("sign 1", sign_as(&ours_gun, &one(format!("a{i}")), true));
+                let d = t.elapsed();
+                rt.block_on(tb.retag(&reg_seed, "v1", &format!("r{i}")));
+                let t = Instant::now();
+                check("sign 1 (registry)", sign(&reg_gun, &one(format!("r{i}"))));
+                (d, t.elapsed())
+            },
+            || {
+                let t = Instant::now();
+                check("addhash", addhash(&go_gun, &format!("g{i}")));
+                check("publish", go(&["publish", &go_gun]));
+                t.elapsed()
+            },
+        );
+        o1.push(ours_1.0);
+        or1.push(ours_1.1);
+        g1.push(go_1);
 
         // 50 new targets + one publish, both ways.
         let tags: Vec<String> = (0..50).map(|j| format!("b{i}-{j}")).collect();
-        let t = Instant::now();
-        check("sign 50", sign_as(&ours_gun, &tags, true));
-        o50.push(t.elapsed());
         let looked_up: Vec<String> = (0..50).map(|j| format!("s{i}-{j}")).collect();
         for t in &looked_up {
             rt.block_on(tb.retag(&reg_seed, "v1", t));
         }
-        let t = Instant::now();
-        check("sign 50 (registry)", sign(&reg_gun, &looked_up));
-        or50.push(t.elapsed());
-        let t = Instant::now();
-        for j in 0..50 {
-            check("addhash", addhash(&go_gun, &format!("h{i}-{j}")));
-        }
-        check("publish", go(&["publish", &go_gun]));
-        g50.push(t.elapsed());
+        let (ours_50, go_50) = in_order(
+            go_first,
+            || {
+                let t = Instant::now();
+                check("sign 50", sign_as(&ours_gun, &tags, true));
+                let d = t.elapsed();
+                let t = Instant::now();
+                check("sign 50 (registry)", sign(&reg_gun, &looked_up));
+                (d, t.elapsed())
+            },
+            || {
+                let t = Instant::now();
+                for j in 0..50 {
+                    check("addhash", addhash(&go_gun, &format!("h{i}-{j}")));
+                }
+                check("publish", go(&["publish", &go_gun]));
+                t.elapsed()
+            },
+        );
+        o50.push(ours_50.0);
+        or50.push(ours_50.1);
+        g50.push(go_50);
 
         // Witness + publish.
-        let t = Instant::now();
-        check(
-            "witness",
-            ours(&[
-                "witness",
-                &ours_gun,
-                "--key",
-                &key,
-                "--role",
-                "targets/releases",
-            ]),
+        let (ours_w, go_w) = in_order(
+            go_first,
+            || {
+                let t = Instant::now();
+                check(
+                    "witness",
+                    ours(&[
+                        "witness",
+                        &ours_gun,
+                        "--key",
+                        &key,
+                        "--role",
+                        "targets/releases",
+                    ]),
+                );
+                t.elapsed()
+            },
+            || {
+                let t = Instant::now();
+                check(
+                    "notary witness",
+                    go(&["witness", &go_gun, "targets/releases"]),
+                );
+                check("publish", go(&["publish", &go_gun]));
+                t.elapsed()
+            },
         );
-        ow.push(t.elapsed());
-        let t = Instant::now();
-        check(
-            "notary witness",
-            go(&["witness", &go_gun, "targets/releases"]),
-        );
-        check("publish", go(&["publish", &go_gun]));
-        gw.push(t.elapsed());
+        ow.push(ours_w);
+        gw.push(go_w);
 
         // 1 new target right after the other client published to the same repository: both
         // caches are stale (snapshot and the changed role are fetched). Not gated.
