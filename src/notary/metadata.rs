@@ -241,7 +241,8 @@ pub fn view<T: for<'de> Deserialize<'de>>(env: &Envelope, role: &str, ty: &str) 
     if env.version() < 1 {
         return Err(Error::invalid(role, "version must be at least 1"));
     }
-    serde_json::from_value(env.signed.clone()).map_err(|e| Error::invalid(role, e.to_string()))
+    // From the borrowed value: cloning the tree first cost as much as the deserialization.
+    T::deserialize(&env.signed).map_err(|e| Error::invalid(role, e.to_string()))
 }
 
 /// The `_type` a role's file must carry.
