@@ -115,6 +115,17 @@ where
     }
 }
 
+/// `filter` with rustls-platform-verifier's own log off unless it names that crate: the verifier
+/// logs every refused certificate at ERROR, and the cause is already in the failed run's
+/// status reason and log line (`tls::with_causes`).
+fn with_quiet_libraries(filter: &str) -> String {
+    if filter.contains("rustls_platform_verifier") {
+        filter.to_string()
+    } else {
+        format!("{filter},rustls_platform_verifier=off")
+    }
+}
+
 /// Installs the JSON logger on stdout; `filter` in `RUST_LOG` syntax (`RUST_LOG` wins when
 /// set). A second call does nothing.
 pub fn init(filter: &str) {
@@ -126,7 +137,8 @@ pub fn init_with_writer<W>(filter: &str, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(with_quiet_libraries(filter)));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(SpanFieldsLayer)
@@ -136,4 +148,23 @@ where
                 .with_writer(writer),
         )
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platform_verifier_is_quiet_unless_asked_for() {
+        assert_eq!(
+            with_quiet_libraries("info"),
+            "info,rustls_platform_verifier=off"
+        );
+        assert_eq!(
+            with_quiet_libraries("info,rustls_platform_verifier=debug"),
+            "info,rustls_platform_verifier=debug"
+        );
+        // The result is a filter EnvFilter takes.
+        assert!(EnvFilter::try_new(with_quiet_libraries("trustkeeper=debug,warn")).is_ok());
+    }
 }
