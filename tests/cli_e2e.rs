@@ -659,33 +659,43 @@ fn trust_dir_keeps_metadata_and_survives_damage() {
     let (_, err) = sign(&cli);
     assert_eq!(notary_gets(&err), 1, "{err}");
 
-    // The signature memo kept beside the trust state: one entry per signature checked (root,
+    // The signature memo kept in the trust state: one entry per signature checked (root,
     // timestamp, snapshot, targets, 2 delegations); damaged entries are only checks redone.
-    let trust_file = meta.parent().unwrap().join("trust.json");
-    let mut kept: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&trust_file).unwrap()).unwrap();
-    let memo = kept["verifiedSignatures"].as_array().unwrap().clone();
-    assert_eq!(memo.len(), 6, "{kept}");
-    kept["verifiedSignatures"] = serde_json::json!(["zz", "0".repeat(64), 7]);
-    std::fs::write(&trust_file, serde_json::to_vec(&kept).unwrap()).unwrap();
-    let o = cli
-        .command(
-            tb,
-            &["sign", &image, "--key", key, "--role", "targets/releases"],
-        )
-        .output()
-        .unwrap();
-    assert!(
-        !o.status.success(),
-        "a memo of the wrong shape is a corrupt trust file"
+    let gun_dir = meta.parent().unwrap();
+    let (seq, state) = newest_trust_slot(gun_dir);
+    let memo = state["verifiedSignatures"].as_array().unwrap().clone();
+    assert_eq!(memo.len(), 6, "{state}");
+    let mut damaged = state.clone();
+    damaged["verifiedSignatures"] = serde_json::json!(["zz", "0".repeat(64)]);
+    let body = serde_json::to_vec(&damaged).unwrap();
+    let slot = format!(
+        "{{\"seq\":{},\"sha256\":\"{}\",\"state\":{}}}",
+        seq + 1,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)),
+        String::from_utf8(body).unwrap()
     );
-    kept["verifiedSignatures"] = serde_json::json!(["zz", "0".repeat(64)]);
-    std::fs::write(&trust_file, serde_json::to_vec(&kept).unwrap()).unwrap();
+    let name = if (seq + 1) % 2 == 1 {
+        "trust.a.json"
+    } else {
+        "trust.b.json"
+    };
+    std::fs::write(gun_dir.join(name), slot).unwrap();
+    assert_eq!(newest_trust_slot(gun_dir).1, damaged);
     let (out, _) = sign(&cli);
     assert!(out.contains("unchanged"), "{out}");
-    let kept: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&trust_file).unwrap()).unwrap();
-    assert_eq!(kept["verifiedSignatures"].as_array().unwrap(), &memo);
+    let (_, state) = newest_trust_slot(gun_dir);
+    assert_eq!(state["verifiedSignatures"].as_array().unwrap(), &memo);
+}
+
+/// The sequence number and state of the newest trust state slot of a GUN's directory.
+fn newest_trust_slot(gun_dir: &Path) -> (u64, serde_json::Value) {
+    ["trust.a.json", "trust.b.json"]
+        .iter()
+        .filter_map(|n| std::fs::read(gun_dir.join(n)).ok())
+        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        .map(|v| (v["seq"].as_u64().unwrap(), v["state"].clone()))
+        .max_by_key(|(seq, _)| *seq)
+        .expect("a trust state slot")
 }
 
 /// Files under `dir`, as relative paths.

@@ -10,11 +10,8 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::Global;
-use crate::api::{
-    self, NotarySpec, SignedImageSpec, SignedImageStatus, SigningKeyRef, TrustStatus,
-};
+use crate::api::{self, NotarySpec, SignedImageSpec, SigningKeyRef};
 use crate::engine::{Credentials, Engine, NotaryAuth};
-use crate::notary::cache::{Files, is_hash_name};
 
 /// A failure with a one-line cause that says what to do.
 #[derive(Debug)]
@@ -186,167 +183,13 @@ pub fn engine(g: &Global) -> Result<Engine, CliError> {
     })
 }
 
-fn gun_dir(g: &Global, gun: &str) -> PathBuf {
-    let dir = g
-        .trust_dir
-        .clone()
-        .unwrap_or_else(|| home().join(".trustkeeper"));
-    dir.join("tuf").join(gun)
-}
-
-fn trust_file(g: &Global, gun: &str) -> PathBuf {
-    gun_dir(g, gun).join("trust.json")
-}
-
-/// The verified metadata files kept in the trust directory (`tuf/GUN/metadata/`): the next run
-/// then downloads only what changed. Unreadable or stray files are skipped: every file is
-/// checked again when used (hash names against their bytes, the root against the trust state).
-pub fn load_metadata(g: &Global, gun: &str) -> Files {
-    let dir = gun_dir(g, gun).join("metadata");
-    let mut files = Files {
-        root: std::fs::read(dir.join("root.json")).ok(),
-        ..Default::default()
-    };
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-                continue;
-            }
-            let Some(name) = path
-                .strip_prefix(&dir)
-                .ok()
-                .and_then(|p| p.to_str())
-                .filter(|n| is_hash_name(n))
-            else {
-                continue;
-            };
-            if let Ok(bytes) = std::fs::read(&path) {
-                files.hashed.insert(name.to_string(), bytes);
-            }
-        }
-    }
-    files
-}
-
-/// Writes what changed since `old`: new hash-named files (immutable), the root, and removes
-/// files no longer current. Each write is atomic, and a crash in between leaves only files that
-/// are still checked on use.
-pub fn save_metadata(g: &Global, gun: &str, old: &Files, new: &Files) -> Result<(), CliError> {
-    let dir = gun_dir(g, gun).join("metadata");
-    for (name, bytes) in &new.hashed {
-        if old.hashed.get(name) != Some(bytes) {
-            write_replacing(&dir.join(name), bytes, false)?;
-        }
-    }
-    if let Some(root) = &new.root
-        && old.root.as_ref() != Some(root)
-    {
-        write_replacing(&dir.join("root.json"), root, false)?;
-    }
-    for name in old.hashed.keys().filter(|n| !new.hashed.contains_key(*n)) {
-        let _ = std::fs::remove_file(dir.join(name));
-    }
-    Ok(())
-}
-
-/// What `trust.json` keeps for a GUN between runs.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Kept {
-    /// The trust anchor and the versions seen.
-    #[serde(flatten)]
-    pub trust: TrustStatus,
-    /// The signature memo of the kept metadata files (`notary::client::signatures_checked`):
-    /// a run does not check their signatures again (~0.1 ms each). It widens nothing: whoever
-    /// can write this file can as well replace the trusted root keys beside it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub verified_signatures: Vec<String>,
-}
-
-impl Kept {
-    /// The trust state `trust` with the memo of this process's checks.
-    pub fn now(trust: TrustStatus) -> Kept {
-        Kept {
-            trust,
-            verified_signatures: crate::notary::client::signatures_checked(),
-        }
-    }
-
-    /// As the engine takes it.
-    pub fn status(&self) -> SignedImageStatus {
-        SignedImageStatus {
-            trust: Some(self.trust.clone()),
-            ..Default::default()
-        }
-    }
-}
-
-/// The trust anchor, versions seen and signature memo kept in the trust directory; the memo is
-/// handed to the notary client.
-pub fn load_trust(g: &Global, gun: &str) -> Result<Option<Kept>, CliError> {
-    let path = trust_file(g, gun);
-    match std::fs::read(&path) {
-        Ok(b) => {
-            let kept: Kept = serde_json::from_slice(&b).map_err(|e| {
-                CliError::new(format!(
-                    "{} is corrupt ({e}): remove it to trust the server's root anew",
-                    path.display()
-                ))
-            })?;
-            crate::notary::client::remember_signatures(
-                kept.verified_signatures.iter().map(String::as_str),
-            );
-            Ok(Some(kept))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CliError::new(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-/// Writes what replaces `before` (what `load_trust` read), atomically: a temporary file renamed
-/// over the old one. An unchanged state is not written.
-///
-/// The trust anchor (root key IDs and version) is made durable (fsync) when it is new or
-/// changed: losing it would mean trusting on first use again. A change of the versions alone is
-/// not synced: a crash may bring back the previous versions, a rollback floor one run older,
-/// which the next run raises again. The sync costs ~1 ms per run on ext4, a twentieth of a
-/// `sign`; the notary Go client syncs none of its trust data.
-pub fn save_trust(
-    g: &Global,
-    gun: &str,
-    before: Option<&Kept>,
-    kept: &Kept,
-) -> Result<(), CliError> {
-    if before == Some(kept) {
-        return Ok(());
-    }
-    let anchor_changed = before.is_none_or(|b| {
-        (&b.trust.root_key_ids, b.trust.root_version)
-            != (&kept.trust.root_key_ids, kept.trust.root_version)
-    });
-    write_replacing(
-        &trust_file(g, gun),
-        &serde_json::to_vec_pretty(kept).expect("serializable"),
-        anchor_changed,
-    )
-}
-
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     write_replacing(path, bytes, true)
 }
 
 /// Replaces `path` by a rename; with `durable`, the data and the rename reach the disk first
 /// (fsync), which the metadata cache skips: a file lost or torn by a crash is only fetched again.
-fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CliError> {
+pub(super) fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CliError> {
     use std::io::Write;
     let err = |e: std::io::Error| CliError::new(format!("cannot write {}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -415,75 +258,4 @@ fn remove_stale_temporaries(dir: &Path, ours: &Path) {
 
 pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[test]
-    fn the_trust_state_is_written_only_when_it_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let cli = crate::cli::Cli::parse_from([
-            "trustkeeper",
-            "--trust-dir",
-            dir.path().to_str().unwrap(),
-            "crd",
-        ]);
-        let g = &cli.global;
-        let gun = "example.com/app";
-        let first = Kept {
-            trust: TrustStatus {
-                root_key_ids: vec!["r1".into()],
-                root_version: 1,
-                versions: [("targets".to_string(), 3)].into(),
-            },
-            verified_signatures: vec!["ab".repeat(32)],
-        };
-        save_trust(g, gun, None, &first).unwrap();
-        let loaded = load_trust(g, gun).unwrap();
-        assert_eq!(loaded.as_ref(), Some(&first));
-
-        // Unchanged: not rewritten (the file removed behind our back stays removed).
-        std::fs::remove_file(trust_file(g, gun)).unwrap();
-        save_trust(g, gun, Some(&first), &first).unwrap();
-        assert!(!trust_file(g, gun).exists());
-
-        // New versions are written, and read back as written.
-        let mut later = first.clone();
-        later.trust.versions.insert("targets".into(), 4);
-        save_trust(g, gun, Some(&first), &later).unwrap();
-        assert_eq!(load_trust(g, gun).unwrap().as_ref(), Some(&later));
-
-        // So is a new memo alone.
-        let mut memo = later.clone();
-        memo.verified_signatures = vec!["cd".repeat(32)];
-        save_trust(g, gun, Some(&later), &memo).unwrap();
-        assert_eq!(load_trust(g, gun).unwrap(), Some(memo));
-    }
-
-    #[test]
-    fn a_trust_file_without_a_memo_still_loads() {
-        // As trustkeeper wrote it before the memo was kept.
-        let dir = tempfile::tempdir().unwrap();
-        let cli = crate::cli::Cli::parse_from([
-            "trustkeeper",
-            "--trust-dir",
-            dir.path().to_str().unwrap(),
-            "crd",
-        ]);
-        let g = &cli.global;
-        let path = trust_file(g, "example.com/app");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(
-            &path,
-            r#"{"rootKeyIDs":["r1"],"rootVersion":2,"versions":{"targets":5}}"#,
-        )
-        .unwrap();
-        let kept = load_trust(g, "example.com/app").unwrap().unwrap();
-        assert_eq!(kept.trust.root_version, 2);
-        assert_eq!(kept.trust.versions["targets"], 5);
-        assert!(kept.verified_signatures.is_empty());
-    }
 }

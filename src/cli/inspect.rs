@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::common::{self, CliError};
+use super::trust_dir;
 use super::{Global, Output};
 use crate::api;
 use crate::engine::model::{RoleState, docker_reads};
@@ -70,8 +71,8 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
     let settings = Settings::from_spec(&spec)?;
     let creds = common::credentials(g, None)?;
     let clients = common::engine(g)?.clients(&settings, &creds)?;
-    let kept = common::load_trust(g, &settings.gun)?;
-    let previous = kept.as_ref().map(common::Kept::status);
+    let kept = trust_dir::load_trust(g, &settings.gun)?;
+    let previous = kept.kept.as_ref().map(trust_dir::Kept::status);
     let (repo, trust) = clients
         .notary
         .update(
@@ -81,11 +82,11 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         )
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
-    common::save_trust(
+    trust_dir::save_trust(
         g,
         &settings.gun,
-        kept.as_ref(),
-        &common::Kept::now((&trust).into()),
+        &kept,
+        &trust_dir::Kept::now((&trust).into()),
     )?;
     let view = repo_view(&repo);
 

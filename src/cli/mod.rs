@@ -6,6 +6,7 @@ mod inspect;
 mod key;
 mod reconcile;
 mod sign;
+mod trust_dir;
 
 use std::path::PathBuf;
 

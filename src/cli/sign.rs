@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::common::{self, CliError};
+use super::trust_dir;
 use super::{Global, Output};
 use crate::api::SignedImageSpec;
 use crate::engine::model::Manifest;
@@ -116,19 +117,19 @@ async fn run(
     let gun = ImageRef::parse(&spec.image)
         .map_err(|e| CliError::new(e.to_string()))?
         .gun();
-    let kept_trust = common::load_trust(g, &gun)?;
-    let previous = kept_trust.as_ref().map(common::Kept::status);
+    let kept_trust = trust_dir::load_trust(g, &gun)?;
+    let previous = kept_trust.kept.as_ref().map(trust_dir::Kept::status);
     // The metadata kept from the last run stands in for downloads (only when the trust state
     // it was verified under is kept too).
     let server = crate::engine::Settings::from_spec(spec)
         .map(|s| s.notary_url)
         .unwrap_or_default();
     let kept = if previous.is_some() {
-        common::load_metadata(g, &gun)
+        trust_dir::load_metadata(g, &gun)
     } else {
-        Default::default()
+        trust_dir::Metadata::default()
     };
-    engine.cache.put(&server, &gun, kept.clone());
+    engine.cache.put(&server, &gun, kept.files.clone());
     let outcome = engine
         .run(ReconcileRequest {
             id: &gun,
@@ -141,12 +142,12 @@ async fn run(
         .await;
     if let Some(t) = &outcome.status.trust {
         let now = engine.cache.get(&server, &gun);
-        let files_changed = outcome.failure_reason.is_none() && now != kept;
+        let files_changed = outcome.failure_reason.is_none() && now != kept.files;
         // The metadata files are only used under a trust state that matches them, so their
         // order does not matter.
-        common::save_trust(g, &gun, kept_trust.as_ref(), &common::Kept::now(t.clone()))?;
+        trust_dir::save_trust(g, &gun, &kept_trust, &trust_dir::Kept::now(t.clone()))?;
         if files_changed {
-            common::save_metadata(g, &gun, &kept, &now)?;
+            trust_dir::save_metadata(g, &gun, &kept, &now)?;
         }
     }
     report(g, &gun, &outcome)

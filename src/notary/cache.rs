@@ -41,9 +41,9 @@ impl Files {
     pub fn of(repo: &Repository) -> Files {
         let mut hashed = BTreeMap::new();
         let snap = repo.snapshot_file();
-        hashed.insert(name_for("snapshot", snap), snap.to_vec());
+        hashed.insert(hash_name("snapshot", snap), snap.to_vec());
         for r in repo.roles() {
-            hashed.insert(name_for(&r.name, r.file_bytes()), r.file_bytes().to_vec());
+            hashed.insert(hash_name(&r.name, r.file_bytes()), r.file_bytes().to_vec());
         }
         Files {
             root: Some(repo.root_file().to_vec()),
@@ -69,8 +69,15 @@ fn hash_of(name: &str) -> Option<&str> {
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
-fn name_for(role: &str, bytes: &[u8]) -> String {
+/// The name notary serves `bytes` of `role` under: `<role>.<sha256>.json`.
+pub fn hash_name(role: &str, bytes: &[u8]) -> String {
     format!("{role}.{}.json", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The role of a hash name (`targets/releases` of `targets/releases.<sha256>.json`).
+pub fn role_of_hash_name(name: &str) -> Option<&str> {
+    hash_of(name)?;
+    name.get(..name.len() - ".".len() - 64 - ".json".len())
 }
 
 /// The current files of many GUNs, shared by clones (one per process). Bounded: past
@@ -156,7 +163,7 @@ impl<'a, F: Fetch + Sync> CachedFetch<'a, F> {
             .lock()
             .expect("cache lock")
             .hashed
-            .insert(name_for(role, &bytes), bytes);
+            .insert(hash_name(role, &bytes), bytes);
     }
 
     /// Remembers the files of a verified repository, its root included.
@@ -227,7 +234,7 @@ mod tests {
         let src = Counting(AtomicUsize::new(0));
         let cache = CachedFetch::new(&src);
         cache.insert("targets", b"abc".to_vec());
-        let name = name_for("targets", b"abc");
+        let name = hash_name("targets", b"abc");
         assert_eq!(cache.fetch("g", &name, 100).await.unwrap().unwrap(), b"abc");
         assert_eq!(src.0.load(Ordering::SeqCst), 0, "a hit needs no request");
         // Mutable names always go to the server.

@@ -13,12 +13,37 @@ use crate::support::{Cli, digest, notary_list, passphrase, report, resource};
 
 const KILLS: usize = 20;
 
-fn check_files(cli: &Cli, gun: &str, status: &std::path::Path, when: &str) {
-    let trust = cli.trust_dir().join("tuf").join(gun).join("trust.json");
-    if let Ok(bytes) = std::fs::read(&trust) {
-        serde_json::from_slice::<serde_json::Value>(&bytes)
-            .unwrap_or_else(|e| panic!("{when}: trust file half-written ({e})"));
+/// The trust state slots of a GUN (`trust.a.json`, `trust.b.json`).
+fn trust_slots(cli: &Cli, gun: &str) -> [std::path::PathBuf; 2] {
+    let dir = cli.trust_dir().join("tuf").join(gun);
+    [dir.join("trust.a.json"), dir.join("trust.b.json")]
+}
+
+/// Whether a slot file is whole: its state hashes to the checksum it carries.
+fn slot_intact(bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Slot<'a> {
+        sha256: String,
+        #[serde(borrow)]
+        state: &'a serde_json::value::RawValue,
     }
+    serde_json::from_slice::<Slot>(bytes).is_ok_and(|s| {
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            s.state.get().as_bytes(),
+        )) == s.sha256
+    })
+}
+
+fn check_files(cli: &Cli, gun: &str, status: &std::path::Path, when: &str) {
+    // A kill may tear the slot being written, never both: the other one is whole.
+    let slots: Vec<Vec<u8>> = trust_slots(cli, gun)
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .collect();
+    assert!(
+        slots.is_empty() || slots.iter().any(|b| slot_intact(b)),
+        "{when}: no whole trust state slot"
+    );
     if let Ok(text) = std::fs::read_to_string(status) {
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
             .unwrap_or_else(|e| panic!("{when}: status file half-written ({e}):\n{text}"));
@@ -132,26 +157,36 @@ async fn sigkill_at_random_points_never_corrupts_and_converges() {
     for (t, d) in expected.iter().chain(wanted.iter()) {
         assert_eq!(listed.get(t), Some(d), "after convergence: {t}");
     }
-    // A half-written file (which atomic writes prevent) would be refused, not silently
-    // replaced by trust on first use.
-    let trust_file = cli.trust_dir().join("tuf").join(&gun).join("trust.json");
-    for (path, args) in [
-        (
-            &status_file,
-            vec!["reconcile", "-f", file.to_str().unwrap()],
-        ),
-        (&trust_file, sign.clone()),
-    ] {
-        let good = std::fs::read(path).unwrap();
-        std::fs::write(path, &good[..good.len() / 2]).unwrap();
-        let o = cli.run(tb, &args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{}: {err}", path.display());
-        assert!(
-            err.contains("is corrupt") && err.contains("remove it"),
-            "{err}"
-        );
-        std::fs::write(path, &good).unwrap();
+    // A half-written status file (which atomic writes prevent) would be refused.
+    let good = std::fs::read(&status_file).unwrap();
+    std::fs::write(&status_file, &good[..good.len() / 2]).unwrap();
+    let o = cli.run(tb, &["reconcile", "-f", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is corrupt") && err.contains("remove it"),
+        "{err}"
+    );
+    std::fs::write(&status_file, &good).unwrap();
+    // A torn trust state slot (written in place) gives way to the other one; both torn are
+    // refused, never silently replaced by trust on first use.
+    let slots = trust_slots(&cli, &gun);
+    let good: Vec<Vec<u8>> = slots.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    std::fs::write(&slots[0], &good[0][..good[0].len() / 2]).unwrap();
+    let o = cli.run(tb, &sign);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (p, g) in slots.iter().zip(&good) {
+        std::fs::write(p, &g[..g.len() / 2]).unwrap();
+    }
+    let o = cli.run(tb, &sign);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is corrupt") && err.contains("remove"),
+        "{err}"
+    );
+    for (p, g) in slots.iter().zip(&good) {
+        std::fs::write(p, g).unwrap();
     }
     assert!(!stale.exists(), "a stale temporary file is removed");
     let leftovers: Vec<String> = walk(cli.home.path())
