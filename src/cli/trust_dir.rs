@@ -145,11 +145,13 @@ pub fn load_trust(g: &Global, gun: &str) -> Result<Loaded, CliError> {
             seq: 0,
         },
     };
-    if let Some(k) = &loaded.kept {
-        crate::notary::client::remember_signatures(
-            k.verified_signatures.iter().map(String::as_str),
-        );
-    }
+    // Also on a first run: the memo of what it checks is saved with the state.
+    crate::notary::client::remember_signatures(
+        loaded
+            .kept
+            .iter()
+            .flat_map(|k| k.verified_signatures.iter().map(String::as_str)),
+    );
     Ok(loaded)
 }
 

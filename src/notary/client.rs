@@ -332,15 +332,19 @@ static VERIFIED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<
 const VERIFIED_MAX: usize = 8192;
 
 /// The memo entries checked in this process (found valid, or found in the memo): what a caller
-/// that keeps the memo between processes saves (see [`remember_signatures`]).
+/// that keeps the memo between processes saves (see [`remember_signatures`]). Recorded only
+/// once such a caller asked: a long-running process has no use for it.
 static CHECKED: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<[u8; 32]>>> =
     std::sync::LazyLock::new(Default::default);
+static RECORD_CHECKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Adds memo entries that an earlier process checked ([`signatures_checked`], hex), so that the
-/// signatures of files it kept are not checked again. Only for a caller whose store is as
-/// trusted as its trust anchor: whoever can write such entries could as well replace the
-/// trusted root keys. Malformed entries are ignored.
+/// signatures of files it kept are not checked again, and starts the record that
+/// [`signatures_checked`] reads. Only for a caller whose store is as trusted as its trust
+/// anchor: whoever can write such entries could as well replace the trusted root keys.
+/// Malformed entries are ignored.
 pub fn remember_signatures<'a>(entries: impl IntoIterator<Item = &'a str>) {
+    RECORD_CHECKED.store(true, std::sync::atomic::Ordering::Relaxed);
     let Ok(mut v) = VERIFIED.lock() else { return };
     for e in entries {
         let mut k = [0u8; 32];
@@ -404,7 +408,8 @@ pub fn count_valid(env: &Envelope, keys: &BTreeMap<String, PublicKey>, listed: &
                 }
                 v.insert(memo);
             }
-            if let Ok(mut c) = CHECKED.lock()
+            if RECORD_CHECKED.load(std::sync::atomic::Ordering::Relaxed)
+                && let Ok(mut c) = CHECKED.lock()
                 && c.len() < VERIFIED_MAX
             {
                 c.insert(memo);
@@ -1011,6 +1016,7 @@ mod tests {
             signed,
             signatures: vec![key.sign(&msg, &id)],
         };
+        remember_signatures([]);
         assert_eq!(count_valid(&good, &keys, &listed), 1);
         assert!(signatures_checked().contains(&entry(&good)));
 
