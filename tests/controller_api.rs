@@ -295,12 +295,25 @@ async fn only_the_leader_reconciles_and_hands_over_on_shutdown() {
     assert_eq!(lease_obj.spec.unwrap().lease_transitions, Some(1));
 
     // Someone else takes the Lease: replica-b stops with LeadershipLost (no zombie controller).
-    let mut l = leases.get("trustkeeper-test").await.unwrap();
-    l.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
-    leases
-        .replace("trustkeeper-test", &PostParams::default(), &l)
-        .await
-        .unwrap();
+    // The intruder writes as any client does, read-modify-write: a renewal by replica-b
+    // between its read and its write is a 409 Conflict, and it reads again.
+    let mut taken = false;
+    for _ in 0..20 {
+        let mut l = leases.get("trustkeeper-test").await.unwrap();
+        l.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
+        match leases
+            .replace("trustkeeper-test", &PostParams::default(), &l)
+            .await
+        {
+            Ok(_) => {
+                taken = true;
+                break;
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => panic!("taking the lease: {e}"),
+        }
+    }
+    assert!(taken, "the intruder takes the lease");
     let res = tokio::time::timeout(Duration::from_secs(10), b.task)
         .await
         .expect("replica-b exits when leadership is lost")
