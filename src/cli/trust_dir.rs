@@ -197,8 +197,8 @@ pub fn save_trust(g: &Global, gun: &str, before: &Loaded, kept: &Kept) -> Result
 }
 
 /// Overwrites `path` from its start and cuts it to the new length: no new file, so no rename
-/// and no freed blocks (see the module comment). With `durable`, the data (and a new file's
-/// directory entry) reach the disk before it returns.
+/// and no freed blocks (see the module comment). With `durable` (a new trust anchor, rare), the
+/// data and the directory entry reach the disk before it returns.
 fn write_in_place(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CliError> {
     use std::os::unix::fs::FileExt;
     let err = |e: std::io::Error| CliError::new(format!("cannot write {}: {e}", path.display()));
@@ -210,18 +210,18 @@ fn write_in_place(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CliErr
             .truncate(false)
             .open(path)
     };
-    let (f, created) = match std::fs::metadata(path) {
-        Ok(_) => (open().map_err(err)?, false),
-        Err(_) => {
+    let f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir).map_err(err)?;
-            (open().map_err(err)?, true)
+            open().map_err(err)?
         }
+        other => other.map_err(err)?,
     };
     f.write_all_at(bytes, 0).map_err(err)?;
     f.set_len(bytes.len() as u64).map_err(err)?;
     if durable {
         f.sync_all().map_err(err)?;
-        if created && let Ok(d) = std::fs::File::open(dir) {
+        if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
     }
