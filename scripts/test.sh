@@ -17,8 +17,8 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 # --- static checks ---------------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check
-log "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+log "cargo clippy --all-targets --features service-tests -- -D warnings"
+cargo clippy --all-targets --locked --features service-tests -- -D warnings
 
 # --- services --------------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/trustkeeper-test.XXXXXX")
@@ -66,7 +66,7 @@ export TRUSTKEEPER_HELM="$WORK/tools/bin/helm"
 log "cargo test"
 # A failing test must not end the script here (set -e): the summary below still prints.
 set +e
-cargo test --locked 2>&1 | tee "$WORK/test.log"
+cargo test --locked --features service-tests 2>&1 | tee "$WORK/test.log"
 status=${PIPESTATUS[0]}
 set -e
 
