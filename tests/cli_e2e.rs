@@ -714,3 +714,118 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// `inspect | head`: the reader goes away before the output is written. The process ends by
+/// SIGPIPE, as a C or Go tool does: no panic (exit 101), nothing on stderr.
+#[test]
+fn inspect_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-pipe");
+    let cli = Cli::new(&seed);
+    for format in ["text", "json"] {
+        let mut child = cli
+            .command(tb, &["inspect", &seed.gun, "-o", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the notary round trips are over: the first write meets no reader.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGPIPE),
+            "{format}: {o:?} {err}"
+        );
+        assert!(err.is_empty(), "{format}: {err}");
+    }
+}
+
+/// Under umask 000 the trust directory is still created 0700 and its files 0600 (another user
+/// once rewrote the pinned root key ID); a directory or file others can write, or one owned by
+/// another user, is refused with the command that fixes it.
+#[test]
+fn trust_dir_is_private_whatever_the_umask() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-umask");
+    let cli = Cli::new(&seed);
+    let fresh = cli.trust_dir.path().join("fresh");
+    let run = |args: &[&str]| {
+        let mut c = cli.command(tb, args);
+        c.env("TRUSTKEEPER_TRUST_DIR", &fresh);
+        // SAFETY: umask is async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+        c.output().unwrap()
+    };
+    let image = format!("{}:multi", seed.gun);
+    let key = seed.var("DELEGATION_KEY");
+    let o = run(&["sign", &image, "--key", key, "--role", "targets/releases"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = run(&["inspect", &seed.gun]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let mut dirs = 0;
+    let mut files = 0;
+    let mut stack = vec![fresh.clone()];
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+        dirs += 1;
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                let mode = e.metadata().unwrap().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", e.path().display());
+                files += 1;
+            }
+        }
+    }
+    assert!(dirs >= 6 && files >= 5, "{dirs} dirs, {files} files");
+
+    let gun_dir = fresh.join("tuf").join(&seed.gun);
+    let host_dir = fresh.join("tuf").join(tb.var("REGISTRY_HOST"));
+    let slot = ["trust.a.json", "trust.b.json"]
+        .iter()
+        .map(|n| gun_dir.join(n))
+        .find(|p| p.exists())
+        .unwrap();
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    for (path, mode, fix) in [
+        (&host_dir, 0o770, "chmod 700"),
+        (&fresh, 0o702, "chmod 700"),
+        (&slot, 0o620, "chmod 600"),
+    ] {
+        let back = std::fs::metadata(path).unwrap().mode() & 0o777;
+        chmod(path, mode);
+        let o = run(&["inspect", &seed.gun]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+        let want = format!("`{fix} {}`", path.display());
+        assert!(err.contains(&want), "{want}: {err}");
+        assert!(err.contains("can be written by other users"), "{err}");
+        chmod(path, back);
+    }
+    // Owned by another user (only root can hand it over).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&gun_dir, Some(65534), None).unwrap();
+        let o = run(&["inspect", &seed.gun]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("belongs to uid 65534"), "{err}");
+        std::os::unix::fs::chown(&gun_dir, Some(0), None).unwrap();
+    }
+    let o = run(&["inspect", &seed.gun]);
+    assert!(o.status.success(), "{:?}", text(&o));
+}

@@ -205,34 +205,44 @@ fn secs(t: Option<Timestamp>) -> String {
 }
 
 fn print_text(i: &Inspection) {
-    println!("Signatures for {} ({})\n", i.gun, i.notary_url);
-    println!(
+    outln!("Signatures for {} ({})\n", i.gun, i.notary_url);
+    outln!(
         "{:<24} {:<71} {:>8}  {:<18} SIGNERS",
-        "SIGNED TAG", "DIGEST", "SIZE", "ROLE"
+        "SIGNED TAG",
+        "DIGEST",
+        "SIZE",
+        "ROLE"
     );
     for t in &i.tags {
         let mut signers = t.signers.join(", ");
         if !t.disagreeing.is_empty() {
             signers.push_str(&format!("  [stale: {}]", t.disagreeing.join(", ")));
         }
-        println!(
+        outln!(
             "{:<24} {:<71} {:>8}  {:<18} {}",
-            t.tag, t.digest, t.size, t.role, signers
+            t.tag,
+            t.digest,
+            t.size,
+            t.role,
+            signers
         );
     }
-    println!("\nList of signers and their keys:");
+    outln!("\nList of signers and their keys:");
     for s in &i.signers {
-        println!("  {:<22} {}", s.name, s.key_ids.join(", "));
+        outln!("  {:<22} {}", s.name, s.key_ids.join(", "));
     }
-    println!("\nAdministrative keys:");
-    println!("  Repository key: {}", i.repository_key_ids.join(", "));
-    println!("  Root key:       {}", i.root_key_ids.join(", "));
-    println!(
+    outln!("\nAdministrative keys:");
+    outln!("  Repository key: {}", i.repository_key_ids.join(", "));
+    outln!("  Root key:       {}", i.root_key_ids.join(", "));
+    outln!(
         "\n{:<24} {:>7}  {:<21} {:<21} STATE",
-        "ROLE", "VERSION", "EXPIRES", "RENEW AT"
+        "ROLE",
+        "VERSION",
+        "EXPIRES",
+        "RENEW AT"
     );
     for r in &i.roles {
-        println!(
+        outln!(
             "{:<24} {:>7}  {:<21} {:<21} {}",
             r.name,
             r.version,

@@ -1,6 +1,17 @@
 //! Command line: argument parsing and output. Each subcommand is a thin shell over the library;
 //! the binary maps errors to exit code 1 (clap uses 2 for usage errors).
 
+/// `print!` to stdout that survives a closed pipe (`inspect | head`): see `common::write_stdout`.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::common::write_stdout(format_args!($($t)*)) };
+}
+
+/// `println!`, likewise.
+macro_rules! outln {
+    () => { out!("\n") };
+    ($($t:tt)*) => { out!("{}\n", format_args!($($t)*)) };
+}
+
 mod common;
 mod inspect;
 mod key;
@@ -93,7 +104,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Crd => {
-            print!("{}", crate::api::crd_yaml());
+            out!("{}", crate::api::crd_yaml());
             return Ok(());
         }
         Command::Controller(args) => {

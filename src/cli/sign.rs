@@ -169,9 +169,12 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
             } else {
                 "unchanged"
             };
-            println!(
+            outln!(
                 "{new:9} {gun}:{} {} ({} bytes) in {}",
-                t.tag, t.digest, t.size, t.role
+                t.tag,
+                t.digest,
+                t.size,
+                t.role
             );
         }
         for r in &o.renewed {
@@ -182,10 +185,10 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
                 .find(|x| &x.name == r)
                 .map(|x| x.expires.0.to_string())
                 .unwrap_or_default();
-            println!("renewed   {r} until {until}");
+            outln!("renewed   {r} until {until}");
         }
         if let Some(c) = ready {
-            println!("{}", c.message);
+            outln!("{}", c.message);
         }
     }
     match (o.failure_reason, ready) {
