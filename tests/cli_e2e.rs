@@ -829,3 +829,235 @@ fn trust_dir_is_private_whatever_the_umask() {
     let o = run(&["inspect", &seed.gun]);
     assert!(o.status.success(), "{:?}", text(&o));
 }
+
+/// The Go client as the repository owner, asserting success.
+fn go(tb: &Testbed, args: &[&str]) {
+    let o = tb.notary(args);
+    assert!(
+        o.status.success(),
+        "notary {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// inspect's SIGNERS as `docker trust inspect` shows them, seeded by the Go client: "(Repo
+/// Admin)" for tags only in `targets` or `targets/releases`, other delegations by name; tags
+/// docker does not use (only in `targets/alice`, in the nested `targets/a/b`, sha512 only) are
+/// listed with the reason, never dropped.
+#[test]
+fn inspect_signers_match_docker_trust_inspect() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-signers");
+    let cli = Cli::new(&seed);
+    let gun = seed.gun.as_str();
+    let pubkey = seed.var("DELEGATION_PUBKEY");
+    for role in ["targets/alice", "targets/a"] {
+        go(tb, &["delegation", "add", gun, role, pubkey, "--all-paths"]);
+    }
+    go(tb, &["publish", gun]);
+    go(
+        tb,
+        &[
+            "delegation",
+            "add",
+            gun,
+            "targets/a/b",
+            pubkey,
+            "--all-paths",
+        ],
+    );
+    go(tb, &["publish", gun]);
+    let (a, b, c) = ("aa".repeat(32), "bb".repeat(32), "cc".repeat(32));
+    for (tag, sha, roles) in [
+        ("admin", &a, &["targets"][..]),
+        ("rel", &b, &["targets/releases"][..]),
+        ("both", &c, &["targets/releases", "targets/alice"][..]),
+        ("alice-only", &a, &["targets/alice"][..]),
+        ("nested", &b, &["targets/a/b"][..]),
+    ] {
+        let mut args = vec!["addhash", gun, tag, "3", "--sha256", sha];
+        for r in roles {
+            args.extend(["-r", r]);
+        }
+        go(tb, &args);
+    }
+    go(
+        tb,
+        &[
+            "addhash",
+            gun,
+            "sha512-only",
+            "3",
+            "--sha512",
+            &"dd".repeat(64),
+            "-r",
+            "targets/releases",
+        ],
+    );
+    go(tb, &["publish", gun]);
+
+    let o = cli.run(tb, &["inspect", gun, "-o", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tags: BTreeMap<String, serde_json::Value> = v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tag"].as_str().unwrap().to_string(), t.clone()))
+        .collect();
+    let signers =
+        |t: &str| -> Vec<String> { serde_json::from_value(tags[t]["signers"].clone()).unwrap() };
+    assert_eq!(tags["admin"]["role"], "targets");
+    assert!(signers("admin").is_empty());
+    assert_eq!(tags["rel"]["role"], "targets/releases");
+    assert!(signers("rel").is_empty());
+    assert_eq!(signers("both"), ["alice"]);
+    assert_eq!(signers("v1"), ["ci-bot"]);
+    for t in ["admin", "rel", "both", "v1"] {
+        assert!(tags[t].get("note").is_none(), "{t}: {}", tags[t]);
+    }
+    let note = |t: &str| tags[t]["note"].as_str().unwrap_or_default().to_string();
+    assert_eq!(tags["alice-only"]["role"], "targets/alice");
+    assert!(
+        note("alice-only").contains("which docker does not read"),
+        "{}",
+        note("alice-only")
+    );
+    assert_eq!(tags["nested"]["role"], "targets/a/b");
+    assert!(note("nested").contains("which docker does not read"));
+    assert!(
+        note("sha512-only").contains("no sha256 hash"),
+        "{}",
+        note("sha512-only")
+    );
+    assert!(
+        tags["sha512-only"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha512:")
+    );
+
+    let o = cli.run(tb, &["inspect", gun]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let line = |t: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(t))
+            .unwrap_or_else(|| panic!("no {t} in {out}"))
+            .to_string()
+    };
+    assert!(line("admin").ends_with("(Repo Admin)"), "{out}");
+    assert!(line("rel").ends_with("(Repo Admin)"), "{out}");
+    assert!(line("both").ends_with(" alice"), "{out}");
+    assert!(line("nested").contains("(not used by docker:"), "{out}");
+}
+
+/// Expiry as the clients see it: a role within the 6-month "nearing expiry" window is
+/// `expiring`; an expired `targets` fails inspect (as the Go client fails) and a witness with a
+/// delegation key (which renewed the delegations and said 0 before), until the repository key
+/// renews it. A witness says nothing of roles far from expiry it cannot sign, and a root key is
+/// refused as such.
+#[test]
+fn expiry_is_reported_as_the_clients_see_it() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-expiry");
+    let cli = Cli::new(&seed);
+    let gun = seed.gun.as_str();
+    let dir = tb.dir.to_str().unwrap();
+    let key = seed.var("DELEGATION_KEY");
+    let state = |role: &str| {
+        let o = cli.run(tb, &["inspect", gun, "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = v["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == role)
+            .cloned();
+        (o, r.unwrap()["state"].as_str().unwrap().to_string(), v)
+    };
+    assert_eq!(state("targets/releases").1, "valid");
+
+    // witness: the delegations renewed, nothing said of `targets` (years from expiry).
+    let o = cli.run(tb, &["witness", gun, "--key", key]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(!out.contains("warning"), "{out}");
+
+    tb.run(&["age", dir, gun, "targets/releases", "+30d"]);
+    let (o, s, _) = state("targets/releases");
+    assert!(o.status.success());
+    assert_eq!(s, "expiring");
+
+    // A root key is no signer: said before anything else.
+    let o = cli
+        .command(tb, &["witness", gun, "--key", seed.var("ROOT_KEY")])
+        .env(
+            "TRUSTKEEPER_PASSPHRASE",
+            std::fs::read_to_string(seed.var("ROOT_PASSPHRASE_FILE"))
+                .unwrap()
+                .trim(),
+        )
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is the root key"), "{err}");
+
+    tb.run(&["age", dir, gun, "targets", "-1d"]);
+    let (o, s, v) = state("targets");
+    let (_, err) = text(&o);
+    assert_eq!(s, "expired");
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("targets expired at"), "{err}");
+    let fix = format!("`trustkeeper witness {gun} --key <repository key> --role targets`");
+    assert!(err.contains(&fix), "{err}");
+    // The tags are still listed, with why docker does not use them.
+    let v1 = v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "v1")
+        .unwrap();
+    assert!(
+        v1["note"].as_str().unwrap().contains("targets has expired"),
+        "{v1}"
+    );
+
+    let o = cli.run(tb, &["witness", gun, "--key", key]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("targets has expired and our key cannot re-sign it"),
+        "{err}"
+    );
+    assert!(err.contains(&fix), "{err}");
+    let (_, s, _) = state("targets/releases");
+    assert_eq!(s, "hidden by an ancestor", "nothing published");
+
+    // The repository key renews it; then every role reads again.
+    let o = cli
+        .command(
+            tb,
+            &[
+                "witness",
+                gun,
+                "--key",
+                seed.var("TARGETS_KEY"),
+                "--role",
+                "targets",
+            ],
+        )
+        .env(
+            "TRUSTKEEPER_PASSPHRASE",
+            std::fs::read_to_string(seed.var("TARGETS_PASSPHRASE_FILE"))
+                .unwrap()
+                .trim(),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (o, s, _) = state("targets");
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(s, "valid");
+}
