@@ -1061,3 +1061,40 @@ fn expiry_is_reported_as_the_clients_see_it() {
     assert!(o.status.success(), "{:?}", text(&o));
     assert_eq!(s, "valid");
 }
+
+/// The default notary server follows docker: `DOCKER_CONTENT_TRUST_SERVER` (https only), else
+/// `https://<registry host>` with the registry's port (the testbed registry, which has no trust
+/// data: "unknown repository", where the old `https://HOST:4443` guess was unreachable).
+#[test]
+fn default_notary_server_follows_docker() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-default-url");
+    let cli = Cli::new(&seed);
+    let inspect = |server: Option<&str>| {
+        let mut c = cli.command(tb, &["inspect", &seed.gun, "-o", "json"]);
+        c.env_remove("TRUSTKEEPER_NOTARY_URL");
+        match server {
+            Some(s) => c.env("DOCKER_CONTENT_TRUST_SERVER", s),
+            None => c.env_remove("DOCKER_CONTENT_TRUST_SERVER"),
+        };
+        c.output().unwrap()
+    };
+    let url = tb.var("NOTARY_URL");
+    let o = inspect(Some(&format!("{url}/")));
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["notary_url"], url);
+
+    let o = inspect(Some("http://127.0.0.1:1"));
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("DOCKER_CONTENT_TRUST_SERVER") && err.contains("not an https URL"));
+
+    let o = inspect(None);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unknown repository"),
+        "asked the registry host: {err}"
+    );
+}

@@ -44,7 +44,7 @@ pub struct Global {
     /// Docker config with registry (and notary) credentials [default: ~/.docker/config.json].
     #[arg(long, env = "TRUSTKEEPER_DOCKER_CONFIG", global = true)]
     pub docker_config: Option<PathBuf>,
-    /// Notary server URL [default: https://notary.docker.io for Docker Hub, else https://HOST:4443].
+    /// Notary server URL [default, as docker: DOCKER_CONTENT_TRUST_SERVER, then https://notary.docker.io for Docker Hub, else https://REGISTRY-HOST].
     #[arg(long, env = "TRUSTKEEPER_NOTARY_URL", global = true)]
     pub notary_url: Option<String>,
     /// Where trust on first use and the last versions seen are kept [default: ~/.trustkeeper].
