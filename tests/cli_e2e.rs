@@ -1098,3 +1098,94 @@ fn default_notary_server_follows_docker() {
         "asked the registry host: {err}"
     );
 }
+
+/// Every `notary ...` command a remedy names is accepted by the real Go client (staged in a
+/// scratch trust directory; `publish` is left out: it would need the repository's keys), and
+/// the commands remedies used to name are not.
+#[test]
+fn remedy_commands_are_accepted_by_the_notary_client() {
+    use trustkeeper::engine::plan::Problem;
+    use trustkeeper::engine::report::Surface;
+    let tb = Testbed::get();
+    let gun = tb.unique_gun("cli-remedy");
+    let scratch = tempfile::tempdir().unwrap();
+    let cert = format!("{}/delegation.pub.pem", tb.var("TESTBED_KEYS_DIR"));
+    let notary = |args: &[String]| {
+        Command::new("/usr/bin/notary")
+            .arg("-c")
+            .arg(tb.var("NOTARY_CLIENT_CONFIG"))
+            .arg("-d")
+            .arg(scratch.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let k = |c: &str| vec![c.repeat(64)];
+    let problems = [
+        Problem::RoleNotDeclared {
+            role: "targets/a/b".into(),
+        },
+        Problem::RoleNotDeclared {
+            role: "releases".into(),
+        },
+        Problem::KeyNotDelegated {
+            role: "targets".into(),
+            accepted: k("a"),
+            ours: k("b"),
+        },
+        Problem::KeyNotDelegated {
+            role: "targets/releases".into(),
+            accepted: k("a"),
+            ours: k("b"),
+        },
+        Problem::NoSigningRole {
+            tag: "v1".into(),
+            delegations: vec![("targets/releases".into(), k("a"))],
+            ours: k("b"),
+            repository_key: false,
+        },
+        Problem::TagShadowed {
+            tag: "v1".into(),
+            role: "targets".into(),
+            sha256: "c".repeat(64),
+        },
+    ];
+    let mut ran = 0;
+    for p in &problems {
+        for surface in [Surface::Cli, Surface::Resource] {
+            let m = p.message_for(&gun, surface);
+            for cmd in m.split('`').skip(1).step_by(2) {
+                let words: Vec<String> = cmd
+                    .replace("<cert.pem>", &cert)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                if words[0] != "notary" || words[1] == "publish" {
+                    continue;
+                }
+                let o = notary(&words[1..]);
+                let (out, err) = text(&o);
+                assert!(
+                    o.status.success() && !out.contains("fatal") && !err.contains("fatal"),
+                    "notary rejects {cmd:?} (from {m}): {out}{err}"
+                );
+                ran += 1;
+            }
+        }
+    }
+    assert!(ran >= 8, "{ran} commands");
+    // What the remedies used to say, refused by the same client.
+    for role in ["targets", "releases"] {
+        let args: Vec<String> = ["delegation", "add", &gun, role, &cert, "--all-paths"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let o = notary(&args);
+        let (out, err) = text(&o);
+        assert!(!o.status.success(), "{role}: {out}{err}");
+        assert!(
+            (out + &err).contains("invalid delegation role name"),
+            "{role}"
+        );
+    }
+}
