@@ -230,6 +230,11 @@ impl Warning {
     pub fn message(&self) -> String {
         match self {
             Warning::ExpiringNotOurs { role, expires } => match expires {
+                Some(e) if *e <= jiff::Timestamp::now() => {
+                    format!(
+                        "{role} expired at {e} and our key cannot re-sign it; its key holder must"
+                    )
+                }
                 Some(e) => {
                     format!("{role} expires {e} and our key cannot re-sign it; its key holder must")
                 }
@@ -487,5 +492,15 @@ mod tests {
         );
         let m = every_problem()[8].message_for(gun, Surface::Resource);
         assert!(m.contains("spec.roles: [targets]"), "{m}");
+    }
+
+    #[test]
+    fn an_expired_role_is_said_to_have_expired() {
+        let w = |d: i64| Warning::ExpiringNotOurs {
+            role: "targets/alice".into(),
+            expires: Some(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * d)),
+        };
+        assert!(w(-1).message().contains("targets/alice expired at "));
+        assert!(w(30).message().contains("targets/alice expires "));
     }
 }
