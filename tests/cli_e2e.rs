@@ -714,3 +714,478 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// `inspect | head`: the reader goes away before the output is written. The process ends by
+/// SIGPIPE, as a C or Go tool does: no panic (exit 101), nothing on stderr.
+#[test]
+fn inspect_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-pipe");
+    let cli = Cli::new(&seed);
+    for format in ["text", "json"] {
+        let mut child = cli
+            .command(tb, &["inspect", &seed.gun, "-o", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the notary round trips are over: the first write meets no reader.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGPIPE),
+            "{format}: {o:?} {err}"
+        );
+        assert!(err.is_empty(), "{format}: {err}");
+    }
+}
+
+/// Under umask 000 the trust directory is still created 0700 and its files 0600 (another user
+/// once rewrote the pinned root key ID); a directory or file others can write, or one owned by
+/// another user, is refused with the command that fixes it.
+#[test]
+fn trust_dir_is_private_whatever_the_umask() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-umask");
+    let cli = Cli::new(&seed);
+    let fresh = cli.trust_dir.path().join("fresh");
+    let run = |args: &[&str]| {
+        let mut c = cli.command(tb, args);
+        c.env("TRUSTKEEPER_TRUST_DIR", &fresh);
+        // SAFETY: umask is async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+        c.output().unwrap()
+    };
+    let image = format!("{}:multi", seed.gun);
+    let key = seed.var("DELEGATION_KEY");
+    let o = run(&["sign", &image, "--key", key, "--role", "targets/releases"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = run(&["inspect", &seed.gun]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let mut dirs = 0;
+    let mut files = 0;
+    let mut stack = vec![fresh.clone()];
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+        dirs += 1;
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                let mode = e.metadata().unwrap().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", e.path().display());
+                files += 1;
+            }
+        }
+    }
+    assert!(dirs >= 6 && files >= 5, "{dirs} dirs, {files} files");
+
+    let gun_dir = fresh.join("tuf").join(&seed.gun);
+    let host_dir = fresh.join("tuf").join(tb.var("REGISTRY_HOST"));
+    let slot = ["trust.a.json", "trust.b.json"]
+        .iter()
+        .map(|n| gun_dir.join(n))
+        .find(|p| p.exists())
+        .unwrap();
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    for (path, mode, fix) in [
+        (&host_dir, 0o770, "chmod 700"),
+        (&fresh, 0o702, "chmod 700"),
+        (&slot, 0o620, "chmod 600"),
+    ] {
+        let back = std::fs::metadata(path).unwrap().mode() & 0o777;
+        chmod(path, mode);
+        let o = run(&["inspect", &seed.gun]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+        let want = format!("`{fix} {}`", path.display());
+        assert!(err.contains(&want), "{want}: {err}");
+        assert!(err.contains("can be written by other users"), "{err}");
+        chmod(path, back);
+    }
+    // Owned by another user (only root can hand it over).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&gun_dir, Some(65534), None).unwrap();
+        let o = run(&["inspect", &seed.gun]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("belongs to uid 65534"), "{err}");
+        std::os::unix::fs::chown(&gun_dir, Some(0), None).unwrap();
+    }
+    let o = run(&["inspect", &seed.gun]);
+    assert!(o.status.success(), "{:?}", text(&o));
+}
+
+/// The Go client as the repository owner, asserting success.
+fn go(tb: &Testbed, args: &[&str]) {
+    let o = tb.notary(args);
+    assert!(
+        o.status.success(),
+        "notary {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// inspect's SIGNERS as `docker trust inspect` shows them, seeded by the Go client: "(Repo
+/// Admin)" for tags only in `targets` or `targets/releases`, other delegations by name; tags
+/// docker does not use (only in `targets/alice`, in the nested `targets/a/b`, sha512 only) are
+/// listed with the reason, never dropped.
+#[test]
+fn inspect_signers_match_docker_trust_inspect() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-signers");
+    let cli = Cli::new(&seed);
+    let gun = seed.gun.as_str();
+    let pubkey = seed.var("DELEGATION_PUBKEY");
+    for role in ["targets/alice", "targets/a"] {
+        go(tb, &["delegation", "add", gun, role, pubkey, "--all-paths"]);
+    }
+    go(tb, &["publish", gun]);
+    go(
+        tb,
+        &[
+            "delegation",
+            "add",
+            gun,
+            "targets/a/b",
+            pubkey,
+            "--all-paths",
+        ],
+    );
+    go(tb, &["publish", gun]);
+    let (a, b, c) = ("aa".repeat(32), "bb".repeat(32), "cc".repeat(32));
+    for (tag, sha, roles) in [
+        ("admin", &a, &["targets"][..]),
+        ("rel", &b, &["targets/releases"][..]),
+        ("both", &c, &["targets/releases", "targets/alice"][..]),
+        ("alice-only", &a, &["targets/alice"][..]),
+        ("nested", &b, &["targets/a/b"][..]),
+    ] {
+        let mut args = vec!["addhash", gun, tag, "3", "--sha256", sha];
+        for r in roles {
+            args.extend(["-r", r]);
+        }
+        go(tb, &args);
+    }
+    go(
+        tb,
+        &[
+            "addhash",
+            gun,
+            "sha512-only",
+            "3",
+            "--sha512",
+            &"dd".repeat(64),
+            "-r",
+            "targets/releases",
+        ],
+    );
+    go(tb, &["publish", gun]);
+
+    let o = cli.run(tb, &["inspect", gun, "-o", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tags: BTreeMap<String, serde_json::Value> = v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tag"].as_str().unwrap().to_string(), t.clone()))
+        .collect();
+    let signers =
+        |t: &str| -> Vec<String> { serde_json::from_value(tags[t]["signers"].clone()).unwrap() };
+    assert_eq!(tags["admin"]["role"], "targets");
+    assert!(signers("admin").is_empty());
+    assert_eq!(tags["rel"]["role"], "targets/releases");
+    assert!(signers("rel").is_empty());
+    assert_eq!(signers("both"), ["alice"]);
+    assert_eq!(signers("v1"), ["ci-bot"]);
+    for t in ["admin", "rel", "both", "v1"] {
+        assert!(tags[t].get("note").is_none(), "{t}: {}", tags[t]);
+    }
+    let note = |t: &str| tags[t]["note"].as_str().unwrap_or_default().to_string();
+    assert_eq!(tags["alice-only"]["role"], "targets/alice");
+    assert!(
+        note("alice-only").contains("which docker does not read"),
+        "{}",
+        note("alice-only")
+    );
+    assert_eq!(tags["nested"]["role"], "targets/a/b");
+    assert!(note("nested").contains("which docker does not read"));
+    assert!(
+        note("sha512-only").contains("no sha256 hash"),
+        "{}",
+        note("sha512-only")
+    );
+    assert!(
+        tags["sha512-only"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha512:")
+    );
+
+    let o = cli.run(tb, &["inspect", gun]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let line = |t: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(t))
+            .unwrap_or_else(|| panic!("no {t} in {out}"))
+            .to_string()
+    };
+    assert!(line("admin").ends_with("(Repo Admin)"), "{out}");
+    assert!(line("rel").ends_with("(Repo Admin)"), "{out}");
+    assert!(line("both").ends_with(" alice"), "{out}");
+    assert!(line("nested").contains("(not used by docker:"), "{out}");
+}
+
+/// Expiry as the clients see it: a role within the 6-month "nearing expiry" window is
+/// `expiring`; an expired `targets` fails inspect (as the Go client fails) and a witness with a
+/// delegation key (which renewed the delegations and said 0 before), until the repository key
+/// renews it. A witness says nothing of roles far from expiry it cannot sign, and a root key is
+/// refused as such.
+#[test]
+fn expiry_is_reported_as_the_clients_see_it() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-expiry");
+    let cli = Cli::new(&seed);
+    let gun = seed.gun.as_str();
+    let dir = tb.dir.to_str().unwrap();
+    let key = seed.var("DELEGATION_KEY");
+    let state = |role: &str| {
+        let o = cli.run(tb, &["inspect", gun, "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = v["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == role)
+            .cloned();
+        (o, r.unwrap()["state"].as_str().unwrap().to_string(), v)
+    };
+    assert_eq!(state("targets/releases").1, "valid");
+
+    // witness: the delegations renewed, nothing said of `targets` (years from expiry).
+    let o = cli.run(tb, &["witness", gun, "--key", key]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(!out.contains("warning"), "{out}");
+
+    tb.run(&["age", dir, gun, "targets/releases", "+30d"]);
+    let (o, s, _) = state("targets/releases");
+    assert!(o.status.success());
+    assert_eq!(s, "expiring");
+
+    // A root key is no signer: said before anything else.
+    let o = cli
+        .command(tb, &["witness", gun, "--key", seed.var("ROOT_KEY")])
+        .env(
+            "TRUSTKEEPER_PASSPHRASE",
+            std::fs::read_to_string(seed.var("ROOT_PASSPHRASE_FILE"))
+                .unwrap()
+                .trim(),
+        )
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is the root key"), "{err}");
+
+    tb.run(&["age", dir, gun, "targets", "-1d"]);
+    let (o, s, v) = state("targets");
+    let (_, err) = text(&o);
+    assert_eq!(s, "expired");
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("targets expired at"), "{err}");
+    let fix = format!("`trustkeeper witness {gun} --key <repository key> --role targets`");
+    assert!(err.contains(&fix), "{err}");
+    // The tags are still listed, with why docker does not use them.
+    let v1 = v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "v1")
+        .unwrap();
+    assert!(
+        v1["note"].as_str().unwrap().contains("targets has expired"),
+        "{v1}"
+    );
+
+    let o = cli.run(tb, &["witness", gun, "--key", key]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("targets has expired and our key cannot re-sign it"),
+        "{err}"
+    );
+    assert!(err.contains(&fix), "{err}");
+    let (_, s, _) = state("targets/releases");
+    assert_eq!(s, "hidden by an ancestor", "nothing published");
+
+    // The repository key renews it; then every role reads again.
+    let o = cli
+        .command(
+            tb,
+            &[
+                "witness",
+                gun,
+                "--key",
+                seed.var("TARGETS_KEY"),
+                "--role",
+                "targets",
+            ],
+        )
+        .env(
+            "TRUSTKEEPER_PASSPHRASE",
+            std::fs::read_to_string(seed.var("TARGETS_PASSPHRASE_FILE"))
+                .unwrap()
+                .trim(),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (o, s, _) = state("targets");
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(s, "valid");
+}
+
+/// The default notary server follows docker: `DOCKER_CONTENT_TRUST_SERVER` (https only), else
+/// `https://<registry host>` with the registry's port (the testbed registry, which has no trust
+/// data: "unknown repository", where the old `https://HOST:4443` guess was unreachable).
+#[test]
+fn default_notary_server_follows_docker() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-default-url");
+    let cli = Cli::new(&seed);
+    let inspect = |server: Option<&str>| {
+        let mut c = cli.command(tb, &["inspect", &seed.gun, "-o", "json"]);
+        c.env_remove("TRUSTKEEPER_NOTARY_URL");
+        match server {
+            Some(s) => c.env("DOCKER_CONTENT_TRUST_SERVER", s),
+            None => c.env_remove("DOCKER_CONTENT_TRUST_SERVER"),
+        };
+        c.output().unwrap()
+    };
+    let url = tb.var("NOTARY_URL");
+    let o = inspect(Some(&format!("{url}/")));
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["notary_url"], url);
+
+    let o = inspect(Some("http://127.0.0.1:1"));
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("DOCKER_CONTENT_TRUST_SERVER") && err.contains("not an https URL"));
+
+    let o = inspect(None);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unknown repository"),
+        "asked the registry host: {err}"
+    );
+}
+
+/// Every `notary ...` command a remedy names is accepted by the real Go client (staged in a
+/// scratch trust directory; `publish` is left out: it would need the repository's keys), and
+/// the commands remedies used to name are not.
+#[test]
+fn remedy_commands_are_accepted_by_the_notary_client() {
+    use trustkeeper::engine::plan::Problem;
+    use trustkeeper::engine::report::Surface;
+    let tb = Testbed::get();
+    let gun = tb.unique_gun("cli-remedy");
+    let scratch = tempfile::tempdir().unwrap();
+    let cert = format!("{}/delegation.pub.pem", tb.var("TESTBED_KEYS_DIR"));
+    let notary = |args: &[String]| {
+        Command::new("/usr/bin/notary")
+            .arg("-c")
+            .arg(tb.var("NOTARY_CLIENT_CONFIG"))
+            .arg("-d")
+            .arg(scratch.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let k = |c: &str| vec![c.repeat(64)];
+    let problems = [
+        Problem::RoleNotDeclared {
+            role: "targets/a/b".into(),
+        },
+        Problem::RoleNotDeclared {
+            role: "releases".into(),
+        },
+        Problem::KeyNotDelegated {
+            role: "targets".into(),
+            accepted: k("a"),
+            ours: k("b"),
+        },
+        Problem::KeyNotDelegated {
+            role: "targets/releases".into(),
+            accepted: k("a"),
+            ours: k("b"),
+        },
+        Problem::NoSigningRole {
+            tag: "v1".into(),
+            delegations: vec![("targets/releases".into(), k("a"))],
+            ours: k("b"),
+            repository_key: false,
+        },
+        Problem::TagShadowed {
+            tag: "v1".into(),
+            role: "targets".into(),
+            sha256: "c".repeat(64),
+        },
+    ];
+    let mut ran = 0;
+    for p in &problems {
+        for surface in [Surface::Cli, Surface::Resource] {
+            let m = p.message_for(&gun, surface);
+            for cmd in m.split('`').skip(1).step_by(2) {
+                let words: Vec<String> = cmd
+                    .replace("<cert.pem>", &cert)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                if words[0] != "notary" || words[1] == "publish" {
+                    continue;
+                }
+                let o = notary(&words[1..]);
+                let (out, err) = text(&o);
+                assert!(
+                    o.status.success() && !out.contains("fatal") && !err.contains("fatal"),
+                    "notary rejects {cmd:?} (from {m}): {out}{err}"
+                );
+                ran += 1;
+            }
+        }
+    }
+    assert!(ran >= 8, "{ran} commands");
+    // What the remedies used to say, refused by the same client.
+    for role in ["targets", "releases"] {
+        let args: Vec<String> = ["delegation", "add", &gun, role, &cert, "--all-paths"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let o = notary(&args);
+        let (out, err) = text(&o);
+        assert!(!o.status.success(), "{role}: {out}{err}");
+        assert!(
+            (out + &err).contains("invalid delegation role name"),
+            "{role}"
+        );
+    }
+}

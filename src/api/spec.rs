@@ -206,8 +206,8 @@ pub struct RegistrySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotarySpec {
-    /// Notary server URL (https). Default: `https://notary.docker.io` for Docker Hub images,
-    /// otherwise `https://<registry host>:4443`.
+    /// Notary server URL (https). Default, as docker picks it: `DOCKER_CONTENT_TRUST_SERVER`,
+    /// then `https://notary.docker.io` for Docker Hub images, otherwise `https://<registry host>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), regex(pattern = r"^https://[^\s/]+(/\S*)?$"))]
     pub url: Option<String>,

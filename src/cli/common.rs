@@ -184,22 +184,38 @@ pub fn engine(g: &Global) -> Result<Engine, CliError> {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    write_replacing(path, bytes, true)
+    write_replacing(path, bytes, true, 0o666)
 }
 
 /// Replaces `path` by a rename; with `durable`, the data and the rename reach the disk first
 /// (fsync), which the metadata cache skips: a file lost or torn by a crash is only fetched again.
-pub(super) fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CliError> {
+/// A new file gets `mode` (less the umask); the trust directory's files are 0600, and missing
+/// directories are created 0700.
+pub(super) fn write_replacing(
+    path: &Path,
+    bytes: &[u8],
+    durable: bool,
+    mode: u32,
+) -> Result<(), CliError> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |e: std::io::Error| CliError::new(format!("cannot write {}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
+    if !dir.as_os_str().is_empty() && !dir.is_dir() {
+        super::trust_dir::create_private_dir(dir).map_err(err)?;
+    }
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id()
     ));
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     if durable {
         f.sync_all().map_err(err)?;
@@ -256,6 +272,27 @@ fn remove_stale_temporaries(dir: &Path, ours: &Path) {
     }
 }
 
+/// Writes to stdout. A reader that has gone (`trustkeeper inspect | head`) ends the process
+/// the way it ends a C or Go tool: by SIGPIPE, quietly, and never with a success code that
+/// could hide a failed run. Rust ignores SIGPIPE (so that sockets report EPIPE as an error,
+/// which the HTTP clients rely on), which would make `println!` panic instead.
+pub fn write_stdout(args: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let Err(e) = out.write_fmt(args) else {
+        return;
+    };
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        // SAFETY: restoring the default action of a signal and raising it; no handler runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::raise(libc::SIGPIPE);
+        }
+    }
+    eprintln!("error: cannot write the output: {e}");
+    std::process::exit(1);
+}
+
 pub fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+    outln!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }

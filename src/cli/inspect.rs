@@ -1,6 +1,7 @@
 //! `inspect`: what `docker trust inspect --pretty` showed, plus every role's expiry and when
 //! trustkeeper would renew it.
 
+use base64::Engine as _;
 use clap::Args;
 use jiff::Timestamp;
 use serde::Serialize;
@@ -9,9 +10,10 @@ use super::common::{self, CliError};
 use super::trust_dir;
 use super::{Global, Output};
 use crate::api;
-use crate::engine::model::{RoleState, docker_reads};
+use crate::engine::model::{RepoView, RoleState, RoleView, docker_reads};
 use crate::engine::run::{Settings, trust_anchor};
 use crate::engine::view::repo_view;
+use crate::notary::Repository;
 use crate::registry::ImageRef;
 
 #[derive(Args, Debug)]
@@ -30,10 +32,14 @@ struct TagRow {
     size: u64,
     /// The role docker takes the digest from.
     role: String,
-    /// Other roles holding the same digest (signers).
+    /// The delegations holding the same digest, named as `docker trust inspect` names them
+    /// (`targets/` cut; `targets` and `targets/releases` are not signers but "Repo Admin").
     signers: Vec<String>,
     /// Roles that hold another digest for the tag (stale entries).
     disagreeing: Vec<String>,
+    /// Why docker would not use this tag (absent when it does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -89,40 +95,9 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         &trust_dir::Kept::now((&trust).into()),
     )?;
     let view = repo_view(&repo);
-
-    let mut names: Vec<&String> = view.roles.iter().flat_map(|r| r.targets.keys()).collect();
-    names.sort();
-    names.dedup();
-    let tags = names
-        .into_iter()
-        .filter(|n| r.tag().is_none_or(|t| t == n.as_str()))
-        .filter_map(|name| {
-            let (winner, t) = view.docker_winner(name)?;
-            if !docker_reads(&winner.name) {
-                return None;
-            }
-            let holders = view
-                .roles
-                .iter()
-                .filter_map(|x| x.targets.get(name).map(|m| (x, m)));
-            let (same, other): (Vec<_>, Vec<_>) = holders.partition(|(_, m)| m.sha256 == t.sha256);
-            Some(TagRow {
-                tag: name.clone(),
-                digest: format!("sha256:{}", t.sha256),
-                size: t.length,
-                role: winner.name.clone(),
-                signers: same
-                    .iter()
-                    .filter(|(x, _)| x.name != winner.name)
-                    .map(|(x, _)| x.name.trim_start_matches("targets/").to_string())
-                    .collect(),
-                disagreeing: other
-                    .iter()
-                    .map(|(x, m)| format!("{} (sha256:{})", x.name, &m.sha256[..12]))
-                    .collect(),
-            })
-        })
-        .collect();
+    let now = Timestamp::now();
+    let soon = nearing_expiry(now);
+    let tags = tag_rows(&repo, &view, r.tag());
     let signers = view
         .roles
         .iter()
@@ -146,6 +121,8 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         renew_at: None,
         state: if repo.root_info.expired {
             "expired"
+        } else if repo.root_info.expires < soon {
+            "expiring"
         } else {
             "valid"
         }
@@ -158,6 +135,7 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
             expires: x.expires,
             renew_at: x.expires.map(|e| e - renew_before),
             state: match x.state {
+                RoleState::Valid if x.expires.is_some_and(|e| e < soon) => "expiring",
                 RoleState::Valid => "valid",
                 RoleState::Expired => "expired",
                 RoleState::Missing => "no file yet",
@@ -173,8 +151,12 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
             version: info.version,
             expires: Some(info.expires),
             renew_at: None,
+            // The timestamp lives 14 days and is re-signed by the server all along: never
+            // "expiring".
             state: if info.expired {
                 "expired"
+            } else if info.name != "timestamp" && info.expires < soon {
+                "expiring (server-managed)"
             } else {
                 "valid (server-managed)"
             }
@@ -192,10 +174,173 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
     };
     if g.output == Output::Json {
         common::print_json(&out);
-        return Ok(());
+    } else {
+        print_text(&out);
     }
-    print_text(&out);
+    unreadable(&settings.gun, &repo, &view)
+}
+
+/// Where the notary client starts warning "nearing expiry": six months ahead.
+fn nearing_expiry(now: Timestamp) -> Timestamp {
+    use jiff::ToSpan;
+    now.to_zoned(jiff::tz::TimeZone::UTC)
+        .checked_add(6.months())
+        .map_or(now, |z| z.timestamp())
+}
+
+/// The refusal of the notary client (and of `docker pull`) when a role every reader needs is
+/// expired or not validly signed: inspect shows what it found, then fails the same way.
+fn unreadable(gun: &str, repo: &Repository, view: &RepoView) -> Result<(), CliError> {
+    let at = |t: Timestamp| Timestamp::from_second(t.as_second()).unwrap_or(t);
+    if let Some(t) = view.role("targets") {
+        let expires = t.expires.map(at).map(|e| e.to_string()).unwrap_or_default();
+        match t.state {
+            RoleState::Expired => {
+                return Err(CliError::new(format!(
+                    "targets expired at {expires}: `docker pull` and the notary client refuse \
+                     every tag of {gun} (\"targets expired\") until it is re-signed; renew it \
+                     with the repository key: `trustkeeper witness {gun} --key <repository key> \
+                     --role targets`"
+                )));
+            }
+            RoleState::Unverified => {
+                return Err(CliError::new(format!(
+                    "targets is not validly signed by the repository key root lists: readers \
+                     refuse every tag of {gun}; re-sign it with that key: `trustkeeper witness \
+                     {gun} --key <repository key> --role targets`"
+                )));
+            }
+            _ => {}
+        }
+    }
+    for info in [&repo.snapshot_info, &repo.timestamp_info] {
+        if info.expired {
+            return Err(CliError::new(format!(
+                "{} expired at {}: readers refuse every tag of {gun}; the notary server signs \
+                 it, so check notary-server and notary-signer (their logs, and that the signer \
+                 holds the {} key)",
+                info.name,
+                at(info.expires),
+                info.name
+            )));
+        }
+    }
     Ok(())
+}
+
+/// Every tag any role holds, as `docker trust inspect` shows it: the digest docker resolves
+/// (`targets/releases`, then `targets`), and as signers the other delegations holding that
+/// digest (`releases` and `targets` are the repository administrators: "(Repo Admin)").
+/// A tag docker would not use is listed with the reason, never dropped.
+fn tag_rows(repo: &Repository, view: &RepoView, only: Option<&str>) -> Vec<TagRow> {
+    let mut names: Vec<&String> = repo.roles().iter().flat_map(|r| r.targets.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| only.is_none_or(|t| t == n.as_str()))
+        .filter_map(|name| tag_row(repo, view, name))
+        .collect()
+}
+
+fn tag_row(repo: &Repository, view: &RepoView, name: &str) -> Option<TagRow> {
+    let valid = |x: &&RoleView| x.state == RoleState::Valid && x.allows(name);
+    if let Some((winner, t)) = view.docker_winner(name)
+        && docker_reads(&winner.name)
+    {
+        let holders = view
+            .roles
+            .iter()
+            .filter(valid)
+            .filter_map(|x| x.targets.get(name).map(|m| (x, m)));
+        let (same, other): (Vec<_>, Vec<_>) = holders.partition(|(_, m)| m.sha256 == t.sha256);
+        let mut signers: Vec<String> = same
+            .iter()
+            .filter(|(x, _)| !docker_reads(&x.name))
+            .map(|(x, _)| x.name.trim_start_matches("targets/").to_string())
+            .collect();
+        signers.sort();
+        return Some(TagRow {
+            tag: name.to_string(),
+            digest: format!("sha256:{}", t.sha256),
+            size: t.length,
+            role: winner.name.clone(),
+            signers,
+            disagreeing: other
+                .iter()
+                .map(|(x, m)| format!("{} (sha256:{})", x.name, &m.sha256[..12]))
+                .collect(),
+            note: None,
+        });
+    }
+    // Not used by docker: say why, from the first role (in reading order) that holds it.
+    let holders: Vec<_> = repo
+        .roles()
+        .iter()
+        .filter_map(|r| r.targets.get(name).map(|m| (r, m)))
+        .collect();
+    let (role, meta) = holders
+        .iter()
+        .find(|(r, m)| m.sha256().is_some() && view.role(&r.name).is_some_and(|v| valid(&v)))
+        .or_else(|| holders.iter().find(|(_, m)| m.sha256().is_some()))
+        .or_else(|| holders.first())?;
+    let digest = match meta.sha256_hex() {
+        Some(h) => format!("sha256:{h}"),
+        None => meta
+            .hashes
+            .get("sha512")
+            .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok())
+            .map(|h| format!("sha512:{}", hex::encode(h)))
+            .unwrap_or_else(|| "-".into()),
+    };
+    let v = view.role(&role.name);
+    let note = if meta.sha256().is_none() {
+        format!(
+            "{} holds it with no sha256 hash (only {}), which docker needs; sign it again: \
+             `trustkeeper sign IMAGE:{name} --key <key> --role {}`",
+            role.name,
+            meta.hashes.keys().cloned().collect::<Vec<_>>().join(", "),
+            role.name
+        )
+    } else {
+        match v.map(|v| v.state) {
+            Some(RoleState::Expired) => format!("{} has expired, so readers skip it", role.name),
+            Some(RoleState::Unverified) => format!(
+                "{} is not validly signed by the keys its parent lists, so readers skip it",
+                role.name
+            ),
+            Some(RoleState::Hidden) => {
+                let mut up = role.name.as_str();
+                let mut why = String::from("an ancestor is expired or not validly signed");
+                while let Some((parent, _)) = up.rsplit_once('/') {
+                    match view.role(parent).map(|p| p.state) {
+                        Some(RoleState::Expired) => why = format!("{parent} has expired"),
+                        Some(RoleState::Unverified) => {
+                            why = format!("{parent} is not validly signed")
+                        }
+                        _ => {}
+                    }
+                    up = parent;
+                }
+                format!("readers skip {} because {why}", role.name)
+            }
+            _ if !role.allows(name) => format!("{name} is outside the paths of {}", role.name),
+            _ => format!(
+                "only in {}, which docker does not read (it reads targets/releases, then \
+                 targets); sign it into targets/releases",
+                role.name
+            ),
+        }
+    };
+    Some(TagRow {
+        tag: name.to_string(),
+        digest,
+        size: meta.length,
+        role: role.name.clone(),
+        signers: Vec::new(),
+        disagreeing: Vec::new(),
+        note: Some(note),
+    })
 }
 
 fn secs(t: Option<Timestamp>) -> String {
@@ -205,34 +350,50 @@ fn secs(t: Option<Timestamp>) -> String {
 }
 
 fn print_text(i: &Inspection) {
-    println!("Signatures for {} ({})\n", i.gun, i.notary_url);
-    println!(
+    outln!("Signatures for {} ({})\n", i.gun, i.notary_url);
+    outln!(
         "{:<24} {:<71} {:>8}  {:<18} SIGNERS",
-        "SIGNED TAG", "DIGEST", "SIZE", "ROLE"
+        "SIGNED TAG",
+        "DIGEST",
+        "SIZE",
+        "ROLE"
     );
     for t in &i.tags {
-        let mut signers = t.signers.join(", ");
+        let mut signers = if let Some(note) = &t.note {
+            format!("(not used by docker: {note})")
+        } else if t.signers.is_empty() {
+            "(Repo Admin)".to_string()
+        } else {
+            t.signers.join(", ")
+        };
         if !t.disagreeing.is_empty() {
             signers.push_str(&format!("  [stale: {}]", t.disagreeing.join(", ")));
         }
-        println!(
+        outln!(
             "{:<24} {:<71} {:>8}  {:<18} {}",
-            t.tag, t.digest, t.size, t.role, signers
+            t.tag,
+            t.digest,
+            t.size,
+            t.role,
+            signers
         );
     }
-    println!("\nList of signers and their keys:");
+    outln!("\nList of signers and their keys:");
     for s in &i.signers {
-        println!("  {:<22} {}", s.name, s.key_ids.join(", "));
+        outln!("  {:<22} {}", s.name, s.key_ids.join(", "));
     }
-    println!("\nAdministrative keys:");
-    println!("  Repository key: {}", i.repository_key_ids.join(", "));
-    println!("  Root key:       {}", i.root_key_ids.join(", "));
-    println!(
+    outln!("\nAdministrative keys:");
+    outln!("  Repository key: {}", i.repository_key_ids.join(", "));
+    outln!("  Root key:       {}", i.root_key_ids.join(", "));
+    outln!(
         "\n{:<24} {:>7}  {:<21} {:<21} STATE",
-        "ROLE", "VERSION", "EXPIRES", "RENEW AT"
+        "ROLE",
+        "VERSION",
+        "EXPIRES",
+        "RENEW AT"
     );
     for r in &i.roles {
-        println!(
+        outln!(
             "{:<24} {:>7}  {:<21} {:<21} {}",
             r.name,
             r.version,

@@ -53,16 +53,16 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
         return Ok(());
     }
     for k in &infos {
-        println!("key ID:   {}", k.key_id);
-        println!("type:     {}", k.key_type);
-        println!("role:     {}", k.role.as_deref().unwrap_or("-"));
+        outln!("key ID:   {}", k.key_id);
+        outln!("type:     {}", k.key_type);
+        outln!("role:     {}", k.role.as_deref().unwrap_or("-"));
         if let Some(gun) = &k.gun {
-            println!("gun:      {gun}");
+            outln!("gun:      {gun}");
         }
         if let Some(path) = &k.path {
-            println!("path:     {path}");
+            outln!("path:     {path}");
         }
-        println!();
+        outln!();
     }
     Ok(())
 }

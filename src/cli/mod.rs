@@ -1,6 +1,17 @@
 //! Command line: argument parsing and output. Each subcommand is a thin shell over the library;
 //! the binary maps errors to exit code 1 (clap uses 2 for usage errors).
 
+/// `print!` to stdout that survives a closed pipe (`inspect | head`): see `common::write_stdout`.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::common::write_stdout(format_args!($($t)*)) };
+}
+
+/// `println!`, likewise.
+macro_rules! outln {
+    () => { out!("\n") };
+    ($($t:tt)*) => { out!("{}\n", format_args!($($t)*)) };
+}
+
 mod common;
 mod inspect;
 mod key;
@@ -33,7 +44,7 @@ pub struct Global {
     /// Docker config with registry (and notary) credentials [default: ~/.docker/config.json].
     #[arg(long, env = "TRUSTKEEPER_DOCKER_CONFIG", global = true)]
     pub docker_config: Option<PathBuf>,
-    /// Notary server URL [default: https://notary.docker.io for Docker Hub, else https://HOST:4443].
+    /// Notary server URL [default, as docker: DOCKER_CONTENT_TRUST_SERVER, then https://notary.docker.io for Docker Hub, else https://REGISTRY-HOST].
     #[arg(long, env = "TRUSTKEEPER_NOTARY_URL", global = true)]
     pub notary_url: Option<String>,
     /// Where trust on first use and the last versions seen are kept [default: ~/.trustkeeper].
@@ -93,7 +104,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Crd => {
-            print!("{}", crate::api::crd_yaml());
+            out!("{}", crate::api::crd_yaml());
             return Ok(());
         }
         Command::Controller(args) => {

@@ -334,7 +334,7 @@ pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
                 ),
             };
             if g.output == Output::Text {
-                println!("== {id} ({})", item.file.display());
+                outln!("== {id} ({})", item.file.display());
             }
             if let Err(e) = super::sign::report(g, &item.resource.spec.image, &outcome) {
                 eprintln!("error: {id}: {e}");

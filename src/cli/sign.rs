@@ -113,7 +113,12 @@ async fn run(
     key: Option<&std::path::Path>,
     pinned: BTreeMap<String, Manifest>,
 ) -> Result<(), CliError> {
+    // Messages name `--role`, the command line's way to pick roles.
+    crate::engine::report::set_surface(crate::engine::report::Surface::Cli);
     let credentials = common::credentials(g, key)?;
+    if let Some(k) = key {
+        refuse_root_key(k, &credentials.signing_key_pem)?;
+    }
     let gun = ImageRef::parse(&spec.image)
         .map_err(|e| CliError::new(e.to_string()))?
         .gun();
@@ -169,9 +174,12 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
             } else {
                 "unchanged"
             };
-            println!(
+            outln!(
                 "{new:9} {gun}:{} {} ({} bytes) in {}",
-                t.tag, t.digest, t.size, t.role
+                t.tag,
+                t.digest,
+                t.size,
+                t.role
             );
         }
         for r in &o.renewed {
@@ -182,10 +190,10 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
                 .find(|x| &x.name == r)
                 .map(|x| x.expires.0.to_string())
                 .unwrap_or_default();
-            println!("renewed   {r} until {until}");
+            outln!("renewed   {r} until {until}");
         }
         if let Some(c) = ready {
-            println!("{}", c.message);
+            outln!("{}", c.message);
         }
     }
     match (o.failure_reason, ready) {
@@ -193,4 +201,33 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
         (Some(reason), None) => Err(CliError::new(reason)),
         _ => Ok(()),
     }
+}
+
+/// A root key (its `notary key export` header says `role: root`) signs only root.json: it is
+/// never a signer of a tag, so every run would end in "not a signer". Said before any work (and
+/// before the key is decrypted), with the keys to use instead.
+fn refuse_root_key(path: &std::path::Path, pem: &[u8]) -> Result<(), CliError> {
+    let text = String::from_utf8_lossy(pem);
+    let mut roles = Vec::new();
+    let mut in_headers = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN") {
+            in_headers = true;
+            roles.push(None);
+        } else if line.is_empty() || !line.contains(": ") {
+            in_headers = false;
+        } else if in_headers && let Some(r) = line.strip_prefix("role: ") {
+            *roles.last_mut().expect("after BEGIN") = Some(r.trim().to_string());
+        }
+    }
+    if !roles.is_empty() && roles.iter().all(|r| r.as_deref() == Some("root")) {
+        return Err(CliError::new(format!(
+            "{} is the root key (its header says role: root): it signs only the root role and is \
+             never a signer of tags or targets; give the repository key (role targets) or a \
+             delegation key (`notary key list` shows each key's role)",
+            path.display()
+        )));
+    }
+    Ok(())
 }

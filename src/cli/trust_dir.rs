@@ -12,6 +12,7 @@
 //! - the metadata files (`metadata/<role>.json`) are named by role and checked on use against
 //!   the hash the snapshot or timestamp names: a torn file is only fetched again.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -61,12 +62,24 @@ pub struct Loaded {
     seq: u64,
 }
 
-fn gun_dir(g: &Global, gun: &str) -> PathBuf {
-    let dir = g
-        .trust_dir
+fn trust_root(g: &Global) -> PathBuf {
+    g.trust_dir
         .clone()
-        .unwrap_or_else(|| home().join(".trustkeeper"));
-    dir.join("tuf").join(gun)
+        .unwrap_or_else(|| home().join(".trustkeeper"))
+}
+
+fn gun_dir(g: &Global, gun: &str) -> PathBuf {
+    trust_root(g).join("tuf").join(gun)
+}
+
+/// Creates `dir` and its missing parents private (0700), whatever the umask: the trust
+/// directory must stay writable by its owner alone (`check_private`).
+pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 fn slot(g: &Global, gun: &str, seq: u64) -> PathBuf {
@@ -121,6 +134,7 @@ fn slot_bytes(seq: u64, kept: &Kept) -> Vec<u8> {
 /// state (which would mean trusting the server's root anew). The memo is handed to the notary
 /// client.
 pub fn load_trust(g: &Global, gun: &str) -> Result<Loaded, CliError> {
+    check_private(g, gun)?;
     let slots = [slot(g, gun, 1), slot(g, gun, 2)];
     let read: Vec<_> = slots.iter().map(|p| read_slot(p)).collect();
     let newest = read
@@ -153,6 +167,62 @@ pub fn load_trust(g: &Global, gun: &str) -> Result<Loaded, CliError> {
             .flat_map(|k| k.verified_signatures.iter().map(String::as_str)),
     );
     Ok(loaded)
+}
+
+/// Refuses a trust directory that another user could write: whoever can rewrite the trust
+/// state can replace the root keys it pins. Every directory from the trust directory down to
+/// the GUN's, and the files holding the trust state, must belong to this user and be writable
+/// by no one else (what trustkeeper and the notary Go client create: 0700 and 0600).
+fn check_private(g: &Global, gun: &str) -> Result<(), CliError> {
+    let root = trust_root(g);
+    let mut paths = vec![root.clone()];
+    let mut dir = root.join("tuf");
+    paths.push(dir.clone());
+    for part in Path::new(gun).components() {
+        dir = dir.join(part);
+        paths.push(dir.clone());
+    }
+    paths.extend([slot(g, gun, 1), slot(g, gun, 2), legacy_file(g, gun)]);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for p in &paths {
+        // Not there yet: nothing to check below (it will be created private).
+        let Ok(m) = std::fs::metadata(p) else {
+            if p.starts_with(gun_dir(g, gun)) {
+                continue;
+            }
+            break;
+        };
+        check_mode(p, m.is_dir(), m.mode(), m.uid(), me)?;
+    }
+    Ok(())
+}
+
+fn check_mode(p: &Path, is_dir: bool, mode: u32, uid: u32, me: u32) -> Result<(), CliError> {
+    let (what, fix) = if is_dir {
+        ("directory", 700)
+    } else {
+        ("file", 600)
+    };
+    if uid != me {
+        return Err(CliError::new(format!(
+            "the trust {what} {} belongs to uid {uid}, not to this user (uid {me}), who could \
+             rewrite the root keys it pins: `chown -R {me} {}` if it is yours, or give another \
+             --trust-dir",
+            p.display(),
+            p.display()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(CliError::new(format!(
+            "the trust {what} {} can be written by other users (mode {:o}), who could rewrite \
+             the root keys it pins: `chmod {fix} {}`",
+            p.display(),
+            mode & 0o7777,
+            p.display()
+        )));
+    }
+    Ok(())
 }
 
 fn read_legacy(path: &Path) -> Result<Option<Kept>, CliError> {
@@ -200,7 +270,7 @@ pub fn save_trust(g: &Global, gun: &str, before: &Loaded, kept: &Kept) -> Result
 /// and no freed blocks (see the module comment). With `durable` (a new trust anchor, rare), the
 /// data and the directory entry reach the disk before it returns.
 fn write_in_place(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CliError> {
-    use std::os::unix::fs::FileExt;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let err = |e: std::io::Error| CliError::new(format!("cannot write {}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("."));
     let open = || {
@@ -208,11 +278,12 @@ fn write_in_place(path: &Path, bytes: &[u8], durable: bool) -> Result<(), CliErr
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
     };
     let f = match open() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(err)?;
+            create_private_dir(dir).map_err(err)?;
             open().map_err(err)?
         }
         other => other.map_err(err)?,
@@ -299,7 +370,7 @@ pub fn save_metadata(g: &Global, gun: &str, old: &Metadata, new: &Files) -> Resu
     if let Some(root) = &new.root
         && old.files.root.as_ref() != Some(root)
     {
-        write_replacing(&dir.join("root.json"), root, false)?;
+        write_replacing(&dir.join("root.json"), root, false, 0o600)?;
     }
     for role in old.files.hashed.keys().filter_map(|n| role_of_hash_name(n)) {
         if !current.contains(role) {

@@ -77,6 +77,8 @@ pub enum Problem {
         tag: String,
         delegations: Vec<(String, Vec<String>)>,
         ours: Vec<String>,
+        /// Our key is the repository key (it signs `targets`).
+        repository_key: bool,
     },
     /// After the publish, docker would still resolve the tag to another digest, from `role`.
     TagShadowed {
@@ -248,10 +250,12 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     for role in &repo.roles {
         let forced =
             input.force_renew && (input.roles.is_empty() || input.roles.contains(&role.name));
-        let due = forced
-            || matches!(role.state, RoleState::Expired | RoleState::Unverified)
+        let needed = matches!(role.state, RoleState::Expired | RoleState::Unverified)
             || role.expires.is_none_or(|e| e < horizon);
-        if role.state == RoleState::Missing || !due || out.changes.contains_key(&role.name) {
+        if role.state == RoleState::Missing
+            || !(forced || needed)
+            || out.changes.contains_key(&role.name)
+        {
             continue;
         }
         if can_sign(role, input.key_ids) {
@@ -264,7 +268,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     expires: new_expiry,
                 },
             );
-        } else {
+        } else if needed {
+            // A forced renewal says nothing of roles it cannot sign that are far from expiry.
             out.warnings.push(Warning::ExpiringNotOurs {
                 role: role.name.clone(),
                 expires: role.expires,
@@ -274,6 +279,19 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 
     // 4. Read the result back the way docker and notary would, before anything is published.
     let after = apply_to_view(repo, &out.changes);
+    // A renewal that readers would still skip (an ancestor, e.g. `targets`, stays expired and
+    // our key cannot sign it) fixes nothing: `docker pull` keeps failing. Say so and stop.
+    let renewed: Vec<String> = out
+        .changes
+        .iter()
+        .filter(|(_, c)| c.kind == ChangeKind::Renew)
+        .map(|(n, _)| n.clone())
+        .collect();
+    if let Some(p) = hidden_by(&after, &renewed)
+        && !out.problems.contains(&p)
+    {
+        out.problems.push(p);
+    }
     for (tag, want) in input.desired {
         if troubled.contains(tag) {
             continue;
@@ -420,6 +438,9 @@ fn signing_roles(input: &PlanInput<'_>, tag: &str, problems: &mut Vec<Problem>) 
                     .map(|r| (r.name.clone(), accepted(r)))
                     .collect(),
                 ours: ours(),
+                repository_key: repo
+                    .role("targets")
+                    .is_some_and(|t| t.lists_key_any(input.key_ids)),
             });
         }
     }

@@ -237,6 +237,7 @@ fn key_not_delegated_lists_accepted_keys() {
             tag: "v2".into(),
             delegations: vec![("targets/releases".into(), vec![format!("{OTHER}-x509")])],
             ours: vec![OURS.into()],
+            repository_key: false,
         }]
     );
     assert!(!p.may_publish());
@@ -400,6 +401,8 @@ fn forced_renewal_witnesses_every_role_we_hold_or_the_named_ones() {
         ["targets/ci-bot", "targets/releases"]
     );
     assert!(p.changes.values().all(|c| c.kind == ChangeKind::Renew));
+    // `targets` (not ours) is years from expiry: no warning about it.
+    assert_eq!(p.warnings, []);
     let p = c.only(&["targets/releases"]).run();
     assert_eq!(p.changes.keys().collect::<Vec<_>>(), ["targets/releases"]);
 }
@@ -448,5 +451,36 @@ fn forced_renewal_of_a_named_role_we_cannot_sign_is_a_problem() {
         [Problem::RoleNotDeclared {
             role: "targets/nosuch".into()
         }]
+    );
+}
+
+#[test]
+fn forced_renewal_under_an_expired_targets_we_cannot_sign_fails() {
+    // `trustkeeper witness` with a delegation key used to renew releases and exit 0 while
+    // `targets` stayed expired and every `docker pull` kept failing.
+    let mut roles = fresh_repo();
+    roles[0].state = RoleState::Expired;
+    roles[0].expires = Some(now() - days(1));
+    for r in &mut roles[1..] {
+        r.state = RoleState::Hidden;
+    }
+    let mut c = Case::new(roles);
+    c.force = true;
+    let p = c.run();
+    assert!(!p.may_publish());
+    assert_eq!(
+        p.problems,
+        [Problem::AncestorUnreadable {
+            role: "targets/ci-bot".into(),
+            ancestor: "targets".into(),
+            expired: true,
+        }]
+    );
+    assert!(
+        p.problems[0]
+            .message("g")
+            .contains("trustkeeper witness g --key <repository key> --role targets"),
+        "{}",
+        p.problems[0].message("g")
     );
 }

@@ -79,15 +79,30 @@ fn invalid(msg: impl Into<String>) -> Failure {
     Failure::new(reasons::INVALID_SPEC, msg)
 }
 
-/// The notary server of an image when the spec names none.
-pub fn default_notary_url(image: &ImageRef) -> String {
-    if registry::reference::is_docker_hub(image.registry_host()) {
-        "https://notary.docker.io".into()
-    } else {
-        let host = image.registry_host();
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        format!("https://{host}:4443")
+/// The notary server of an image when the spec names none, by docker's rules (so that
+/// trustkeeper reads the trust data `docker pull` reads): `DOCKER_CONTENT_TRUST_SERVER` (https
+/// only), then Docker Hub's notary for Docker Hub images, else `https://<registry host>` with
+/// the registry's own port (not a notary port guessed beside it).
+pub fn default_notary_url(image: &ImageRef) -> Result<String, Failure> {
+    if let Ok(s) = std::env::var("DOCKER_CONTENT_TRUST_SERVER")
+        && !s.trim().is_empty()
+    {
+        let s = s.trim();
+        if !s.starts_with("https://") || s.len() == "https://".len() {
+            return Err(invalid(format!(
+                "DOCKER_CONTENT_TRUST_SERVER {s:?} is not an https URL: trust data is never \
+                 fetched in the clear; give https://HOST[:PORT] (as docker requires)"
+            )));
+        }
+        return Ok(s.trim_end_matches('/').to_string());
     }
+    Ok(
+        if registry::reference::is_docker_hub(image.registry_host()) {
+            "https://notary.docker.io".into()
+        } else {
+            format!("https://{}", image.registry_host())
+        },
+    )
 }
 
 impl Settings {
@@ -121,7 +136,7 @@ impl Settings {
                      configure the server's CA instead"
                 )));
             }
-            None => default_notary_url(&image),
+            None => default_notary_url(&image)?,
         };
         Ok(Settings {
             gun: image.gun(),

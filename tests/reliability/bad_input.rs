@@ -76,6 +76,7 @@ fn fill(s: &str, seed: &Seed, tb: &Testbed) -> String {
     s.replace("{GUN}", &seed.gun)
         .replace("{KEY}", seed.var("DELEGATION_KEY"))
         .replace("{REPO_KEY}", seed.var("TARGETS_KEY"))
+        .replace("{ROOT_KEY}", seed.var("ROOT_KEY"))
         .replace("{BAD}", corpus().to_str().unwrap())
         .replace("{NOTARY_URL}", tb.var("NOTARY_URL"))
 }
