@@ -88,6 +88,7 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         &kept,
         &trust_dir::Kept::now((&trust).into()),
     )?;
+    trust_dir::announce_first_use(g, &settings.gun, &kept, &(&trust).into());
     let view = repo_view(&repo);
 
     let mut names: Vec<&String> = view.roles.iter().flat_map(|r| r.targets.keys()).collect();

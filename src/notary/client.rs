@@ -714,7 +714,8 @@ pub async fn update_with<F: Fetch>(
         other => other,
     };
     if let (TrustAnchor::FirstUse, Ok((_, st))) = (anchor, &result) {
-        tracing::warn!(
+        // The operator's log; the command line says it on stderr once the trust is kept.
+        tracing::info!(
             gun,
             root_key_ids = ?st.root_key_ids,
             root_version = st.root_version,
@@ -768,9 +769,9 @@ async fn check_pins_reach<F: Fetch>(
     env: &Envelope,
     budget: &mut Budget,
 ) -> Result<()> {
-    let Err(first) = check_pinned(gun, root, env, pins) else {
+    if check_pinned(gun, root, env, pins).is_ok() {
         return Ok(());
-    };
+    }
     let (mut newer, mut newer_env) = (root.clone(), env.clone());
     let oldest = root.version.saturating_sub(MAX_ROOT_ROTATIONS).max(1);
     let mut v = root.version;
@@ -794,15 +795,11 @@ async fn check_pins_reach<F: Fetch>(
         }
         (newer, newer_env) = (r, e);
     }
-    let reason = match first {
-        Error::UntrustedRoot { reason, .. } => reason,
-        e => e.to_string(),
-    };
     Err(Error::UntrustedRoot {
         gun: gun.into(),
         reason: format!(
-            "the trusted root (version {}, root keys {:?}) is not the pinned one ({reason}) and is \
-             not reached from a root the pinned keys {pins:?} sign by valid rotations",
+            "its root (version {}, root keys {:?}, continuing the kept trust) is not signed by \
+             the pinned root keys {pins:?}, nor reached by valid rotations from a root they sign",
             root.version,
             root_key_ids(root)
         ),

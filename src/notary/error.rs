@@ -79,8 +79,8 @@ pub enum Error {
     /// The fixed cap on trust metadata read per update, whatever the signed metadata announces.
     #[error(
         "{what} is more than the trust metadata limit of {limit} bytes (every file of one \
-         repository update together); the server serves oversized or endless metadata. If the \
-         repository really is that large, raise --max-metadata-size / \
+         repository update together), whatever the server announces; refused before more is \
+         read. If the repository really is that large, raise --max-metadata-size / \
          TRUSTKEEPER_MAX_METADATA_SIZE (Helm: maxMetadataSize)"
     )]
     MetadataTooLarge { what: String, limit: u64 },
