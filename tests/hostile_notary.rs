@@ -131,7 +131,8 @@ async fn endless_snapshot_is_cut_at_the_cap_and_read_once() {
 /// The cap is on all files of one update together, not only on each.
 #[tokio::test]
 async fn the_cap_bounds_every_file_of_an_update_together() {
-    let repo = Repo::new(GUN);
+    let mut repo = Repo::new(GUN);
+    repo.release_tags = 200;
     let h = server(&repo).await;
     let total: u64 = repo
         .files()

@@ -224,6 +224,8 @@ pub struct Repo {
     pub extra_length: u64,
     /// Announce this snapshot length in the timestamp instead of the real one.
     pub snapshot_length: Option<u64>,
+    /// Tags signed in `targets/releases` besides `v1` (to make a large, valid repository).
+    pub release_tags: usize,
     pub expires: Timestamp,
 }
 
@@ -259,6 +261,7 @@ impl Repo {
             list_releases: true,
             extra_length: 0,
             snapshot_length: None,
+            release_tags: 0,
             expires: now + SignedDuration::from_hours(24 * 30),
         }
     }
@@ -285,11 +288,26 @@ impl Repo {
     }
 
     pub fn releases(&self) -> Vec<u8> {
+        let mut targets = serde_json::Map::new();
+        targets.insert(
+            "v1".into(),
+            json!({"hashes": {"sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}, "length": 0}),
+        );
+        for i in 0..self.release_tags {
+            let sha = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                Sha256::digest(i.to_le_bytes()),
+            );
+            targets.insert(
+                format!("build-{i}"),
+                json!({"hashes": {"sha256": sha}, "length": 1000 + i}),
+            );
+        }
         let body = json!({
             "_type": "Targets",
             "delegations": {"keys": {}, "roles": []},
             "expires": time(self.expires),
-            "targets": {"v1": {"hashes": {"sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}, "length": 0}},
+            "targets": targets,
             "version": self.releases_version,
         });
         sign(&body, &self.releases_key)
