@@ -169,3 +169,41 @@ async fn engine_pins_hold_over_a_status_with_trust() {
     .await;
     assert_eq!(ready(&right).0, "True", "{:?}", ready(&right));
 }
+
+/// A pin on a root the kept one was rotated from holds (walked back through `N.root.json`, each
+/// older root's keys signing the next); a pin on no root of the chain does not. The `client-run`
+/// vector rotates its root key at version 3.
+#[tokio::test]
+async fn a_pin_holds_through_valid_rotations_only() {
+    use trustkeeper::notary::Error;
+    use trustkeeper::notary::client::{TrustAnchor, update_with};
+    const GUN: &str = "example.com/vectors/wire";
+    const OLD: &str = "c7ddbee6deb020a391e4431b0495d8e3e4cb0735ea83e0cb08576bb5830b1f05";
+    const NEW: &str = "15d9c8d8e869c639784e956b90f4fcaa6479ae42d47606e8e449585f51e57f31";
+    let m = common::vectors::Memory::load("client-run");
+    let now = common::vectors::now();
+    let (_, state) = update_with(&m, GUN, &TrustAnchor::FirstUse, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (state.root_version, state.root_key_ids.clone()),
+        (3, vec![NEW.to_string()])
+    );
+    let pinned = |pin: &str| TrustAnchor::PinnedState {
+        pins: vec![pin.to_string()],
+        state: state.clone(),
+    };
+    for pin in [OLD, NEW] {
+        update_with(&m, GUN, &pinned(pin), now).await.unwrap();
+    }
+    let e = update_with(&m, GUN, &pinned(WRONG), now).await.unwrap_err();
+    assert!(matches!(e, Error::UntrustedRoot { .. }), "{e}");
+    // Without the old roots the chain back to the pinned one cannot be shown.
+    let mut cut = m.clone();
+    cut.files.remove("2.root.json");
+    let e = update_with(&cut, GUN, &pinned(OLD), now).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::UntrustedRoot { reason, .. } if reason.contains(OLD)),
+        "{e}"
+    );
+}

@@ -155,10 +155,10 @@ pub fn load_trust(g: &Global, gun: &str) -> Result<Loaded, CliError> {
     Ok(loaded)
 }
 
-/// Says on stderr (at warn, the default level) which root a run trusted on first use: the
-/// trust directory kept no state for `gun` and now keeps `trust`.
+/// Says on stderr (at warn, the default level) which root a run trusted on first use: no root
+/// was pinned, the trust directory kept no state for `gun` and now keeps `trust`.
 pub fn announce_first_use(g: &Global, gun: &str, before: &Loaded, trust: &TrustStatus) {
-    if before.kept.is_some() || trust.root_key_ids.is_empty() {
+    if before.kept.is_some() || trust.root_key_ids.is_empty() || !g.root_key_ids.is_empty() {
         return;
     }
     tracing::warn!(
