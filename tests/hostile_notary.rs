@@ -124,6 +124,17 @@ async fn endless_snapshot_is_cut_at_the_cap_and_read_once() {
         assert!(matches!(e, Error::MetadataTooLarge { .. }), "{e}");
         assert_eq!(h.requests(&h.snapshot_name()), 2, "{announce:?}");
         assert_eq!(h.requests("root.json"), 1, "the kept root stands in");
+        // A snapshot that fails its hash is not read again on a fresh root either.
+        let name = h.snapshot_name();
+        h.set(&name, Body::Bytes(b"{}".to_vec()));
+        let e = update(&cached, &TrustAnchor::State(st.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Tampered { role, .. } if role == "snapshot"),
+            "{e}"
+        );
+        assert_eq!(h.requests(&name), 3, "{announce:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

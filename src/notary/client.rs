@@ -694,13 +694,18 @@ pub async fn update_with<F: Fetch>(
         && let Some(root) = f.cached_root(gun)
     {
         match update_once(f, gun, anchor, now, Some((root, st))).await {
-            // A fresh root cannot make an oversized, absurd or missing file right: not read
-            // again.
+            // A fresh root cannot make an oversized, absurd, missing or mis-hashed file right
+            // (its hash comes from a file the root verified): not read again.
             Err(
                 e @ (Error::MetadataTooLarge { .. }
+                | Error::TooLarge { .. }
                 | Error::AbsurdVersion { .. }
                 | Error::MissingRoleFile { .. }),
             ) => return Err(e),
+            Err(e @ Error::Tampered { .. }) if !matches!(&e, Error::Tampered { role, .. } if role == "root") =>
+            {
+                return Err(e);
+            }
             Err(e) if !e.is_transient() => {
                 tracing::debug!(gun, error = %e, "cached root did not verify the update; fetching root");
             }
