@@ -38,6 +38,7 @@ fn client_at(tb: &Testbed, url: &str) -> NotaryClient {
         ca_only: false,
         auth: Default::default(),
         timeout: Duration::from_secs(20),
+        max_metadata_bytes: trustkeeper::notary::client::DEFAULT_MAX_METADATA_BYTES,
     })
     .unwrap()
 }

@@ -179,8 +179,37 @@ pub fn engine(g: &Global) -> Result<Engine, CliError> {
     Ok(Engine {
         timeout: t.0.unsigned_abs(),
         extra_ca: ca(g)?,
+        max_metadata_bytes: parse_size(&g.max_metadata_size).map_err(|e| {
+            CliError::new(format!(
+                "--max-metadata-size / TRUSTKEEPER_MAX_METADATA_SIZE {:?}: {e}",
+                g.max_metadata_size
+            ))
+        })?,
         ..Default::default()
     })
+}
+
+/// A byte size: digits, optionally followed by `KiB`, `MiB` or `GiB` (also `K`, `M`, `G`: the
+/// same binary units); at least 1 KiB, at most 4 GiB.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "give a number of bytes, e.g. 4194304 or 4MiB".to_string())?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        u => return Err(format!("unknown unit {u:?}: use KiB, MiB or GiB")),
+    };
+    let bytes = n
+        .checked_mul(1 << shift)
+        .filter(|b| (1 << 10..=4 << 30).contains(b))
+        .ok_or_else(|| "must be between 1KiB and 4GiB".to_string())?;
+    Ok(bytes)
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
@@ -295,4 +324,20 @@ pub fn write_stdout(args: fmt::Arguments<'_>) {
 
 pub fn print_json<T: serde::Serialize>(v: &T) {
     outln!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("4194304"), Ok(4 << 20));
+        assert_eq!(parse_size(" 512K "), Ok(512 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        for bad in ["", "MiB", "4MB", "-1", "1", "5GiB", "99999999999999999999"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -94,6 +94,7 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         &kept,
         &trust_dir::Kept::now((&trust).into()),
     )?;
+    trust_dir::announce_first_use(g, &settings.gun, &kept, &(&trust).into());
     let view = repo_view(&repo);
     let now = Timestamp::now();
     let soon = nearing_expiry(now);

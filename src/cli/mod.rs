@@ -72,6 +72,16 @@ pub struct Global {
         global = true
     )]
     pub timeout: String,
+    /// The most trust metadata read for one repository, every file together, whatever the
+    /// server announces (bytes, or with KiB/MiB/GiB). The operator runs --concurrency updates at
+    /// once: keep their product within its memory limit.
+    #[arg(
+        long,
+        env = "TRUSTKEEPER_MAX_METADATA_SIZE",
+        default_value = "4MiB",
+        global = true
+    )]
+    pub max_metadata_size: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

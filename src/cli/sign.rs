@@ -151,6 +151,7 @@ async fn run(
         // The metadata files are only used under a trust state that matches them, so their
         // order does not matter.
         trust_dir::save_trust(g, &gun, &kept_trust, &trust_dir::Kept::now(t.clone()))?;
+        trust_dir::announce_first_use(g, &gun, &kept_trust, t);
         if files_changed {
             trust_dir::save_metadata(g, &gun, &kept, &now)?;
         }

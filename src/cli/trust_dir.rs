@@ -225,6 +225,21 @@ fn check_mode(p: &Path, is_dir: bool, mode: u32, uid: u32, me: u32) -> Result<()
     Ok(())
 }
 
+/// Says on stderr (at warn, the default level) which root a run trusted on first use: no root
+/// was pinned, the trust directory kept no state for `gun` and now keeps `trust`.
+pub fn announce_first_use(g: &Global, gun: &str, before: &Loaded, trust: &TrustStatus) {
+    if before.kept.is_some() || trust.root_key_ids.is_empty() || !g.root_key_ids.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        "trusted the root of {gun} on first use: root key ID(s) {} (version {}), kept in {}; \
+         pin it with --root-key-id or TRUSTKEEPER_ROOT_KEY_ID",
+        trust.root_key_ids.join(", "),
+        trust.root_version,
+        gun_dir(g, gun).display()
+    );
+}
+
 fn read_legacy(path: &Path) -> Result<Option<Kept>, CliError> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {

@@ -88,6 +88,7 @@ fn client_key(engine: &Engine, settings: &Settings, creds: &Credentials) -> [u8;
         }
     }
     part(&engine.timeout.as_nanos().to_le_bytes());
+    part(&engine.max_metadata_bytes.to_le_bytes());
     part(&engine.registry_concurrency.to_le_bytes());
     h.finalize().into()
 }
@@ -194,6 +195,7 @@ impl Engine {
             ca_only: creds.notary_ca.is_some(),
             auth,
             timeout: self.timeout,
+            max_metadata_bytes: self.max_metadata_bytes,
         })?;
         Ok(Clients { registry, notary })
     }

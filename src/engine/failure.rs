@@ -44,6 +44,9 @@ impl From<NotaryError> for Failure {
             E::ThresholdNotMet { .. }
             | E::Tampered { .. }
             | E::TooLarge { .. }
+            | E::MetadataTooLarge { .. }
+            | E::AbsurdVersion { .. }
+            | E::MissingRoleFile { .. }
             | E::InvalidMetadata { .. } => reasons::METADATA_INVALID,
             E::Expired { .. } => reasons::EXPIRING,
             E::Rollback { .. } => reasons::ROLLBACK,

@@ -464,7 +464,8 @@ pub fn apply_to_view(repo: &RepoView, changes: &BTreeMap<String, RoleChange>) ->
             for k in &c.remove {
                 role.targets.remove(k);
             }
-            role.version += 1;
+            // Never past u64::MAX: the update refuses versions that cannot be incremented.
+            role.version = role.version.saturating_add(1);
             role.expires = Some(c.expires);
             role.state = RoleState::Valid;
         }

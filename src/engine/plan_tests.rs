@@ -484,3 +484,15 @@ fn forced_renewal_under_an_expired_targets_we_cannot_sign_fails() {
         p.problems[0].message("g")
     );
 }
+
+/// A role at the largest version does not overflow the plan (the update refuses such versions
+/// before a plan is made; the plan must not panic on one either).
+#[test]
+fn a_role_at_the_largest_version_does_not_overflow() {
+    let mut roles = fresh_repo();
+    roles[1].version = u64::MAX;
+    let c = Case::new(roles).want("v2", m('b', 20));
+    let p = c.run();
+    let after = apply_to_view(&c.repo, &p.changes);
+    assert_eq!(after.role("targets/releases").unwrap().version, u64::MAX);
+}

@@ -44,6 +44,9 @@ pub struct Engine {
     /// Verified trust metadata kept between runs (shared by clones): an unchanged repository
     /// then costs one notary request, `timestamp.json`.
     pub cache: MetadataCache,
+    /// The most trust metadata one repository update reads, every file together, whatever the
+    /// server announces (`--max-metadata-size`): runs at once times this must fit the memory.
+    pub max_metadata_bytes: u64,
 }
 
 impl Default for Engine {
@@ -55,6 +58,7 @@ impl Default for Engine {
             extra_ca: None,
             client_pool: ClientPool::default(),
             cache: MetadataCache::default(),
+            max_metadata_bytes: notary::client::DEFAULT_MAX_METADATA_BYTES,
         }
     }
 }
@@ -169,9 +173,14 @@ impl From<&TrustState> for TrustStatus {
     }
 }
 
-/// How to trust the repository's root this time.
+/// How to trust the repository's root this time. Pinned root keys hold also over a trust
+/// already kept: the kept root must be the pinned one or reached from it by rotations.
 pub fn trust_anchor(spec: &SignedImageSpec, previous: Option<&SignedImageStatus>) -> TrustAnchor {
     match previous.and_then(|p| p.trust.as_ref()) {
+        Some(t) if !spec.notary.root_key_ids.is_empty() => TrustAnchor::PinnedState {
+            pins: spec.notary.root_key_ids.clone(),
+            state: t.into(),
+        },
         Some(t) => TrustAnchor::State(t.into()),
         None if !spec.notary.root_key_ids.is_empty() => {
             TrustAnchor::PinnedKeys(spec.notary.root_key_ids.clone())

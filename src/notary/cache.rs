@@ -213,6 +213,10 @@ impl<F: Fetch + Sync> Fetch for CachedFetch<'_, F> {
     fn cached_root(&self, _gun: &str) -> Option<Vec<u8>> {
         self.files.lock().expect("cache lock").root.clone()
     }
+
+    fn max_metadata_bytes(&self) -> u64 {
+        self.inner.max_metadata_bytes()
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,16 @@ use super::metadata::{self, Envelope, FileMeta, Meta, Root, Targets};
 pub const MAX_ROOT_BYTES: u64 = 10 << 20;
 /// Largest `timestamp.json` accepted (Go: 1 MiB).
 pub const MAX_TIMESTAMP_BYTES: u64 = 1 << 20;
+/// Default of the fixed cap on the trust metadata one update reads, every file together,
+/// whatever the signed metadata announces (see [`Fetch::max_metadata_bytes`]).
+pub const DEFAULT_MAX_METADATA_BYTES: u64 = 4 << 20;
+/// The largest version accepted for any role: the Go client's versions are `int` (int64), and
+/// one above this could not be incremented by a publish. A larger one is refused before it is
+/// trusted: stored as the rollback floor, it would block every later, sane version.
+pub const MAX_VERSION: u64 = i64::MAX as u64 - 1;
+/// Root versions walked through in one update (rotations since the trusted root, or back from
+/// the current root to a pinned one).
+pub const MAX_ROOT_ROTATIONS: u64 = 256;
 
 /// What the caller trusted after the last successful update. Serializable (the operator keeps
 /// it in a Kubernetes status): the root key IDs and version suffice to re-verify a root by
@@ -44,6 +54,22 @@ pub enum TrustAnchor {
     PinnedKeys(Vec<String>),
     /// Continue from an earlier update: rotations are followed through `N.root.json`.
     State(TrustState),
+    /// As `State`, and the root reached must also be signed by these pinned root keys, or be
+    /// reached by valid rotations from a root they sign: a pin holds also once a root is kept.
+    PinnedState {
+        pins: Vec<String>,
+        state: TrustState,
+    },
+}
+
+impl TrustAnchor {
+    /// The trusted state this anchor continues from, if any.
+    pub fn state(&self) -> Option<&TrustState> {
+        match self {
+            TrustAnchor::State(s) | TrustAnchor::PinnedState { state: s, .. } => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// Why a targets role is not used for lookups.
@@ -315,6 +341,13 @@ pub trait Fetch {
     /// Returns at most `limit` bytes, else [`Error::TooLarge`].
     async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>>;
 
+    /// The most bytes of trust metadata one update reads from this source, every file
+    /// together, whatever the signed metadata announces (the operator runs several updates at
+    /// once: their number times this must fit its memory).
+    fn max_metadata_bytes(&self) -> u64 {
+        DEFAULT_MAX_METADATA_BYTES
+    }
+
     /// The root file verified by an earlier update, if the source keeps one. With a trusted
     /// state it stands in for `GET root.json`, as the Go client's cached root does; a rotation
     /// shows in the snapshot's root hash (or a failed check) and the root is then fetched.
@@ -530,8 +563,11 @@ fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<Option<Tim
 }
 
 fn rollback(state: Option<&TrustState>, role: &str, offered: u64) -> Result<()> {
+    // A floor above MAX_VERSION was stored by an earlier release that accepted absurd
+    // versions; no server can go past it, so keeping it would block the repository for good.
     if let Some(st) = state
         && let Some(&trusted) = st.versions.get(role)
+        && trusted <= MAX_VERSION
         && offered < trusted
     {
         return Err(Error::Rollback {
@@ -543,22 +579,81 @@ fn rollback(state: Option<&TrustState>, role: &str, offered: u64) -> Result<()> 
     Ok(())
 }
 
+/// Refuses a version that could not be incremented (see [`MAX_VERSION`]).
+fn check_version(role: &str, version: u64) -> Result<()> {
+    if version > MAX_VERSION {
+        return Err(Error::AbsurdVersion {
+            role: role.into(),
+            version,
+            max: MAX_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// What one update may still read (see [`Fetch::max_metadata_bytes`]).
+struct Budget {
+    cap: u64,
+    left: u64,
+}
+
+impl Budget {
+    fn of<F: Fetch>(f: &F) -> Budget {
+        let cap = f.max_metadata_bytes();
+        Budget { cap, left: cap }
+    }
+}
+
+/// Fetches `name` with at most `own_max` bytes, and no more than the budget has left; what it
+/// returns is taken from the budget. Too large for the budget is [`Error::MetadataTooLarge`];
+/// too large for `own_max` stays [`Error::TooLarge`] (the caller knows what that bound was).
+async fn fetch_within<F: Fetch>(
+    f: &F,
+    gun: &str,
+    name: &str,
+    own_max: u64,
+    budget: &mut Budget,
+) -> Result<Option<Vec<u8>>> {
+    let limit = own_max.min(budget.left);
+    match f.fetch(gun, name, limit).await {
+        Ok(got) => {
+            let used = got.as_ref().map_or(0, |b| b.len() as u64);
+            budget.left = budget.left.saturating_sub(used);
+            Ok(got)
+        }
+        Err(Error::TooLarge { .. }) if limit < own_max => Err(Error::MetadataTooLarge {
+            what: format!("{gun} {name}"),
+            limit: budget.cap,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Fetches a role by the hash `meta` announces. Its length is a download limit (a longer body
+/// is cut there and refused), the hashes are checked in full.
 async fn fetch_meta<F: Fetch>(
     f: &F,
     gun: &str,
     role: &str,
     meta: &FileMeta,
     by: &str,
+    budget: &mut Budget,
 ) -> Result<Option<Vec<u8>>> {
     let hex = meta.sha256_hex().ok_or_else(|| Error::Tampered {
         role: role.into(),
         by: by.into(),
         what: "no sha256 announced".into(),
     })?;
-    let Some(bytes) = f
-        .fetch(gun, &format!("{role}.{hex}.json"), meta.length)
-        .await?
-    else {
+    let name = format!("{role}.{hex}.json");
+    let got = match fetch_within(f, gun, &name, meta.length, budget).await {
+        Err(Error::TooLarge { .. }) => Err(Error::Tampered {
+            role: role.into(),
+            by: by.into(),
+            what: format!("longer than the announced {} bytes", meta.length),
+        }),
+        other => other,
+    };
+    let Some(bytes) = got? else {
         return Ok(None);
     };
     meta.check(&bytes).map_err(|what| Error::Tampered {
@@ -595,22 +690,125 @@ pub async fn update_with<F: Fetch>(
     anchor: &TrustAnchor,
     now: Timestamp,
 ) -> Result<(Repository, TrustState)> {
-    if let TrustAnchor::State(st) = anchor
+    if let Some(st) = anchor.state()
         && let Some(root) = f.cached_root(gun)
     {
         match update_once(f, gun, anchor, now, Some((root, st))).await {
+            // A fresh root cannot make an oversized, absurd, missing or mis-hashed file right
+            // (its hash comes from a file the root verified): not read again.
+            Err(
+                e @ (Error::MetadataTooLarge { .. }
+                | Error::TooLarge { .. }
+                | Error::AbsurdVersion { .. }
+                | Error::MissingRoleFile { .. }),
+            ) => return Err(e),
+            Err(e @ Error::Tampered { .. }) if !matches!(&e, Error::Tampered { role, .. } if role == "root") =>
+            {
+                return Err(e);
+            }
             Err(e) if !e.is_transient() => {
                 tracing::debug!(gun, error = %e, "cached root did not verify the update; fetching root");
             }
             other => return other,
         }
     }
-    match update_once(f, gun, anchor, now, None).await {
+    let result = match update_once(f, gun, anchor, now, None).await {
         Err(Error::Tampered { role, by, .. }) if role == "root" && by == "snapshot" => {
             update_once(f, gun, anchor, now, None).await
         }
         other => other,
+    };
+    if let (TrustAnchor::FirstUse, Ok((_, st))) = (anchor, &result) {
+        // The operator's log; the command line says it on stderr once the trust is kept.
+        tracing::info!(
+            gun,
+            root_key_ids = ?st.root_key_ids,
+            root_version = st.root_version,
+            "trusting the root of {gun} on first use: root key ID(s) {}; pin it with --root-key-id (TRUSTKEEPER_ROOT_KEY_ID) or spec.notary.rootKeyIDs",
+            st.root_key_ids.join(", ")
+        );
     }
+    result
+}
+
+/// The pinned keys among root's `root` keys (by TUF or canonical ID).
+fn pinned_in(root: &Root, pins: &[String]) -> Vec<String> {
+    root.roles["root"]
+        .keyids
+        .iter()
+        .filter(|id| {
+            pins.contains(id)
+                || root
+                    .keys
+                    .get(*id)
+                    .is_some_and(|k| k.canonical_id().is_ok_and(|c| pins.contains(&c)))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether signatures by pinned keys alone meet `root`'s root threshold.
+fn check_pinned(gun: &str, root: &Root, env: &Envelope, pins: &[String]) -> Result<()> {
+    let rk = &root.roles["root"];
+    let listed = pinned_in(root, pins);
+    if listed.is_empty() {
+        return Err(Error::UntrustedRoot {
+            gun: gun.into(),
+            reason: format!(
+                "root keys {:?} are not among the pinned keys {pins:?}",
+                rk.keyids
+            ),
+        });
+    }
+    check_threshold("root", env, &root.keys, &listed, rk.threshold)
+}
+
+/// A pin holds over a kept state: `root` is signed by the pinned keys, or is reached from a root
+/// they sign by valid rotations (each older root's keys sign the next one), found by walking
+/// back through `N.root.json`.
+async fn check_pins_reach<F: Fetch>(
+    f: &F,
+    gun: &str,
+    pins: &[String],
+    root: &Root,
+    env: &Envelope,
+    budget: &mut Budget,
+) -> Result<()> {
+    if check_pinned(gun, root, env, pins).is_ok() {
+        return Ok(());
+    }
+    let (mut newer, mut newer_env) = (root.clone(), env.clone());
+    let oldest = root.version.saturating_sub(MAX_ROOT_ROTATIONS).max(1);
+    let mut v = root.version;
+    while v > oldest {
+        v -= 1;
+        let Some(b) =
+            fetch_within(f, gun, &format!("{v}.root.json"), MAX_ROOT_BYTES, budget).await?
+        else {
+            break;
+        };
+        let e = Envelope::parse("root", &b)?;
+        let r: Root = metadata::view(&e, "root", "Root")?;
+        if r.version != v || !r.roles.contains_key("root") {
+            break;
+        }
+        if check_root_role(&newer, &newer_env, &r, "root").is_err() {
+            break;
+        }
+        if check_pinned(gun, &r, &e, pins).is_ok() {
+            return Ok(());
+        }
+        (newer, newer_env) = (r, e);
+    }
+    Err(Error::UntrustedRoot {
+        gun: gun.into(),
+        reason: format!(
+            "its root (version {}, root keys {:?}, continuing the kept trust) is not signed by \
+             the pinned root keys {pins:?}, nor reached by valid rotations from a root they sign",
+            root.version,
+            root_key_ids(root)
+        ),
+    })
 }
 
 async fn update_once<F: Fetch>(
@@ -620,10 +818,8 @@ async fn update_once<F: Fetch>(
     now: Timestamp,
     cached: Option<(Vec<u8>, &TrustState)>,
 ) -> Result<(Repository, TrustState)> {
-    let state = match anchor {
-        TrustAnchor::State(s) => Some(s),
-        _ => None,
-    };
+    let state = anchor.state();
+    let mut budget = Budget::of(f);
     // 1. Root: the cached one only if it is exactly the trusted version.
     let root_bytes = match cached {
         Some((bytes, st)) => {
@@ -637,41 +833,18 @@ async fn update_once<F: Fetch>(
             }
             bytes
         }
-        None => f
-            .fetch(gun, "root.json", MAX_ROOT_BYTES)
+        None => fetch_within(f, gun, "root.json", MAX_ROOT_BYTES, &mut budget)
             .await?
             .ok_or_else(|| Error::UnknownRepository { gun: gun.into() })?,
     };
     let root_env = Envelope::parse("root", &root_bytes)?;
     let root: Root = metadata::view(&root_env, "root", "Root")?;
+    check_version("root", root.version)?;
     let root_cert_expires = check_root_shape(&root, gun, now)?;
     match anchor {
         TrustAnchor::FirstUse => check_root_role(&root, &root_env, &root, "root")?,
-        TrustAnchor::PinnedKeys(pins) => {
-            let rk = &root.roles["root"];
-            let listed: Vec<String> = rk
-                .keyids
-                .iter()
-                .filter(|id| {
-                    pins.contains(id)
-                        || root.keys[*id]
-                            .canonical_id()
-                            .is_ok_and(|c| pins.contains(&c))
-                })
-                .cloned()
-                .collect();
-            if listed.is_empty() {
-                return Err(Error::UntrustedRoot {
-                    gun: gun.into(),
-                    reason: format!(
-                        "root keys {:?} are not among the pinned keys {pins:?}",
-                        rk.keyids
-                    ),
-                });
-            }
-            check_threshold("root", &root_env, &root.keys, &listed, rk.threshold)?;
-        }
-        TrustAnchor::State(st) => {
+        TrustAnchor::PinnedKeys(pins) => check_pinned(gun, &root, &root_env, pins)?,
+        TrustAnchor::State(st) | TrustAnchor::PinnedState { state: st, .. } => {
             if root.version < st.root_version {
                 return Err(Error::Rollback {
                     role: "root".into(),
@@ -680,19 +853,29 @@ async fn update_once<F: Fetch>(
                 });
             }
             // Re-establish the trusted root, then walk every version up to the current one.
+            if root.version - st.root_version > MAX_ROOT_ROTATIONS {
+                return Err(Error::UntrustedRoot {
+                    gun: gun.into(),
+                    reason: format!(
+                        "root jumps from the trusted version {} to {}, more than {MAX_ROOT_ROTATIONS} rotations at once",
+                        st.root_version, root.version
+                    ),
+                });
+            }
             let mut prev: Root = if root.version == st.root_version {
                 root.clone()
             } else {
-                let b = f
-                    .fetch(
-                        gun,
-                        &format!("{}.root.json", st.root_version),
-                        MAX_ROOT_BYTES,
-                    )
-                    .await?
-                    .ok_or_else(|| Error::NotFound {
-                        what: format!("{gun} {}.root.json", st.root_version),
-                    })?;
+                let b = fetch_within(
+                    f,
+                    gun,
+                    &format!("{}.root.json", st.root_version),
+                    MAX_ROOT_BYTES,
+                    &mut budget,
+                )
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("{gun} {}.root.json", st.root_version),
+                })?;
                 let e = Envelope::parse("root", &b)?;
                 metadata::view(&e, "root", "Root")?
             };
@@ -711,12 +894,17 @@ async fn update_once<F: Fetch>(
                 let (e, r) = if v == root.version {
                     (root_env.clone(), root.clone())
                 } else {
-                    let b = f
-                        .fetch(gun, &format!("{v}.root.json"), MAX_ROOT_BYTES)
-                        .await?
-                        .ok_or_else(|| Error::NotFound {
-                            what: format!("{gun} {v}.root.json"),
-                        })?;
+                    let b = fetch_within(
+                        f,
+                        gun,
+                        &format!("{v}.root.json"),
+                        MAX_ROOT_BYTES,
+                        &mut budget,
+                    )
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("{gun} {v}.root.json"),
+                    })?;
                     let e = Envelope::parse("root", &b)?;
                     let r: Root = metadata::view(&e, "root", "Root")?;
                     (e, r)
@@ -731,6 +919,9 @@ async fn update_once<F: Fetch>(
                 prev = r;
             }
             check_root_role(&root, &root_env, &root, "root")?;
+            if let TrustAnchor::PinnedState { pins, .. } = anchor {
+                check_pins_reach(f, gun, pins, &root, &root_env, &mut budget).await?;
+            }
         }
     }
     if root.expires < now {
@@ -745,8 +936,7 @@ async fn update_once<F: Fetch>(
     };
 
     // 2. Timestamp.
-    let ts_bytes = f
-        .fetch(gun, "timestamp.json", MAX_TIMESTAMP_BYTES)
+    let ts_bytes = fetch_within(f, gun, "timestamp.json", MAX_TIMESTAMP_BYTES, &mut budget)
         .await?
         .ok_or_else(|| Error::NotFound {
             what: format!("{gun} timestamp.json"),
@@ -754,6 +944,7 @@ async fn update_once<F: Fetch>(
     let ts_env = Envelope::parse("timestamp", &ts_bytes)?;
     let ts: Meta = metadata::view(&ts_env, "timestamp", "Timestamp")?;
     base_check("timestamp", &ts_env)?;
+    check_version("timestamp", ts.version)?;
     rollback(state, "timestamp", ts.version)?;
     if ts.expires < now {
         return Err(Error::Expired {
@@ -767,7 +958,7 @@ async fn update_once<F: Fetch>(
         .meta
         .get("snapshot")
         .ok_or_else(|| Error::invalid("timestamp", "no snapshot entry"))?;
-    let snap_bytes = fetch_meta(f, gun, "snapshot", snap_meta, "timestamp")
+    let snap_bytes = fetch_meta(f, gun, "snapshot", snap_meta, "timestamp", &mut budget)
         .await?
         .ok_or_else(|| Error::NotFound {
             what: format!("{gun} snapshot"),
@@ -775,6 +966,7 @@ async fn update_once<F: Fetch>(
     let snap_env = Envelope::parse("snapshot", &snap_bytes)?;
     let snap: Meta = metadata::view(&snap_env, "snapshot", "Snapshot")?;
     base_check("snapshot", &snap_env)?;
+    check_version("snapshot", snap.version)?;
     rollback(state, "snapshot", snap.version)?;
     if snap.expires < now {
         return Err(Error::Expired {
@@ -795,7 +987,7 @@ async fn update_once<F: Fetch>(
         .meta
         .get("targets")
         .ok_or_else(|| Error::invalid("snapshot", "no targets entry"))?;
-    let t_bytes = fetch_meta(f, gun, "targets", t_meta, "snapshot")
+    let t_bytes = fetch_meta(f, gun, "targets", t_meta, "snapshot", &mut budget)
         .await?
         .ok_or_else(|| Error::NotFound {
             what: format!("{gun} targets"),
@@ -803,6 +995,7 @@ async fn update_once<F: Fetch>(
     let t_env = Envelope::parse("targets", &t_bytes)?;
     let t: Targets = metadata::view(&t_env, "targets", "Targets")?;
     base_check("targets", &t_env)?;
+    check_version("targets", t.version)?;
     rollback(state, "targets", t.version)?;
 
     let mut roles = Vec::new();
@@ -833,12 +1026,16 @@ async fn update_once<F: Fetch>(
                 declared.push((d.clone(), eff));
                 continue;
             };
-            let Some(bytes) = fetch_meta(f, gun, &d.name, m, "snapshot").await? else {
-                declared.push((d.clone(), eff));
-                continue;
-            };
+            // Listed by the snapshot but absent: the Go client (and so `docker pull`) fails.
+            let bytes = fetch_meta(f, gun, &d.name, m, "snapshot", &mut budget)
+                .await?
+                .ok_or_else(|| Error::MissingRoleFile {
+                    gun: gun.into(),
+                    role: d.name.clone(),
+                })?;
             let env = Envelope::parse(&d.name, &bytes)?;
             let body: Targets = metadata::view(&env, &d.name, "Targets")?;
+            check_version(&d.name, body.version)?;
             rollback(state, &d.name, body.version)?;
             let sig_err = check_threshold(
                 &d.name,
@@ -868,7 +1065,8 @@ async fn update_once<F: Fetch>(
     }
     // Never lower what was trusted (a role may have vanished from the snapshot).
     if let Some(st) = state {
-        for (k, v) in &st.versions {
+        // Absurd floors (see `rollback`) are dropped.
+        for (k, v) in st.versions.iter().filter(|(_, v)| **v <= MAX_VERSION) {
             let e = versions.entry(k.clone()).or_insert(*v);
             *e = (*e).max(*v);
         }

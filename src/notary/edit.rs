@@ -64,6 +64,17 @@ impl Repository {
     }
 }
 
+/// The version after `old`, refused past [`MAX_VERSION`](super::client::MAX_VERSION).
+fn next_version(role: &str, old: u64) -> Result<u64> {
+    old.checked_add(1)
+        .filter(|v| *v <= super::client::MAX_VERSION + 1)
+        .ok_or_else(|| Error::AbsurdVersion {
+            role: role.into(),
+            version: old,
+            max: super::client::MAX_VERSION,
+        })
+}
+
 fn check_name(role: &str, name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         "empty name"
@@ -212,7 +223,7 @@ impl<'a> Editor<'a> {
                     time::format(expires)
                 )));
             }
-            let version = old_version + 1;
+            let version = next_version(role, old_version)?;
             obj.insert("expires".into(), Value::String(time::format(expires)));
             obj.insert("version".into(), json!(version));
             let signers = self.pick_signers(role, keys)?;
@@ -259,7 +270,8 @@ impl<'a> Editor<'a> {
                 .saturating_add(time::SNAPSHOT_LIFETIME)
                 .expect("in range");
             obj.insert("expires".into(), Value::String(time::format(expires)));
-            obj.insert("version".into(), json!(old + 1));
+            let next = next_version("snapshot", old)?;
+            obj.insert("version".into(), json!(next));
             let msg =
                 canonical::to_vec(&body).map_err(|e| Error::invalid("snapshot", e.to_string()))?;
             let sigs: Vec<_> = signers
@@ -268,7 +280,7 @@ impl<'a> Editor<'a> {
                 .collect();
             out.push(SignedFile {
                 role: "snapshot".into(),
-                version: old + 1,
+                version: next,
                 bytes: file_bytes(&msg, &sigs),
             });
         }

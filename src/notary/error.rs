@@ -76,6 +76,36 @@ pub enum Error {
     #[error("{what} exceeds the limit of {limit} bytes; the server sent more than expected")]
     TooLarge { what: String, limit: u64 },
 
+    /// The fixed cap on trust metadata read per update, whatever the signed metadata announces.
+    #[error(
+        "{what} is more than the trust metadata limit of {limit} bytes (every file of one \
+         repository update together), whatever the server announces; refused before more is \
+         read. If the repository really is that large, raise --max-metadata-size / \
+         TRUSTKEEPER_MAX_METADATA_SIZE (Helm: maxMetadataSize)"
+    )]
+    MetadataTooLarge { what: String, limit: u64 },
+
+    /// A version no client can go past (it could never be incremented): refused before it is
+    /// trusted, so that it cannot block later, sane versions as rollbacks.
+    #[error(
+        "{role} has version {version}, above the largest usable version {max}; the server serves \
+         broken or malicious metadata (nothing was trusted or stored): fix the repository on the \
+         server"
+    )]
+    AbsurdVersion {
+        role: String,
+        version: u64,
+        max: u64,
+    },
+
+    /// The snapshot lists a role whose file the server does not have (Docker fails the same way).
+    #[error(
+        "the snapshot of {gun} lists {role}, but the trust server has no file for it (404): the \
+         repository on the server is inconsistent; restore {role} on the server or publish it \
+         again with its key (docker pull fails on this repository until then)"
+    )]
+    MissingRoleFile { gun: String, role: String },
+
     #[error("invalid metadata {role}: {reason}")]
     InvalidMetadata { role: String, reason: String },
 

@@ -147,11 +147,13 @@ impl FileMeta {
         self.sha256().map(hex::encode)
     }
 
-    /// Checks `bytes` against length and every hash this meta announces (sha256, sha512).
+    /// Checks `bytes` against every hash this meta announces (sha256, sha512). The length is
+    /// an upper bound, as for the Go client (a download limit; the hashes are the truth): a
+    /// shorter file with the right hashes is the file.
     pub fn check(&self, bytes: &[u8]) -> std::result::Result<(), String> {
-        if bytes.len() as u64 != self.length {
+        if bytes.len() as u64 > self.length {
             return Err(format!(
-                "length {} instead of announced {}",
+                "length {} above the announced {}",
                 bytes.len(),
                 self.length
             ));
@@ -277,5 +279,14 @@ mod tests {
         assert!(m.check(b"abc").is_ok());
         assert!(m.check(b"abd").is_err());
         assert!(m.check(b"ab").is_err());
+        // The length bounds the file; the hashes decide.
+        let roomy = FileMeta {
+            length: 1000,
+            ..m.clone()
+        };
+        assert!(roomy.check(b"abc").is_ok());
+        assert!(roomy.check(b"abd").is_err());
+        let tight = FileMeta { length: 2, ..m };
+        assert!(tight.check(b"abc").is_err());
     }
 }

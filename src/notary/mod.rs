@@ -46,11 +46,11 @@
 //!   `SigningKey::generate_ecdsa(role, gun)`; `.export_pem(&SecretString) -> String`
 //!   (`notary key export` layout), `.export_pem_unencrypted() -> SecretString`.
 //! - `PublicKey { keytype, public }`: `from_pem`, `key_id`, `canonical_id`, `verify`.
-//! - `NotaryClient::new(ServerConfig { url, ca_pem, ca_only, auth: Auth::{Anonymous, Basic}, timeout })`;
+//! - `NotaryClient::new(ServerConfig { url, ca_pem, ca_only, auth: Auth::{Anonymous, Basic}, timeout, max_metadata_bytes })`;
 //!   `update(gun, &TrustAnchor, now) -> Result<(Repository, TrustState)>`;
 //!   `publish(gun, &[SignedFile]) -> Result<()>`; `get_role`, `get_role_version`,
 //!   `get_role_by_hash`, `server_key`, `rotate_server_key`.
-//! - `TrustAnchor::{FirstUse, PinnedKeys(Vec<String>), State(TrustState)}`;
+//! - `TrustAnchor::{FirstUse, PinnedKeys(Vec<String>), State(TrustState), PinnedState { pins, state }}`;
 //!   `TrustState { root_key_ids, root_version, versions }` (serde, camelCase).
 //! - `Repository`: `roles()` (reading order), `role(name)` (`TargetsRole` with `version`,
 //!   `expires`, `expired`, `health`, `targets`, `delegations`, effective `paths`),

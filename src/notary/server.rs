@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub auth: Auth,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// The most trust metadata one update reads, every file together (see
+    /// [`Fetch::max_metadata_bytes`]); also caps every single GET.
+    pub max_metadata_bytes: u64,
 }
 
 impl ServerConfig {
@@ -58,6 +61,7 @@ impl ServerConfig {
             ca_only: false,
             auth: Auth::Anonymous,
             timeout: Duration::from_secs(30),
+            max_metadata_bytes: client::DEFAULT_MAX_METADATA_BYTES,
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct NotaryClient {
 
 struct Shared {
     base: String,
+    max_metadata_bytes: u64,
     auth: Auth,
     http: reqwest::Client,
     /// (scope kind, gun) → (bearer token, valid until).
@@ -202,6 +207,7 @@ impl NotaryClient {
         Ok(NotaryClient {
             shared: Arc::new(Shared {
                 base: cfg.url.trim_end_matches('/').to_string(),
+                max_metadata_bytes: cfg.max_metadata_bytes.max(1),
                 auth: cfg.auth,
                 http,
                 tokens: Mutex::new(HashMap::new()),
@@ -377,6 +383,7 @@ impl NotaryClient {
     /// GETs `<name>` (`root.json`, `2.root.json`, `targets/releases.<sha256>.json`, …) with a
     /// size limit. `Ok(None)` on 404.
     pub async fn get(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let cap = self.shared.max_metadata_bytes;
         let url = self.url(gun, name);
         let resp = self
             .send(&format!("pull {gun}"), || self.shared.http.get(&url))
@@ -395,9 +402,13 @@ impl NotaryClient {
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
         }
-        Ok(Some(
-            read_limited(resp, limit, &format!("{gun} {name}")).await?,
-        ))
+        // Whatever the caller asks for, never more than the cap.
+        match read_limited(resp, limit.min(cap), &format!("{gun} {name}")).await {
+            Err(Error::TooLarge { what, .. }) if cap < limit => {
+                Err(Error::MetadataTooLarge { what, limit: cap })
+            }
+            other => other.map(Some),
+        }
     }
 
     /// Current file of `role`.
@@ -530,6 +541,10 @@ impl Fetch for NotaryClient {
     async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
         self.get(gun, name, limit).await
     }
+
+    fn max_metadata_bytes(&self) -> u64 {
+        self.shared.max_metadata_bytes
+    }
 }
 
 /// Reads a body, failing as soon as it exceeds `limit` bytes.
@@ -540,7 +555,8 @@ async fn read_limited(mut resp: reqwest::Response, limit: u64, what: &str) -> Re
             limit,
         });
     }
-    let mut out = Vec::new();
+    // Sized once when the server says how much comes (within the limit): no regrowth copies.
+    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
     while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Unreachable {
         url: what.into(),
         reason: e.to_string(),
