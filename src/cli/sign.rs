@@ -18,9 +18,14 @@ pub struct SignArgs {
     /// Images to sign, as IMAGE:TAG (all of one repository).
     #[arg(required = true, value_name = "IMAGE:TAG")]
     pub images: Vec<String>,
-    /// The signing key: a PEM written by `notary key export`.
-    #[arg(long, env = "TRUSTKEEPER_KEY")]
-    pub key: PathBuf,
+    /// The signing key: a PEM written by `notary key export`, or `-` to read it from standard
+    /// input [default: the PEM text in TRUSTKEEPER_KEY].
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// The key ID the signing key must have (plain, or as a certificate the role lists);
+    /// nothing is published when it differs.
+    #[arg(long, env = "TRUSTKEEPER_KEY_ID", value_name = "ID")]
+    pub key_id: Option<String>,
     /// Role to sign into (repeatable) [default: what `docker trust sign` picks].
     #[arg(long = "role")]
     pub roles: Vec<String>,
@@ -37,9 +42,14 @@ pub struct SignArgs {
 pub struct WitnessArgs {
     /// The image repository.
     pub image: String,
-    /// The signing key: a PEM written by `notary key export`.
-    #[arg(long, env = "TRUSTKEEPER_KEY")]
-    pub key: PathBuf,
+    /// The signing key: a PEM written by `notary key export`, or `-` to read it from standard
+    /// input [default: the PEM text in TRUSTKEEPER_KEY].
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// The key ID the signing key must have (plain, or as a certificate the role lists);
+    /// nothing is published when it differs.
+    #[arg(long, env = "TRUSTKEEPER_KEY_ID", value_name = "ID")]
+    pub key_id: Option<String>,
     /// Role to renew (repeatable) [default: every role the key can sign].
     #[arg(long = "role")]
     pub roles: Vec<String>,
@@ -76,7 +86,11 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         _ => BTreeMap::new(),
     };
     let spec = common::spec(g, &gun, tags, a.roles);
-    run(g, &spec, common::engine(g)?, Some(&a.key), pinned).await
+    let engine = Engine {
+        key_id: a.key_id,
+        ..common::engine(g)?
+    };
+    run(g, &spec, engine, a.key.as_deref(), pinned).await
 }
 
 /// The manifest `--digest` and `--size` name, checked as an image reference's digest is.
@@ -101,9 +115,10 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
     let spec = common::spec(g, &r.gun(), vec![], a.roles);
     let engine = Engine {
         force_renew: true,
+        key_id: a.key_id,
         ..common::engine(g)?
     };
-    run(g, &spec, engine, Some(&a.key), BTreeMap::new()).await
+    run(g, &spec, engine, a.key.as_deref(), BTreeMap::new()).await
 }
 
 async fn run(
@@ -113,7 +128,7 @@ async fn run(
     key: Option<&std::path::Path>,
     pinned: BTreeMap<String, Manifest>,
 ) -> Result<(), CliError> {
-    let credentials = common::credentials(g, key)?;
+    let credentials = common::signing_credentials(g, key)?;
     let gun = ImageRef::parse(&spec.image)
         .map_err(|e| CliError::new(e.to_string()))?
         .gun();

@@ -298,6 +298,21 @@ pub async fn gather<S: SecretSource>(
         &key.key_field,
         "spec.signingKey.keyField",
     )?;
+    // Bounded before anything parses it (the engine refuses it too; this names the Secret).
+    if signing_key_pem.len() > crate::notary::keys::MAX_KEY_BYTES {
+        return Err(GatherError::Problem(SecretProblem {
+            reason: reasons::BAD_KEY,
+            message: format!(
+                "Secret {ns}/{} (referenced by spec.signingKey.secretRef): data key {:?} holds {} \
+                 bytes, more than the {} a key file may have; store the PEM `notary key export` \
+                 wrote (under 2 KiB)",
+                key.secret_ref.name,
+                key.key_field,
+                signing_key_pem.len(),
+                crate::notary::keys::MAX_KEY_BYTES
+            ),
+        }));
+    }
     let passphrase = match secret.data.remove(&key.passphrase_field) {
         Some(bytes) => Some(utf8_secret(
             bytes,
