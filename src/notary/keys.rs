@@ -174,35 +174,37 @@ impl PublicKey {
         match (method, self.keytype.as_str()) {
             ("ecdsa", "ecdsa" | "ecdsa-x509") => {
                 use p256::pkcs8::der::Decode;
-                // Raw r||s only; DER is rejected by notary.
-                if sig.len() != 64 {
-                    return false;
-                }
                 let Ok(spki) = self.spki_der() else {
                     return false;
                 };
                 let Ok(info) = p256::pkcs8::spki::SubjectPublicKeyInfoRef::from_der(&spki) else {
                     return false;
                 };
-                if info
-                    .algorithm
-                    .parameters_oid()
-                    .ok()
-                    .as_ref()
-                    .map(|o| o.as_bytes())
-                    != Some(OID_P256)
-                {
-                    return false;
-                }
+                let curve = info.algorithm.parameters_oid().ok();
                 let Some(point) = info.subject_public_key.as_bytes() else {
                     return false;
                 };
                 // aws-lc (already linked for TLS) verifies several times faster than the p256
                 // crate, and an update checks every role's signatures.
-                use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-                    .verify(msg, sig)
-                    .is_ok()
+                use aws_lc_rs::signature::{
+                    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA256_ASN1, UnparsedPublicKey,
+                };
+                // Raw r||s of the curve's size only, over SHA-256 whatever the curve, as the Go
+                // client checks; DER is rejected by notary.
+                match curve.as_ref().map(|o| o.as_bytes()) {
+                    Some(OID_P256) if sig.len() == 64 => {
+                        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+                            .verify(msg, sig)
+                            .is_ok()
+                    }
+                    // aws-lc has P-384 with SHA-256 only in DER form.
+                    Some(OID_P384) if sig.len() == 96 => {
+                        UnparsedPublicKey::new(&ECDSA_P384_SHA256_ASN1, point)
+                            .verify(msg, &ecdsa_fixed_to_der(sig))
+                            .is_ok()
+                    }
+                    _ => false,
+                }
             }
             ("rsapss" | "rsapkcs1v15", "rsa" | "rsa-x509") => {
                 use rsa::pkcs8::DecodePublicKey;
@@ -279,6 +281,8 @@ pub type PrivateKey = SigningKey;
 const OID_EC: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
 /// `secp256r1` (prime256v1), the named curve of notary's ECDSA keys.
 const OID_P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+/// `secp384r1`: verified (the Go client accepts such keys in metadata), never used to sign.
+const OID_P384: &[u8] = &[0x2B, 0x81, 0x04, 0x00, 0x22];
 const OID_RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
 const OID_ED25519_NOTARY: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x0F, 0x01];
 const OID_ED25519: &[u8] = &[0x2B, 0x65, 0x70];
@@ -663,6 +667,30 @@ fn check_header_value(what: &str, value: &str) -> Result<()> {
         name: value.into(),
         reason: reason.into(),
     })
+}
+
+/// An ECDSA signature as fixed-length r‖s → DER `SEQUENCE { INTEGER r, INTEGER s }`.
+fn ecdsa_fixed_to_der(sig: &[u8]) -> Vec<u8> {
+    let (r, s) = sig.split_at(sig.len() / 2);
+    let mut body = Vec::with_capacity(sig.len() + 6);
+    for half in [r, s] {
+        // Minimal: no leading zero bytes, one 0x00 where the top bit would make it negative.
+        let skip = half
+            .iter()
+            .take_while(|&&b| b == 0)
+            .count()
+            .min(half.len() - 1);
+        let v = &half[skip..];
+        let mut int = Vec::with_capacity(v.len() + 1);
+        if v[0] & 0x80 != 0 {
+            int.push(0);
+        }
+        int.extend_from_slice(v);
+        der_push(&mut body, 0x02, &int);
+    }
+    let mut out = Vec::with_capacity(body.len() + 3);
+    der_push(&mut out, 0x30, &body);
+    out
 }
 
 /// Appends one DER TLV (definite length) to `out`.
@@ -1384,6 +1412,70 @@ mod tests {
         let e = SigningKey::from_pem(&big, None).unwrap_err();
         assert!(t.elapsed() < std::time::Duration::from_millis(50));
         assert!(e.to_string().contains("more than the 1048576"), "{e}");
+    }
+
+    /// A P-384 signature as the Go client makes one (ECDSA over SHA-256, r‖s of 48 bytes
+    /// each), made by OpenSSL: aws-lc and the crates here sign P-384 only over SHA-384.
+    #[test]
+    fn p384_signatures_verify_as_the_go_client_verifies_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.pem");
+        let msg_path = dir.path().join("msg");
+        let openssl = |args: &[&str]| {
+            let o = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            o.stdout
+        };
+        let k = key.to_str().unwrap();
+        openssl(&[
+            "ecparam",
+            "-name",
+            "secp384r1",
+            "-genkey",
+            "-noout",
+            "-out",
+            k,
+        ]);
+        let spki = openssl(&["ec", "-in", k, "-pubout", "-outform", "DER"]);
+        let msg = br#"{"signed":"canonical bytes"}"#;
+        std::fs::write(&msg_path, msg).unwrap();
+        let der_sig = openssl(&["dgst", "-sha256", "-sign", k, msg_path.to_str().unwrap()]);
+        // DER → fixed r‖s.
+        let (_, body, _) = der_next(&der_sig).unwrap();
+        let (_, r, rest) = der_next(body).unwrap();
+        let (_, s, _) = der_next(rest).unwrap();
+        let mut fixed = vec![0u8; 96];
+        let strip = |v: &[u8]| {
+            v.iter()
+                .skip_while(|&&b| b == 0)
+                .copied()
+                .collect::<Vec<u8>>()
+        };
+        let (r, s) = (strip(r), strip(s));
+        fixed[48 - r.len()..48].copy_from_slice(&r);
+        fixed[96 - s.len()..].copy_from_slice(&s);
+        assert_eq!(
+            ecdsa_fixed_to_der(&fixed),
+            der_sig,
+            "the DER form round-trips"
+        );
+        let pk = PublicKey {
+            keytype: "ecdsa".into(),
+            public: spki,
+        };
+        assert!(pk.verify("ecdsa", msg, &fixed));
+        let mut tampered = fixed.clone();
+        tampered[10] ^= 1;
+        assert!(!pk.verify("ecdsa", msg, &tampered));
+        assert!(!pk.verify("ecdsa", b"other bytes", &fixed));
+        assert!(
+            !pk.verify("ecdsa", msg, &der_sig),
+            "DER is not notary's form"
+        );
+        assert!(!pk.verify("ecdsa", msg, &fixed[..64]));
     }
 
     #[test]
