@@ -468,6 +468,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_signing_key_over_the_size_bound_is_refused_naming_the_secret() {
+        let big = vec![b'A'; crate::notary::keys::MAX_KEY_BYTES + 1];
+        let src = MapSecrets::default().with_secret("ns", "signer", None, &[("key.pem", &big)]);
+        let p = problem(gather(&src, "ns", &spec()).await);
+        assert_eq!(p.reason, reasons::BAD_KEY);
+        assert!(
+            p.message.contains("Secret ns/signer") && p.message.contains("1048577 bytes"),
+            "{}",
+            p.message
+        );
+        // At the bound it is the engine's to judge.
+        let edge = vec![b'A'; crate::notary::keys::MAX_KEY_BYTES];
+        let src = MapSecrets::default().with_secret("ns", "signer", None, &[("key.pem", &edge)]);
+        assert!(gather(&src, "ns", &spec()).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn missing_secret_and_key_name_the_object() {
         let p = problem(gather(&MapSecrets::default(), "ns", &spec()).await);
         assert_eq!(p.reason, reasons::SECRET_NOT_FOUND);
