@@ -956,3 +956,111 @@ fn reconcile_file_with_a_hostile_key_still_reconciles_the_other_resource() {
     assert!(status.contains("reason: BadKey"), "{status}");
     assert!(status.contains("scrypt with N=4294967296"), "{status}");
 }
+
+#[test]
+fn key_id_in_the_certificate_form_a_role_lists_is_accepted() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-key-id-cert");
+    let cli = Cli::new(&seed);
+    let key = seed.var("DELEGATION_KEY");
+    let dir = tempfile::tempdir().unwrap();
+    // The delegation key as a certificate: openssl reads the PEM without notary's headers.
+    let stripped: String = std::fs::read_to_string(key)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("-----") || !(l.is_empty() || l.contains(": ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let enc = dir.path().join("enc.pem");
+    let plain = dir.path().join("plain.pem");
+    let cert = dir.path().join("cert.pem");
+    write(&enc, &stripped);
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let pass = format!("file:{}", seed.var("DELEGATION_PASSPHRASE_FILE"));
+    openssl(&[
+        "pkey",
+        "-in",
+        enc.to_str().unwrap(),
+        "-passin",
+        &pass,
+        "-out",
+        plain.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        plain.to_str().unwrap(),
+        "-subj",
+        "/CN=delegation-certs",
+        "-days",
+        "30",
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    for args in [
+        &[
+            "delegation",
+            "add",
+            &seed.gun,
+            "targets/certs",
+            cert.to_str().unwrap(),
+            "--all-paths",
+        ][..],
+        &["publish", &seed.gun][..],
+    ] {
+        let o = tb.notary(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let cert_id = trustkeeper::notary::PublicKey::from_pem(&std::fs::read(&cert).unwrap())
+        .unwrap()
+        .key_id();
+    let plain_id = key_id_of(tb, &cli, key);
+    assert_ne!(cert_id, plain_id);
+    let image = format!("{}:multi", seed.gun);
+    let o = cli.run(
+        tb,
+        &[
+            "sign",
+            &image,
+            "--key",
+            key,
+            "--role",
+            "targets/releases",
+            "--role",
+            "targets/certs",
+            "--key-id",
+            &cert_id,
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/certs")["multi"],
+        digest(&seed, "multi")
+    );
+    // A mismatch names the certificate form too.
+    let other = "cd".repeat(32);
+    let o = cli.run(
+        tb,
+        &[
+            "witness",
+            &seed.gun,
+            "--key",
+            key,
+            "--role",
+            "targets/certs",
+            "--key-id",
+            &other,
+        ],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&plain_id) && err.contains(&cert_id) && err.contains(&other),
+        "{err}"
+    );
+}
