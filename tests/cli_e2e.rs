@@ -1064,3 +1064,109 @@ fn key_id_in_the_certificate_form_a_role_lists_is_accepted() {
         "{err}"
     );
 }
+
+/// A delegation whose key is ECDSA P-384, signed by the Go client (which signs P-384 over
+/// SHA-256): trustkeeper verifies it as the Go client does.
+#[test]
+fn a_p384_delegation_signed_by_the_go_client_verifies() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-p384");
+    let cli = Cli::new(&seed);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    openssl(&[
+        "ecparam",
+        "-name",
+        "secp384r1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &p("sec1.pem"),
+    ]);
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        &p("sec1.pem"),
+        "-out",
+        &p("p384.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &p("p384.pem"),
+        "-subj",
+        "/CN=p384",
+        "-days",
+        "30",
+        "-sha256",
+        "-out",
+        &p("p384.crt"),
+    ]);
+    // The Go client on a copy of the shared trust directory: the imported key stays here.
+    let trust = p("trust");
+    let cp = Command::new("cp")
+        .args(["-r", tb.var("NOTARY_CLIENT_TRUST_DIR"), &trust])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let go = |args: &[&str]| {
+        let o = Command::new(tb.var("NOTARY_CLIENT"))
+            .args(args)
+            .env("TESTBED_TRUST_DIR", &trust)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "notary {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let gun = seed.gun.as_str();
+    go(&[
+        "delegation",
+        "add",
+        gun,
+        "targets/p384",
+        &p("p384.crt"),
+        "--all-paths",
+    ]);
+    go(&["publish", gun]);
+    go(&[
+        "key",
+        "import",
+        &p("p384.pem"),
+        "--role",
+        "targets/p384",
+        "-g",
+        gun,
+    ]);
+    go(&[
+        "addhash",
+        gun,
+        "p384-tag",
+        "3",
+        "--sha256",
+        &"ab".repeat(32),
+        "-r",
+        "targets/p384",
+    ]);
+    go(&["publish", gun]);
+    let o = cli.run(tb, &["inspect", gun, "-o", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let role = v["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "targets/p384")
+        .unwrap_or_else(|| panic!("no targets/p384 in {v}"));
+    assert_eq!(role["state"], "valid", "{role}");
+}
