@@ -786,7 +786,19 @@ fn the_key_as_contents_signs_from_standard_input_and_the_environment() {
     let listed = notary_list(tb, &seed.gun, "targets/releases");
     assert_eq!(listed["oci-v1"], digest(&seed, "oci-v1"));
     assert_eq!(listed["multi"], digest(&seed, "multi"));
-    assert_eq!(timestamp_version(tb, &seed.gun), ts + 2, "two publishes");
+    // A path there, as before TRUSTKEEPER_KEY took the PEM itself.
+    let image3 = format!("{}:oci-multi", seed.gun);
+    let o = cli
+        .command(tb, &["sign", &image3])
+        .env("TRUSTKEEPER_KEY", seed.var("DELEGATION_KEY"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/releases")["oci-multi"],
+        digest(&seed, "oci-multi")
+    );
+    assert_eq!(timestamp_version(tb, &seed.gun), ts + 3, "three publishes");
 
     // Without any key: a usage hint, nothing published.
     let o = cli.run(tb, &["sign", &image]);
@@ -810,8 +822,11 @@ fn a_key_given_as_an_argument_is_never_echoed() {
     assert!(!body.is_empty());
     let image = format!("{}:multi", seed.gun);
     let eq = format!("--key={pem}");
+    // The body alone, on one line, as a secret store may hold it.
+    let bare = body.concat();
     let runs: Vec<(&str, Vec<&str>)> = vec![
         ("--key PEM", vec!["sign", &image, "--key", &pem]),
+        ("--key BODY", vec!["sign", &image, "--key", &bare]),
         ("--key=PEM", vec!["sign", &image, &eq]),
         ("key inspect PEM", vec!["key", "inspect", &pem]),
         ("witness PEM", vec!["witness", &seed.gun, "--key", &pem]),
@@ -830,6 +845,18 @@ fn a_key_given_as_an_argument_is_never_echoed() {
         }
         assert!(err.contains("TRUSTKEEPER_KEY"), "{name}: {err}");
     }
+    // The bare body in TRUSTKEEPER_KEY is neither PEM nor a path, and is not shown either.
+    let o = cli
+        .command(tb, &["sign", &image])
+        .env("TRUSTKEEPER_KEY", &bare)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    for line in &body {
+        assert!(!err.contains(line) && !out.contains(line), "{err}");
+    }
+    assert!(err.contains("BEGIN and END lines"), "{err}");
     // Other usage errors still name the argument.
     let o = cli.run(tb, &["sign", &image, "--bogus"]);
     assert_eq!(o.status.code(), Some(2));

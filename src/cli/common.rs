@@ -92,11 +92,21 @@ const KEY_HINT: &str = "give the PEM `notary key export` wrote (under 2 KiB)";
 /// Whether a command line argument looks like key material (a PEM block, or a line of one), so
 /// that no message repeats it: `--key "$(cat key.pem)"` is what CI steps write.
 pub fn looks_like_key_material(arg: &str) -> bool {
+    // A PEM body without its armour (or one line of it): base64 of mixed case and digits, which
+    // a file name, image or flag of that length hardly is.
+    let base64_body = arg.len() >= 64
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        && arg.bytes().any(|b| b.is_ascii_uppercase())
+        && arg.bytes().any(|b| b.is_ascii_lowercase())
+        && arg.bytes().any(|b| b.is_ascii_digit());
     arg.contains("-----BEGIN")
         || arg.contains("-----END")
         || arg.contains("PRIVATE KEY")
         || arg.contains(['\n', '\r'])
         || arg.len() > 1024
+        || base64_body
 }
 
 /// The signing key's PEM and what to call it in messages.
@@ -144,15 +154,23 @@ pub fn key_input(key: Option<&Path>) -> Result<KeyInput, CliError> {
                     label: "the key in TRUSTKEEPER_KEY".into(),
                 })
             } else {
-                let path = Path::new(std::str::from_utf8(&bytes).map_err(|_| {
+                // Never shown: it may be key material without its armour.
+                let not_a_file = || {
                     CliError::new(
-                        "TRUSTKEEPER_KEY holds neither PEM text nor a UTF-8 file path: give \
-                         the PEM `notary key export` wrote",
+                        "TRUSTKEEPER_KEY holds neither a PEM block nor the path of a readable \
+                         file (its value is not shown): give the PEM `notary key export` wrote, \
+                         BEGIN and END lines included",
                     )
-                })?);
+                };
+                let text = std::str::from_utf8(&bytes).map_err(|_| not_a_file())?;
+                if looks_like_key_material(text) {
+                    return Err(not_a_file());
+                }
+                let path = Path::new(text);
+                let f = std::fs::File::open(path).map_err(|_| not_a_file())?;
                 Ok(KeyInput {
-                    pem: read_file_bounded("key (TRUSTKEEPER_KEY)", path, limit, KEY_HINT)?,
-                    label: path.display().to_string(),
+                    pem: read_bounded("the key file TRUSTKEEPER_KEY names", f, limit, KEY_HINT)?,
+                    label: "the key file TRUSTKEEPER_KEY names".into(),
                 })
             }
         }
@@ -390,4 +408,35 @@ fn remove_stale_temporaries(dir: &Path, ours: &Path) {
 
 pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+#[cfg(test)]
+mod key_input_tests {
+    use super::looks_like_key_material;
+
+    #[test]
+    fn key_material_is_told_from_paths_images_and_flags() {
+        let body = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgevZzL1gdAFr88hb2";
+        for key in [
+            "-----BEGIN PRIVATE KEY-----",
+            "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----",
+            body,
+            &body.repeat(3),
+            "line\nbreak",
+        ] {
+            assert!(looks_like_key_material(key), "{key}");
+        }
+        for arg in [
+            "--key",
+            "delegation.key.pem",
+            "/home/runner/work/project/project/secrets/delegation/targets.key",
+            "registry.example.com/team/app:v1.2",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "targets/releases",
+            "-",
+        ] {
+            assert!(!looks_like_key_material(arg), "{arg}");
+        }
+    }
 }
