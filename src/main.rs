@@ -1,9 +1,7 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     trustkeeper::tls::install_crypto_provider();
-    // clap exits with 2 on usage errors by itself.
-    let cli = trustkeeper::cli::Cli::parse();
+    // Exits with 2 on usage errors, never repeating an argument that looks like key material.
+    let cli = trustkeeper::cli::parse();
     match trustkeeper::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

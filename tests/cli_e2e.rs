@@ -1189,3 +1189,486 @@ fn remedy_commands_are_accepted_by_the_notary_client() {
         );
     }
 }
+
+/// The version of the timestamp the server serves: every publish raises it.
+fn timestamp_version(tb: &Testbed, gun: &str) -> u64 {
+    let url = format!(
+        "{}/v2/{gun}/_trust/tuf/timestamp.json",
+        tb.var("NOTARY_URL")
+    );
+    let ca = tb.ca_pem();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        trustkeeper::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&ca).unwrap())
+            .build()
+            .unwrap();
+        let v: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        v["signed"]["version"].as_u64().unwrap()
+    })
+}
+
+fn key_id_of(tb: &Testbed, cli: &Cli, key: &str) -> String {
+    let o = cli.run(tb, &["key", "inspect", key, "-o", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v[0]["key_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_key_as_contents_signs_from_standard_input_and_the_environment() {
+    use std::io::Write as _;
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-key-contents");
+    let cli = Cli::new(&seed);
+    let pem = std::fs::read_to_string(seed.var("DELEGATION_KEY")).unwrap();
+    let ts = timestamp_version(tb, &seed.gun);
+
+    // --key -: the PEM on standard input.
+    let image = format!("{}:multi", seed.gun);
+    let mut child = cli
+        .command(tb, &["sign", &image, "--key", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pem.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/releases")["multi"],
+        digest(&seed, "multi")
+    );
+
+    // TRUSTKEEPER_KEY: the PEM text itself, as a CI secret arrives.
+    let image = format!("{}:oci-v1", seed.gun);
+    let o = cli
+        .command(tb, &["sign", &image])
+        .env("TRUSTKEEPER_KEY", &pem)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    let listed = notary_list(tb, &seed.gun, "targets/releases");
+    assert_eq!(listed["oci-v1"], digest(&seed, "oci-v1"));
+    assert_eq!(listed["multi"], digest(&seed, "multi"));
+    // A path there, as before TRUSTKEEPER_KEY took the PEM itself.
+    let image3 = format!("{}:oci-multi", seed.gun);
+    let o = cli
+        .command(tb, &["sign", &image3])
+        .env("TRUSTKEEPER_KEY", seed.var("DELEGATION_KEY"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/releases")["oci-multi"],
+        digest(&seed, "oci-multi")
+    );
+    assert_eq!(timestamp_version(tb, &seed.gun), ts + 3, "three publishes");
+
+    // Without any key: a usage hint, nothing published.
+    let o = cli.run(tb, &["sign", &image]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("TRUSTKEEPER_KEY"), "{:?}", text(&o));
+}
+
+#[test]
+fn a_key_given_as_an_argument_is_never_echoed() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-key-echo");
+    let cli = Cli::new(&seed);
+    // An unencrypted key: its PEM body is the private key.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_input/keys");
+    let pem = std::fs::read_to_string(corpus.join("not-a-signer.pem")).unwrap();
+    assert!(pem.contains("BEGIN PRIVATE KEY"), "an unencrypted key");
+    let body: Vec<&str> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.contains(':') && l.len() >= 16)
+        .collect();
+    assert!(!body.is_empty());
+    let image = format!("{}:multi", seed.gun);
+    let eq = format!("--key={pem}");
+    // The body alone, on one line, as a secret store may hold it.
+    let bare = body.concat();
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("--key PEM", vec!["sign", &image, "--key", &pem]),
+        ("--key BODY", vec!["sign", &image, "--key", &bare]),
+        ("--key=PEM", vec!["sign", &image, &eq]),
+        ("key inspect PEM", vec!["key", "inspect", &pem]),
+        ("witness PEM", vec!["witness", &seed.gun, "--key", &pem]),
+        ("unknown flag beside", vec!["sign", &image, "--bogus", &pem]),
+    ];
+    let ts = timestamp_version(tb, &seed.gun);
+    for (name, args) in runs {
+        let o = cli.run(tb, &args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {out}{err}");
+        for line in &body {
+            assert!(
+                !err.contains(line) && !out.contains(line),
+                "{name}: a line of the key is in the output:\n{err}"
+            );
+        }
+        assert!(err.contains("TRUSTKEEPER_KEY"), "{name}: {err}");
+    }
+    // The bare body in TRUSTKEEPER_KEY is neither PEM nor a path, and is not shown either.
+    let o = cli
+        .command(tb, &["sign", &image])
+        .env("TRUSTKEEPER_KEY", &bare)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    for line in &body {
+        assert!(!err.contains(line) && !out.contains(line), "{err}");
+    }
+    assert!(err.contains("BEGIN and END lines"), "{err}");
+    // Other usage errors still name the argument.
+    let o = cli.run(tb, &["sign", &image, "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("--bogus"), "{:?}", text(&o));
+    assert_eq!(timestamp_version(tb, &seed.gun), ts, "nothing published");
+}
+
+#[test]
+fn passphrase_file_wins_over_the_environment_and_both_are_trimmed() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-passphrase");
+    let mut cli = Cli::new(&seed);
+    let pass = cli.passphrase.clone().unwrap();
+    let key = seed.var("DELEGATION_KEY");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pass");
+    let file_s = file.to_str().unwrap();
+
+    // The explicit file wins over a wrong TRUSTKEEPER_PASSPHRASE.
+    write(&file, &format!("{pass}\n"));
+    cli.passphrase = Some("wrong-passphrase".into());
+    let o = cli.run(tb, &["key", "inspect", key, "--passphrase-file", file_s]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    // ... and a wrong file over a right TRUSTKEEPER_PASSPHRASE.
+    write(&file, "wrong-passphrase\n");
+    cli.passphrase = Some(pass.clone());
+    let o = cli.run(tb, &["key", "inspect", key, "--passphrase-file", file_s]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("wrong passphrase"), "{:?}", text(&o));
+    // The environment loses its line end as the file does.
+    for ending in ["\n", "\r\n"] {
+        cli.passphrase = Some(format!("{pass}{ending}"));
+        let o = cli.run(tb, &["key", "inspect", key]);
+        assert!(o.status.success(), "{ending:?}: {:?}", text(&o));
+        write(&file, &format!("{pass}{ending}"));
+        cli.passphrase = None;
+        let o = cli.run(tb, &["key", "inspect", key, "--passphrase-file", file_s]);
+        assert!(o.status.success(), "file {ending:?}: {:?}", text(&o));
+    }
+}
+
+#[test]
+fn key_id_mismatch_names_both_ids_and_publishes_nothing() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-key-id");
+    let cli = Cli::new(&seed);
+    let key = seed.var("DELEGATION_KEY");
+    let actual = key_id_of(tb, &cli, key);
+    let other = "ab".repeat(32);
+    let image = format!("{}:multi", seed.gun);
+    let ts = timestamp_version(tb, &seed.gun);
+    let before = notary_list(tb, &seed.gun, "targets/releases");
+    let o = cli.run(tb, &["sign", &image, "--key", key, "--key-id", &other]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&actual) && err.contains(&other),
+        "both IDs: {err}"
+    );
+    let o = cli
+        .command(tb, &["witness", &seed.gun, "--key", key])
+        .env("TRUSTKEEPER_KEY_ID", &other)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert_eq!(timestamp_version(tb, &seed.gun), ts, "nothing published");
+    assert_eq!(notary_list(tb, &seed.gun, "targets/releases"), before);
+    // The right ID signs.
+    let o = cli.run(tb, &["sign", &image, "--key", key, "--key-id", &actual]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/releases")["multi"],
+        digest(&seed, "multi")
+    );
+}
+
+#[test]
+fn reconcile_file_with_a_hostile_key_still_reconciles_the_other_resource() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-reconcile-hostile");
+    let mut cli = Cli::new(&seed);
+    cli.passphrase = None;
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("two.yaml");
+    let good = resource(&seed, tb, "[multi]", "5m");
+    let hostile_key = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_input/keys/scrypt-n-2p32.pem"),
+    )
+    .unwrap();
+    let bad = good
+        .replace("name: app,", "name: hostile,")
+        .replace("name: signer}", "name: hostile-signer}")
+        .replace(
+            "metadata: {name: signer, namespace: ci}",
+            "metadata: {name: hostile-signer, namespace: ci}",
+        )
+        .replace(
+            &format!(
+                "key.pem: {}",
+                b64(&std::fs::read(seed.var("DELEGATION_KEY")).unwrap())
+            ),
+            &format!("key.pem: {}", b64(&hostile_key)),
+        );
+    // The ConfigMap is in the first document only.
+    let bad = bad
+        .split("\n---\napiVersion: v1\nkind: ConfigMap")
+        .next()
+        .unwrap();
+    write(&file, &format!("{bad}\n---\n{good}"));
+    let t = std::time::Instant::now();
+    let o = cli.run(tb, &["reconcile", "-f", file.to_str().unwrap()]);
+    let elapsed = t.elapsed();
+    eprintln!("reconcile -f, a hostile key beside a good resource: {elapsed:?}");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/releases")["multi"],
+        digest(&seed, "multi"),
+        "the good resource signed"
+    );
+    let status = std::fs::read_to_string(dir.path().join("two.yaml.status.yaml")).unwrap();
+    assert!(status.contains("reason: Signed"), "{status}");
+    assert!(status.contains("reason: BadKey"), "{status}");
+    assert!(status.contains("scrypt with N=4294967296"), "{status}");
+}
+
+#[test]
+fn key_id_in_the_certificate_form_a_role_lists_is_accepted() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-key-id-cert");
+    let cli = Cli::new(&seed);
+    let key = seed.var("DELEGATION_KEY");
+    let dir = tempfile::tempdir().unwrap();
+    // The delegation key as a certificate: openssl reads the PEM without notary's headers.
+    let stripped: String = std::fs::read_to_string(key)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("-----") || !(l.is_empty() || l.contains(": ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let enc = dir.path().join("enc.pem");
+    let plain = dir.path().join("plain.pem");
+    let cert = dir.path().join("cert.pem");
+    write(&enc, &stripped);
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let pass = format!("file:{}", seed.var("DELEGATION_PASSPHRASE_FILE"));
+    openssl(&[
+        "pkey",
+        "-in",
+        enc.to_str().unwrap(),
+        "-passin",
+        &pass,
+        "-out",
+        plain.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        plain.to_str().unwrap(),
+        "-subj",
+        "/CN=delegation-certs",
+        "-days",
+        "30",
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    for args in [
+        &[
+            "delegation",
+            "add",
+            &seed.gun,
+            "targets/certs",
+            cert.to_str().unwrap(),
+            "--all-paths",
+        ][..],
+        &["publish", &seed.gun][..],
+    ] {
+        let o = tb.notary(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let cert_id = trustkeeper::notary::PublicKey::from_pem(&std::fs::read(&cert).unwrap())
+        .unwrap()
+        .key_id();
+    let plain_id = key_id_of(tb, &cli, key);
+    assert_ne!(cert_id, plain_id);
+    let image = format!("{}:multi", seed.gun);
+    let o = cli.run(
+        tb,
+        &[
+            "sign",
+            &image,
+            "--key",
+            key,
+            "--role",
+            "targets/releases",
+            "--role",
+            "targets/certs",
+            "--key-id",
+            &cert_id,
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/certs")["multi"],
+        digest(&seed, "multi")
+    );
+    // A mismatch names the certificate form too.
+    let other = "cd".repeat(32);
+    let o = cli.run(
+        tb,
+        &[
+            "witness",
+            &seed.gun,
+            "--key",
+            key,
+            "--role",
+            "targets/certs",
+            "--key-id",
+            &other,
+        ],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&plain_id) && err.contains(&cert_id) && err.contains(&other),
+        "{err}"
+    );
+}
+
+/// A delegation whose key is ECDSA P-384, signed by the Go client (which signs P-384 over
+/// SHA-256): trustkeeper verifies it as the Go client does.
+#[test]
+fn a_p384_delegation_signed_by_the_go_client_verifies() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-p384");
+    let cli = Cli::new(&seed);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    openssl(&[
+        "ecparam",
+        "-name",
+        "secp384r1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &p("sec1.pem"),
+    ]);
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        &p("sec1.pem"),
+        "-out",
+        &p("p384.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &p("p384.pem"),
+        "-subj",
+        "/CN=p384",
+        "-days",
+        "30",
+        "-sha256",
+        "-out",
+        &p("p384.crt"),
+    ]);
+    // The Go client on a copy of the shared trust directory: the imported key stays here.
+    let trust = p("trust");
+    let cp = Command::new("cp")
+        .args(["-r", tb.var("NOTARY_CLIENT_TRUST_DIR"), &trust])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let go = |args: &[&str]| {
+        let o = Command::new(tb.var("NOTARY_CLIENT"))
+            .args(args)
+            .env("TESTBED_TRUST_DIR", &trust)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "notary {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let gun = seed.gun.as_str();
+    go(&[
+        "delegation",
+        "add",
+        gun,
+        "targets/p384",
+        &p("p384.crt"),
+        "--all-paths",
+    ]);
+    go(&["publish", gun]);
+    go(&[
+        "key",
+        "import",
+        &p("p384.pem"),
+        "--role",
+        "targets/p384",
+        "-g",
+        gun,
+    ]);
+    go(&[
+        "addhash",
+        gun,
+        "p384-tag",
+        "3",
+        "--sha256",
+        &"ab".repeat(32),
+        "-r",
+        "targets/p384",
+    ]);
+    go(&["publish", gun]);
+    let o = cli.run(tb, &["inspect", gun, "-o", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let role = v["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "targets/p384")
+        .unwrap_or_else(|| panic!("no targets/p384 in {v}"));
+    assert_eq!(role["state"], "valid", "{role}");
+}

@@ -383,3 +383,128 @@ async fn root_changed_while_reading_is_read_again() {
     assert!(!e.is_transient());
     assert!(Error::VersionConflict { gun: "g".into() }.is_transient());
 }
+
+/// A self-signed root certificate for `GUN` with basicConstraints `ca`, its PEM text as
+/// root.json lists it, and the key that signs with it.
+fn root_certificate(ca: bool) -> (trustkeeper::notary::PublicKey, p256::ecdsa::SigningKey) {
+    use x509_cert::builder::profile::BuilderProfile;
+    use x509_cert::builder::{Builder as _, CertificateBuilder};
+    use x509_cert::der::Encode as _;
+    use x509_cert::ext::pkix::BasicConstraints;
+    use x509_cert::ext::{Extension, ToExtension as _};
+    use x509_cert::name::Name;
+
+    struct Profile {
+        subject: Name,
+        ca: bool,
+    }
+    impl BuilderProfile for Profile {
+        fn get_issuer(&self, subject: &Name) -> Name {
+            subject.clone()
+        }
+        fn get_subject(&self) -> Name {
+            self.subject.clone()
+        }
+        fn build_extensions(
+            &self,
+            _: x509_cert::spki::SubjectPublicKeyInfoRef<'_>,
+            _: x509_cert::spki::SubjectPublicKeyInfoRef<'_>,
+            tbs: &x509_cert::TbsCertificate,
+        ) -> x509_cert::builder::Result<Vec<Extension>> {
+            Ok(vec![
+                (
+                    true,
+                    &BasicConstraints {
+                        ca: self.ca,
+                        path_len_constraint: None,
+                    },
+                )
+                    .to_extension(tbs.subject(), &[])?,
+            ])
+        }
+    }
+    let sk = p256::ecdsa::SigningKey::from_slice(&[if ca { 7 } else { 9 }; 32]).unwrap();
+    let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_key(sk.verifying_key()).unwrap();
+    let t = |ts: jiff::Timestamp| {
+        x509_cert::time::Time::try_from(std::time::SystemTime::from(ts)).unwrap()
+    };
+    let validity = x509_cert::time::Validity::new(
+        t(now() - jiff::SignedDuration::from_hours(24)),
+        t(now() + jiff::SignedDuration::from_hours(24 * 3650)),
+    );
+    let profile = Profile {
+        subject: format!("CN={GUN}").parse().unwrap(),
+        ca,
+    };
+    let serial = x509_cert::serial_number::SerialNumber::new(&[1, 2, 3]).unwrap();
+    let cert = CertificateBuilder::new(profile, serial, validity, spki)
+        .unwrap()
+        .build::<_, p256::ecdsa::DerSignature>(&sk)
+        .unwrap();
+    let text = pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", cert.to_der().unwrap()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
+    let key = trustkeeper::notary::PublicKey {
+        keytype: "ecdsa-x509".into(),
+        public: text.into_bytes(),
+    };
+    (key, sk)
+}
+
+/// The vector's root.json with its root key replaced by `key`, validly signed by it.
+fn root_with_key(
+    m: &Memory,
+    key: &trustkeeper::notary::PublicKey,
+    sk: &p256::ecdsa::SigningKey,
+) -> Vec<u8> {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer as _;
+    let id = key.key_id();
+    let mut env = Envelope::parse("root", &m.files["root.json"]).unwrap();
+    let old: Vec<String> = env.signed["roles"]["root"]["keyids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    for o in &old {
+        env.signed["keys"].as_object_mut().unwrap().remove(o);
+    }
+    env.signed["keys"][&id] = key.to_value();
+    env.signed["roles"]["root"]["keyids"] = serde_json::json!([id]);
+    let sig: p256::ecdsa::Signature = sk.sign(&env.signed_bytes().unwrap());
+    env.signatures = vec![trustkeeper::notary::metadata::Signature {
+        keyid: id,
+        method: "ecdsa".into(),
+        sig: base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+    }];
+    env.to_file_bytes().unwrap()
+}
+
+#[tokio::test]
+async fn a_ca_root_certificate_is_refused_as_the_go_client_refuses_it() {
+    let (ca_key, ca_sk) = root_certificate(true);
+    let mut m = base();
+    m.put("root.json", root_with_key(&m, &ca_key, &ca_sk));
+    let pinned = TrustAnchor::PinnedKeys(vec![ca_key.key_id()]);
+    let pinned_canonical = TrustAnchor::PinnedKeys(vec![ca_key.canonical_id().unwrap()]);
+    for (name, anchor) in [
+        ("first use", TrustAnchor::FirstUse),
+        ("pinned", pinned),
+        ("pinned by canonical ID", pinned_canonical),
+    ] {
+        let e = run(&m, &anchor).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::UntrustedRoot { reason, .. } if reason.contains("CA:TRUE")),
+            "{name}: {e}"
+        );
+    }
+    // The same root with a leaf certificate gets past the root checks (and fails later, on
+    // the snapshot that does not list this root): the CA bit alone is refused.
+    let (leaf_key, leaf_sk) = root_certificate(false);
+    let mut m = base();
+    m.put("root.json", root_with_key(&m, &leaf_key, &leaf_sk));
+    let e = run(&m, &TrustAnchor::FirstUse).await.unwrap_err();
+    assert!(!matches!(e, Error::UntrustedRoot { .. }), "{e}");
+}

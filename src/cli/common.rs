@@ -47,24 +47,158 @@ pub fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-pub fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path)
-        .map_err(|e| CliError::new(format!("cannot read {what} {}: {e}", path.display())))
+/// Largest CA file read: a whole system bundle is a few hundred KiB.
+pub const MAX_CA_FILE_BYTES: u64 = 4 << 20;
+/// Largest passphrase file read.
+pub const MAX_PASSPHRASE_FILE_BYTES: u64 = 64 << 10;
+
+/// Reads at most `limit` bytes from `r`; more is refused (a 100 MB file, `/dev/zero`) without
+/// reading further than one byte past the bound.
+fn read_bounded(
+    what: &str,
+    mut r: impl std::io::Read,
+    limit: u64,
+    hint: &str,
+) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    use std::io::Read as _;
+    let mut buf = Zeroizing::new(Vec::new());
+    (&mut r)
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| CliError::new(format!("cannot read {what}: {e}")))?;
+    if buf.len() as u64 > limit {
+        return Err(CliError::new(format!(
+            "{what} is larger than {limit} bytes (read no further): {hint}"
+        )));
+    }
+    Ok(buf)
 }
 
-/// The passphrase: `TRUSTKEEPER_PASSPHRASE`, `--passphrase-file`, or a prompt on a terminal.
-/// Never a plain argument (it would show in `ps` and shell history).
-pub fn passphrase(g: &Global, prompt_for: &str) -> Result<Option<SecretString>, CliError> {
-    if let Ok(p) = std::env::var("TRUSTKEEPER_PASSPHRASE") {
-        return Ok(Some(SecretString::from(p)));
+/// A file of at most `limit` bytes.
+pub fn read_file_bounded(
+    what: &str,
+    path: &Path,
+    limit: u64,
+    hint: &str,
+) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    let label = format!("{what} {}", path.display());
+    let f = std::fs::File::open(path)
+        .map_err(|e| CliError::new(format!("cannot read {label}: {e}")))?;
+    read_bounded(&label, f, limit, hint)
+}
+
+const KEY_HINT: &str = "give the PEM `notary key export` wrote (under 2 KiB)";
+
+/// Whether a command line argument looks like key material (a PEM block, or a line of one), so
+/// that no message repeats it: `--key "$(cat key.pem)"` is what CI steps write.
+pub fn looks_like_key_material(arg: &str) -> bool {
+    // A PEM body without its armour (or one line of it): base64 of mixed case and digits, which
+    // a file name, image or flag of that length hardly is.
+    let base64_body = arg.len() >= 64
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        && arg.bytes().any(|b| b.is_ascii_uppercase())
+        && arg.bytes().any(|b| b.is_ascii_lowercase())
+        && arg.bytes().any(|b| b.is_ascii_digit());
+    arg.contains("-----BEGIN")
+        || arg.contains("-----END")
+        || arg.contains("PRIVATE KEY")
+        || arg.contains(['\n', '\r'])
+        || arg.len() > 1024
+        || base64_body
+}
+
+/// The signing key's PEM and what to call it in messages.
+pub struct KeyInput {
+    pub pem: Zeroizing<Vec<u8>>,
+    pub label: String,
+}
+
+/// The signing key: `--key PATH`, `--key -` (standard input) or, without `--key`, the PEM text
+/// in `TRUSTKEEPER_KEY` (how CI secrets arrive; a path there is read as a file, as before).
+/// Each is bounded to [`crate::notary::keys::MAX_KEY_BYTES`] before anything looks at it.
+pub fn key_input(key: Option<&Path>) -> Result<KeyInput, CliError> {
+    let limit = crate::notary::keys::MAX_KEY_BYTES as u64;
+    match key {
+        Some(p) if p.as_os_str() == "-" => Ok(KeyInput {
+            pem: read_bounded(
+                "the key on standard input",
+                std::io::stdin().lock(),
+                limit,
+                KEY_HINT,
+            )?,
+            label: "the key on standard input".into(),
+        }),
+        Some(p) if looks_like_key_material(&p.to_string_lossy()) => Err(CliError::new(
+            "the --key argument looks like the key itself (not shown): an argument shows in \
+             `ps` and in logs; give the PEM in TRUSTKEEPER_KEY or on standard input (--key -), \
+             or a file (--key PATH)",
+        )),
+        Some(p) => Ok(KeyInput {
+            pem: read_file_bounded("key", p, limit, KEY_HINT)?,
+            label: p.display().to_string(),
+        }),
+        None => {
+            let Some(v) = std::env::var_os("TRUSTKEEPER_KEY").filter(|v| !v.is_empty()) else {
+                return Err(CliError::new(
+                    "no signing key: give --key PATH, --key - (the PEM on standard input) or the \
+                     PEM in TRUSTKEEPER_KEY",
+                ));
+            };
+            let bytes = Zeroizing::new(v.into_encoded_bytes());
+            if bytes.windows(10).any(|w| w == b"-----BEGIN") {
+                let pem = read_bounded("TRUSTKEEPER_KEY", bytes.as_slice(), limit, KEY_HINT)?;
+                Ok(KeyInput {
+                    pem,
+                    label: "the key in TRUSTKEEPER_KEY".into(),
+                })
+            } else {
+                // Never shown: it may be key material without its armour.
+                let not_a_file = || {
+                    CliError::new(
+                        "TRUSTKEEPER_KEY holds neither a PEM block nor the path of a readable \
+                         file (its value is not shown): give the PEM `notary key export` wrote, \
+                         BEGIN and END lines included",
+                    )
+                };
+                let text = std::str::from_utf8(&bytes).map_err(|_| not_a_file())?;
+                if looks_like_key_material(text) {
+                    return Err(not_a_file());
+                }
+                let path = Path::new(text);
+                let f = std::fs::File::open(path).map_err(|_| not_a_file())?;
+                Ok(KeyInput {
+                    pem: read_bounded("the key file TRUSTKEEPER_KEY names", f, limit, KEY_HINT)?,
+                    label: "the key file TRUSTKEEPER_KEY names".into(),
+                })
+            }
+        }
     }
+}
+
+/// The passphrase: `--passphrase-file` (or `TRUSTKEEPER_PASSPHRASE_FILE`), else
+/// `TRUSTKEEPER_PASSPHRASE`, else a prompt on a terminal; the explicit file wins. Never a plain
+/// argument (it would show in `ps` and shell history). A trailing line end is dropped from the
+/// file and the environment alike, as from a Secret.
+pub fn passphrase(g: &Global, prompt_for: &str) -> Result<Option<SecretString>, CliError> {
+    let trimmed = |text: &str| SecretString::from(text.trim_end_matches(['\r', '\n']).to_string());
     if let Some(f) = &g.passphrase_file {
-        let bytes = Zeroizing::new(read_file("passphrase file", f)?);
+        let bytes = read_file_bounded(
+            "passphrase file",
+            f,
+            MAX_PASSPHRASE_FILE_BYTES,
+            "give a file holding only the passphrase",
+        )?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| CliError::new("the passphrase file is not UTF-8"))?;
-        return Ok(Some(SecretString::from(
-            text.trim_end_matches(['\r', '\n']).to_string(),
-        )));
+        return Ok(Some(trimmed(text)));
+    }
+    if let Some(p) = std::env::var_os("TRUSTKEEPER_PASSPHRASE") {
+        let p = Zeroizing::new(p.into_encoded_bytes());
+        let text = std::str::from_utf8(&p)
+            .map_err(|_| CliError::new("TRUSTKEEPER_PASSPHRASE is not UTF-8"))?;
+        return Ok(Some(trimmed(text)));
     }
     if std::io::stdin().is_terminal() {
         let p = rpassword::prompt_password(format!("Passphrase for {prompt_for}: "))
@@ -77,25 +211,41 @@ pub fn passphrase(g: &Global, prompt_for: &str) -> Result<Option<SecretString>, 
 fn ca(g: &Global) -> Result<Option<Vec<u8>>, CliError> {
     g.ca_file
         .as_deref()
-        .map(|p| read_file("CA file", p))
+        .map(|p| {
+            read_file_bounded(
+                "CA file",
+                p,
+                MAX_CA_FILE_BYTES,
+                "give a PEM bundle of the CA certificates",
+            )
+            .map(|b| b.to_vec())
+        })
         .transpose()
 }
 
 /// Credentials for a run from the key file, docker config, CA file and `NOTARY_AUTH`.
 pub fn credentials(g: &Global, key: Option<&Path>) -> Result<Credentials, CliError> {
+    credentials_with(g, key.map(|k| key_input(Some(k))).transpose()?)
+}
+
+/// Like [`credentials`] for a command that signs: without `--key` the key comes from
+/// `TRUSTKEEPER_KEY`.
+pub fn signing_credentials(g: &Global, key: Option<&Path>) -> Result<Credentials, CliError> {
+    credentials_with(g, Some(key_input(key)?))
+}
+
+fn credentials_with(g: &Global, key: Option<KeyInput>) -> Result<Credentials, CliError> {
     let (signing_key_pem, passphrase) = match key {
-        Some(k) => {
-            let pem = Zeroizing::new(read_file("key", k)?);
+        Some(KeyInput { pem, label }) => {
             let encrypted = pem.windows(9).any(|w| w == b"ENCRYPTED");
             let pass = if encrypted {
-                passphrase(g, &k.display().to_string())?
+                passphrase(g, &label)?
             } else {
                 None
             };
             if encrypted && pass.is_none() {
                 return Err(CliError::new(format!(
-                    "{} is encrypted: give its passphrase in TRUSTKEEPER_PASSPHRASE or --passphrase-file",
-                    k.display()
+                    "{label} is encrypted: give its passphrase in TRUSTKEEPER_PASSPHRASE or --passphrase-file",
                 )));
             }
             (pem, pass)
@@ -338,6 +488,37 @@ mod tests {
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         for bad in ["", "MiB", "4MB", "-1", "1", "5GiB", "99999999999999999999"] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod key_input_tests {
+    use super::looks_like_key_material;
+
+    #[test]
+    fn key_material_is_told_from_paths_images_and_flags() {
+        let body = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgevZzL1gdAFr88hb2";
+        for key in [
+            "-----BEGIN PRIVATE KEY-----",
+            "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----",
+            body,
+            &body.repeat(3),
+            "line\nbreak",
+        ] {
+            assert!(looks_like_key_material(key), "{key}");
+        }
+        for arg in [
+            "--key",
+            "delegation.key.pem",
+            "/home/runner/work/project/project/secrets/delegation/targets.key",
+            "registry.example.com/team/app:v1.2",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "targets/releases",
+            "-",
+        ] {
+            assert!(!looks_like_key_material(arg), "{arg}");
         }
     }
 }

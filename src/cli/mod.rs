@@ -110,6 +110,37 @@ pub enum Command {
     Crd,
 }
 
+/// Parses the command line; usage errors exit with 2 as clap's do, but an argument that looks
+/// like key material (`--key "$(cat key.pem)"`) is never repeated in the message, and neither is
+/// any other argument then.
+pub fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let secret = args
+        .iter()
+        .skip(1)
+        .any(|a| common::looks_like_key_material(&a.to_string_lossy()));
+    match Cli::try_parse_from(&args) {
+        // Key material never belongs on a command line, even where it parses (`--key=PEM`).
+        Ok(_) if secret => redacted_usage_error("an argument is not a file name, image or flag"),
+        Ok(cli) => cli,
+        // --help and --version.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) if secret => redacted_usage_error(&e.kind().to_string()),
+        Err(e) => e.exit(),
+    }
+}
+
+/// Exits with 2 and the usage error without the arguments: one of them looks like key material.
+fn redacted_usage_error(what: &str) -> ! {
+    eprintln!(
+        "error: {what} (arguments not shown: one looks like key material); never pass a key as \
+         an argument, it shows in `ps` and in logs: give the PEM in TRUSTKEEPER_KEY or on \
+         standard input (--key -), or a file (--key PATH)\n\nFor more information, try \
+         '--help'."
+    );
+    std::process::exit(2);
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {

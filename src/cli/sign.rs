@@ -18,9 +18,14 @@ pub struct SignArgs {
     /// Images to sign, as IMAGE:TAG (all of one repository).
     #[arg(required = true, value_name = "IMAGE:TAG")]
     pub images: Vec<String>,
-    /// The signing key: a PEM written by `notary key export`.
-    #[arg(long, env = "TRUSTKEEPER_KEY")]
-    pub key: PathBuf,
+    /// The signing key: a PEM written by `notary key export`, or `-` to read it from standard
+    /// input [default: the PEM text in TRUSTKEEPER_KEY].
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// The key ID the signing key must have (plain, or as a certificate the role lists);
+    /// nothing is published when it differs.
+    #[arg(long, env = "TRUSTKEEPER_KEY_ID", value_name = "ID")]
+    pub key_id: Option<String>,
     /// Role to sign into (repeatable) [default: what `docker trust sign` picks].
     #[arg(long = "role")]
     pub roles: Vec<String>,
@@ -37,9 +42,14 @@ pub struct SignArgs {
 pub struct WitnessArgs {
     /// The image repository.
     pub image: String,
-    /// The signing key: a PEM written by `notary key export`.
-    #[arg(long, env = "TRUSTKEEPER_KEY")]
-    pub key: PathBuf,
+    /// The signing key: a PEM written by `notary key export`, or `-` to read it from standard
+    /// input [default: the PEM text in TRUSTKEEPER_KEY].
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// The key ID the signing key must have (plain, or as a certificate the role lists);
+    /// nothing is published when it differs.
+    #[arg(long, env = "TRUSTKEEPER_KEY_ID", value_name = "ID")]
+    pub key_id: Option<String>,
     /// Role to renew (repeatable) [default: every role the key can sign].
     #[arg(long = "role")]
     pub roles: Vec<String>,
@@ -76,7 +86,11 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         _ => BTreeMap::new(),
     };
     let spec = common::spec(g, &gun, tags, a.roles);
-    run(g, &spec, common::engine(g)?, Some(&a.key), pinned).await
+    let engine = Engine {
+        key_id: a.key_id,
+        ..common::engine(g)?
+    };
+    run(g, &spec, engine, a.key.as_deref(), pinned).await
 }
 
 /// The manifest `--digest` and `--size` name, checked as an image reference's digest is.
@@ -101,9 +115,10 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
     let spec = common::spec(g, &r.gun(), vec![], a.roles);
     let engine = Engine {
         force_renew: true,
+        key_id: a.key_id,
         ..common::engine(g)?
     };
-    run(g, &spec, engine, Some(&a.key), BTreeMap::new()).await
+    run(g, &spec, engine, a.key.as_deref(), BTreeMap::new()).await
 }
 
 async fn run(
@@ -115,10 +130,13 @@ async fn run(
 ) -> Result<(), CliError> {
     // Messages name `--role`, the command line's way to pick roles.
     crate::engine::report::set_surface(crate::engine::report::Surface::Cli);
-    let credentials = common::credentials(g, key)?;
-    if let Some(k) = key {
-        refuse_root_key(k, &credentials.signing_key_pem)?;
-    }
+    let credentials = common::signing_credentials(g, key)?;
+    let what = match key {
+        Some(k) if k == std::path::Path::new("-") => "the key on standard input".to_string(),
+        Some(k) => k.display().to_string(),
+        None => "the key in TRUSTKEEPER_KEY".to_string(),
+    };
+    refuse_root_key(&what, &credentials.signing_key_pem)?;
     let gun = ImageRef::parse(&spec.image)
         .map_err(|e| CliError::new(e.to_string()))?
         .gun();
@@ -207,7 +225,7 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
 /// A root key (its `notary key export` header says `role: root`) signs only root.json: it is
 /// never a signer of a tag, so every run would end in "not a signer". Said before any work (and
 /// before the key is decrypted), with the keys to use instead.
-fn refuse_root_key(path: &std::path::Path, pem: &[u8]) -> Result<(), CliError> {
+fn refuse_root_key(what: &str, pem: &[u8]) -> Result<(), CliError> {
     let text = String::from_utf8_lossy(pem);
     let mut roles = Vec::new();
     let mut in_headers = false;
@@ -224,10 +242,9 @@ fn refuse_root_key(path: &std::path::Path, pem: &[u8]) -> Result<(), CliError> {
     }
     if !roles.is_empty() && roles.iter().all(|r| r.as_deref() == Some("root")) {
         return Err(CliError::new(format!(
-            "{} is the root key (its header says role: root): it signs only the root role and is \
+            "{what} is the root key (its header says role: root): it signs only the root role and is \
              never a signer of tags or targets; give the repository key (role targets) or a \
-             delegation key (`notary key list` shows each key's role)",
-            path.display()
+             delegation key (`notary key list` shows each key's role)"
         )));
     }
     Ok(())

@@ -298,6 +298,21 @@ pub async fn gather<S: SecretSource>(
         &key.key_field,
         "spec.signingKey.keyField",
     )?;
+    // Bounded before anything parses it (the engine refuses it too; this names the Secret).
+    if signing_key_pem.len() > crate::notary::keys::MAX_KEY_BYTES {
+        return Err(GatherError::Problem(SecretProblem {
+            reason: reasons::BAD_KEY,
+            message: format!(
+                "Secret {ns}/{} (referenced by spec.signingKey.secretRef): data key {:?} holds {} \
+                 bytes, more than the {} a key file may have; store the PEM `notary key export` \
+                 wrote (under 2 KiB)",
+                key.secret_ref.name,
+                key.key_field,
+                signing_key_pem.len(),
+                crate::notary::keys::MAX_KEY_BYTES
+            ),
+        }));
+    }
     let passphrase = match secret.data.remove(&key.passphrase_field) {
         Some(bytes) => Some(utf8_secret(
             bytes,
@@ -450,6 +465,23 @@ mod tests {
         assert_eq!(&*c.signing_key_pem, b"PEM");
         assert_eq!(c.passphrase.unwrap().expose_secret(), "hunter2");
         assert!(c.registry_auth.is_none() && c.notary_auth.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_signing_key_over_the_size_bound_is_refused_naming_the_secret() {
+        let big = vec![b'A'; crate::notary::keys::MAX_KEY_BYTES + 1];
+        let src = MapSecrets::default().with_secret("ns", "signer", None, &[("key.pem", &big)]);
+        let p = problem(gather(&src, "ns", &spec()).await);
+        assert_eq!(p.reason, reasons::BAD_KEY);
+        assert!(
+            p.message.contains("Secret ns/signer") && p.message.contains("1048577 bytes"),
+            "{}",
+            p.message
+        );
+        // At the bound it is the engine's to judge.
+        let edge = vec![b'A'; crate::notary::keys::MAX_KEY_BYTES];
+        let src = MapSecrets::default().with_secret("ns", "signer", None, &[("key.pem", &edge)]);
+        assert!(gather(&src, "ns", &spec()).await.is_ok());
     }
 
     #[tokio::test]

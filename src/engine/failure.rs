@@ -62,6 +62,7 @@ impl From<NotaryError> for Failure {
             // listed so that a new error class cannot fall into another's reason unseen.
             E::RepositoryExists { .. } => reasons::CONFLICT,
             E::KeyExport { .. } | E::Certificate { .. } => reasons::BAD_KEY,
+            E::KeyEncryption { .. } => reasons::BAD_KEY,
         };
         Failure::new(reason, e.to_string())
     }

@@ -47,6 +47,9 @@ pub struct Engine {
     /// The most trust metadata one repository update reads, every file together, whatever the
     /// server announces (`--max-metadata-size`): runs at once times this must fit the memory.
     pub max_metadata_bytes: u64,
+    /// The key ID the signing key must have (`--key-id`), plain or in the certificate form a
+    /// role lists: a run with another key fails before anything is signed.
+    pub key_id: Option<String>,
 }
 
 impl Default for Engine {
@@ -59,6 +62,7 @@ impl Default for Engine {
             client_pool: ClientPool::default(),
             cache: MetadataCache::default(),
             max_metadata_bytes: notary::client::DEFAULT_MAX_METADATA_BYTES,
+            key_id: None,
         }
     }
 }
@@ -256,6 +260,36 @@ fn load_keys_from(
         ));
     }
     Ok(keys)
+}
+
+/// The configured key ID names one of the keys given: its plain ID, or the ID of a
+/// certificate a role lists for it.
+fn check_key_id(expected: &str, key_ids: &[String], view: &RepoView) -> Result<(), Failure> {
+    let expected = expected.trim();
+    let cert_ids: BTreeSet<&str> = (view.roles.iter().flat_map(|r| &r.signers))
+        .filter(|s| s.id != s.canonical_id && key_ids.contains(&s.canonical_id))
+        .map(|s| s.id.as_str())
+        .collect();
+    if key_ids.iter().any(|k| k == expected) || cert_ids.contains(expected) {
+        return Ok(());
+    }
+    let certs = if cert_ids.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (as a certificate: {})",
+            cert_ids.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
+    Err(Failure::new(
+        reasons::BAD_KEY,
+        format!(
+            "the signing key is {}{certs}, not the expected key ID {expected}; nothing was \
+             published: give the key with ID {expected}, or fix the key ID (--key-id, \
+             private-key-id)",
+            key_ids.join(", ")
+        ),
+    ))
 }
 
 /// What the registry holds for the selection.
@@ -495,6 +529,9 @@ impl Engine {
             };
             notary.remember(&repo);
             let view = repo_view(&repo);
+            if let Some(expected) = &self.key_id {
+                check_key_id(expected, &key_ids, &view)?;
+            }
             let vanished = vanished(&resolved, &view);
             if let Some(tag) = resolved.absent.iter().find(|t| !vanished.contains(*t)) {
                 return Err(Failure::new(

@@ -538,6 +538,13 @@ fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<Option<Tim
         let now_s = now.as_second();
         if !cn_ok {
             why = format!("certificate {id} is for {}, not CN={gun}", tbs.subject());
+        } else if is_ca_certificate(tbs) {
+            // The Go client takes a root key's certificate only as a leaf: a CA one is no key.
+            why = format!(
+                "certificate {id} is a CA certificate (basicConstraints CA:TRUE), and the Go \
+                 client accepts only a leaf certificate as a root key; re-create the root with \
+                 a CA:FALSE certificate (what `notary init` makes)"
+            );
         } else if now_s > na {
             why = format!("certificate {id} expired");
         } else if nb > now_s + 86_400 {
@@ -560,6 +567,18 @@ fn check_root_shape(root: &Root, gun: &str, now: Timestamp) -> Result<Option<Tim
         });
     }
     Ok(earliest)
+}
+
+/// Whether the certificate says it is a CA (basicConstraints cA TRUE); an extension that does
+/// not decode counts as one, so that it is not trusted as a leaf either.
+fn is_ca_certificate(tbs: &x509_cert::TbsCertificate) -> bool {
+    use x509_cert::der::{Decode, oid::AssociatedOid};
+    use x509_cert::ext::pkix::BasicConstraints;
+    tbs.extensions()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.extn_id == BasicConstraints::OID)
+        .any(|e| BasicConstraints::from_der(e.extn_value.as_bytes()).map_or(true, |b| b.ca))
 }
 
 fn rollback(state: Option<&TrustState>, role: &str, offered: u64) -> Result<()> {

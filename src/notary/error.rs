@@ -187,6 +187,14 @@ pub enum Error {
     #[error("cannot export key {key}: {reason}")]
     KeyExport { key: String, reason: String },
 
+    /// A key file whose encryption notary and Docker never write, or whose key derivation would
+    /// cost more than any real key file's: refused before anything is derived.
+    #[error(
+        "key {key} is encrypted with {what}; export it again with `notary key export` \
+         (PBKDF2-HMAC-SHA1, 2048 iterations, AES-256-CBC)"
+    )]
+    KeyEncryption { key: String, what: String },
+
     #[error("cannot make the root certificate for {gun}: {reason}")]
     Certificate { gun: String, reason: String },
 }

@@ -174,35 +174,37 @@ impl PublicKey {
         match (method, self.keytype.as_str()) {
             ("ecdsa", "ecdsa" | "ecdsa-x509") => {
                 use p256::pkcs8::der::Decode;
-                // Raw r||s only; DER is rejected by notary.
-                if sig.len() != 64 {
-                    return false;
-                }
                 let Ok(spki) = self.spki_der() else {
                     return false;
                 };
                 let Ok(info) = p256::pkcs8::spki::SubjectPublicKeyInfoRef::from_der(&spki) else {
                     return false;
                 };
-                if info
-                    .algorithm
-                    .parameters_oid()
-                    .ok()
-                    .as_ref()
-                    .map(|o| o.as_bytes())
-                    != Some(OID_P256)
-                {
-                    return false;
-                }
+                let curve = info.algorithm.parameters_oid().ok();
                 let Some(point) = info.subject_public_key.as_bytes() else {
                     return false;
                 };
                 // aws-lc (already linked for TLS) verifies several times faster than the p256
                 // crate, and an update checks every role's signatures.
-                use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-                    .verify(msg, sig)
-                    .is_ok()
+                use aws_lc_rs::signature::{
+                    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA256_ASN1, UnparsedPublicKey,
+                };
+                // Raw r||s of the curve's size only, over SHA-256 whatever the curve, as the Go
+                // client checks; DER is rejected by notary.
+                match curve.as_ref().map(|o| o.as_bytes()) {
+                    Some(OID_P256) if sig.len() == 64 => {
+                        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+                            .verify(msg, sig)
+                            .is_ok()
+                    }
+                    // aws-lc has P-384 with SHA-256 only in DER form.
+                    Some(OID_P384) if sig.len() == 96 => {
+                        UnparsedPublicKey::new(&ECDSA_P384_SHA256_ASN1, point)
+                            .verify(msg, &ecdsa_fixed_to_der(sig))
+                            .is_ok()
+                    }
+                    _ => false,
+                }
             }
             ("rsapss" | "rsapkcs1v15", "rsa" | "rsa-x509") => {
                 use rsa::pkcs8::DecodePublicKey;
@@ -279,6 +281,8 @@ pub type PrivateKey = SigningKey;
 const OID_EC: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
 /// `secp256r1` (prime256v1), the named curve of notary's ECDSA keys.
 const OID_P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+/// `secp384r1`: verified (the Go client accepts such keys in metadata), never used to sign.
+const OID_P384: &[u8] = &[0x2B, 0x81, 0x04, 0x00, 0x22];
 const OID_RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
 const OID_ED25519_NOTARY: &[u8] = &[0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x0F, 0x01];
 const OID_ED25519: &[u8] = &[0x2B, 0x65, 0x70];
@@ -301,6 +305,17 @@ impl SigningKey {
         pem_bytes: &[u8],
         passphrase_for: impl Fn(&BTreeMap<String, String>) -> Option<SecretString>,
     ) -> Result<Vec<SigningKey>> {
+        if pem_bytes.len() > MAX_KEY_BYTES {
+            return Err(Error::MalformedKey {
+                key: "PEM".into(),
+                reason: format!(
+                    "{} bytes, more than the {MAX_KEY_BYTES} a key file may have (notary's are \
+                     under 2 KiB); give the PEM `notary key export` wrote",
+                    pem_bytes.len()
+                ),
+            });
+        }
+        let mut budget = KdfBudget::default();
         let blocks = pem::parse_many(pem_bytes).map_err(|e| Error::MalformedKey {
             key: "PEM".into(),
             reason: e.to_string(),
@@ -329,12 +344,15 @@ impl SigningKey {
             let mut notary_compatible = true;
             let secret = match tag.as_str() {
                 "ENCRYPTED PRIVATE KEY" => {
+                    let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
+                        .map_err(|e| malformed(&label, e.to_string()))?;
+                    // The file chooses what its key derivation costs: bounded before the
+                    // passphrase is even looked at.
+                    check_key_encryption(&info, &label, &mut budget)?;
                     let pass = passphrase_for(&headers);
                     let pass = pass.as_ref().ok_or_else(|| Error::WrongPassphrase {
                         key: format!("{label}: encrypted, no passphrase given"),
                     })?;
-                    let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
-                        .map_err(|e| malformed(&label, e.to_string()))?;
                     // notary assumes PBKDF2-HMAC-SHA1 + AES-256-CBC (OpenSSL 3 defaults differ).
                     notary_compatible = info.encryption_algorithm.pbes2().is_some_and(|p| {
                         p.kdf
@@ -347,14 +365,15 @@ impl SigningKey {
                     });
                     let plain = match decrypt_pbes2(&info, pass, &label)? {
                         Some(plain) => plain,
+                        // What is left (scrypt, PBKDF2-HMAC-SHA224), its cost checked above.
                         None => Zeroizing::new(
                             info.decrypt(pass.expose_secret().as_bytes())
                                 .map_err(|e| match e {
                                     pkcs8::Error::EncryptedPrivateKey(
                                         pkcs8::pkcs5::Error::UnsupportedAlgorithm { oid },
-                                    ) => Error::UnsupportedKey {
+                                    ) => Error::KeyEncryption {
                                         key: label.clone(),
-                                        what: format!("encryption algorithm {oid}"),
+                                        what: format!("the unsupported algorithm {oid}"),
                                     },
                                     pkcs8::Error::EncryptedPrivateKey(
                                         pkcs8::pkcs5::Error::DecryptFailed,
@@ -650,6 +669,30 @@ fn check_header_value(what: &str, value: &str) -> Result<()> {
     })
 }
 
+/// An ECDSA signature as fixed-length r‖s → DER `SEQUENCE { INTEGER r, INTEGER s }`.
+fn ecdsa_fixed_to_der(sig: &[u8]) -> Vec<u8> {
+    let (r, s) = sig.split_at(sig.len() / 2);
+    let mut body = Vec::with_capacity(sig.len() + 6);
+    for half in [r, s] {
+        // Minimal: no leading zero bytes, one 0x00 where the top bit would make it negative.
+        let skip = half
+            .iter()
+            .take_while(|&&b| b == 0)
+            .count()
+            .min(half.len() - 1);
+        let v = &half[skip..];
+        let mut int = Vec::with_capacity(v.len() + 1);
+        if v[0] & 0x80 != 0 {
+            int.push(0);
+        }
+        int.extend_from_slice(v);
+        der_push(&mut body, 0x02, &int);
+    }
+    let mut out = Vec::with_capacity(body.len() + 3);
+    der_push(&mut out, 0x30, &body);
+    out
+}
+
 /// Appends one DER TLV (definite length) to `out`.
 fn der_push(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
     out.push(tag);
@@ -765,20 +808,128 @@ fn p256_from_sec1(
     )
 }
 
-/// Iterations of PBKDF2 accepted in a key file: 5,000 times notary's 2048, and a bound on the
-/// CPU a hostile file can make a reconcile spend (100 million would take minutes).
-const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+/// The largest key input read (file, standard input, environment, Secret data): notary's key
+/// files are under 2 KiB, a whole key store export a few dozen of them.
+pub const MAX_KEY_BYTES: usize = 1 << 20;
 
-/// PBES2 as notary, Docker and OpenSSL write it (PBKDF2 with HMAC-SHA1 or HMAC-SHA256,
-/// AES-128/256-CBC), decrypted with aws-lc, several times faster than the RustCrypto crates on
-/// a path every run takes. `Ok(None)`: another scheme, for the pkcs8 crate to decrypt.
+/// Iterations of PBKDF2 accepted in a key file, over all its blocks: 5,000 times notary's 2048,
+/// and a bound on the CPU a hostile file can make a reconcile spend.
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+/// scrypt bounds, over all blocks for the work: 8 times OpenSSL's default (N=2^14, r=8, p=1)
+/// in work, 4 times in memory (128·N·r bytes). Neither notary nor Docker writes scrypt.
+const MAX_SCRYPT_WORK: u64 = 1 << 20;
+const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
+
+/// What a file's key derivations may still cost.
+struct KdfBudget {
+    pbkdf2_iterations: u64,
+    scrypt_work: u64,
+}
+
+impl Default for KdfBudget {
+    fn default() -> Self {
+        KdfBudget {
+            pbkdf2_iterations: MAX_PBKDF2_ITERATIONS.into(),
+            scrypt_work: MAX_SCRYPT_WORK,
+        }
+    }
+}
+
+/// Refuses, before any derivation, an encryption that notary, Docker and OpenSSL do not write
+/// (PBES1, ciphers other than AES-CBC/GCM) and key derivation parameters beyond the bounds
+/// (iterations, scrypt N, r, p and memory), charging what is accepted to the file's budget.
+fn check_key_encryption(
+    info: &pkcs8::EncryptedPrivateKeyInfoRef<'_>,
+    label: &str,
+    budget: &mut KdfBudget,
+) -> Result<()> {
+    use pkcs8::pkcs5::pbes2::{EncryptionScheme, Kdf};
+    let refuse = |what: String| Error::KeyEncryption {
+        key: label.to_string(),
+        what,
+    };
+    let Some(p) = info.encryption_algorithm.pbes2() else {
+        return Err(refuse(
+            "PBES1 (DES/RC2 with MD5 or SHA-1), which nothing should write any more".into(),
+        ));
+    };
+    let key_len = match p.encryption {
+        EncryptionScheme::Aes128Cbc { .. } | EncryptionScheme::Aes128Gcm { .. } => 16,
+        EncryptionScheme::Aes192Cbc { .. } => 24,
+        EncryptionScheme::Aes256Cbc { .. } | EncryptionScheme::Aes256Gcm { .. } => 32,
+        _ => return Err(refuse("a cipher other than AES (DES or 3DES)".into())),
+    };
+    if p.kdf
+        .key_length()
+        .is_some_and(|l| usize::from(l) != key_len)
+    {
+        return Err(malformed(
+            label,
+            format!(
+                "the key derivation makes {} bytes for a {key_len}-byte AES key",
+                p.kdf.key_length().unwrap_or_default()
+            ),
+        ));
+    }
+    match &p.kdf {
+        Kdf::Pbkdf2(k) => {
+            let n = u64::from(k.iteration_count);
+            if n == 0 {
+                return Err(malformed(label, "PBKDF2 with 0 iterations".into()));
+            }
+            if n > budget.pbkdf2_iterations {
+                return Err(refuse(format!(
+                    "PBKDF2 with {n} iterations (at most {MAX_PBKDF2_ITERATIONS} in one file)"
+                )));
+            }
+            budget.pbkdf2_iterations -= n;
+        }
+        Kdf::Scrypt(k) => {
+            let (n, r, pp) = (
+                k.cost_parameter,
+                u64::from(k.block_size),
+                u64::from(k.parallelization),
+            );
+            let what = || format!("scrypt with N={n}, r={r}, p={pp}");
+            if n < 2 || !n.is_power_of_two() || r == 0 || pp == 0 {
+                return Err(malformed(
+                    label,
+                    format!("{}: N must be a power of two, r and p positive", what()),
+                ));
+            }
+            // Saturating: N up to 2^64 and r up to 2^16 overflow the products.
+            let memory = n.saturating_mul(r).saturating_mul(128);
+            let work = n.saturating_mul(r).saturating_mul(pp);
+            if memory > MAX_SCRYPT_MEMORY {
+                return Err(refuse(format!(
+                    "{} ({memory} bytes of memory, at most {MAX_SCRYPT_MEMORY})",
+                    what()
+                )));
+            }
+            if work > budget.scrypt_work {
+                return Err(refuse(format!(
+                    "{} (N·r·p = {work}, at most {MAX_SCRYPT_WORK} in one file)",
+                    what()
+                )));
+            }
+            budget.scrypt_work -= work;
+        }
+        _ => return Err(refuse("an unknown key derivation function".into())),
+    }
+    Ok(())
+}
+
+/// PBES2 with PBKDF2 (HMAC-SHA1, SHA-256, SHA-384 or SHA-512) and AES-CBC, as notary, Docker and
+/// OpenSSL write it, decrypted with aws-lc, several times faster than the RustCrypto crates on
+/// a path every run takes. `Ok(None)`: another scheme, for the pkcs8 crate to decrypt. Its
+/// parameters were bounded by [`check_key_encryption`].
 fn decrypt_pbes2(
     info: &pkcs8::EncryptedPrivateKeyInfoRef<'_>,
     pass: &SecretString,
     label: &str,
 ) -> Result<Option<Zeroizing<Vec<u8>>>> {
     use aws_lc_rs::cipher::{
-        AES_128, AES_256, DecryptionContext, PaddedBlockDecryptingKey, UnboundCipherKey,
+        AES_128, AES_192, AES_256, DecryptionContext, PaddedBlockDecryptingKey, UnboundCipherKey,
     };
     use aws_lc_rs::iv::FixedLength;
     use pkcs8::pkcs5::pbes2::{EncryptionScheme, Pbkdf2Prf};
@@ -791,22 +942,25 @@ fn decrypt_pbes2(
     let prf = match kdf.prf {
         Pbkdf2Prf::HmacWithSha1 => aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA1,
         Pbkdf2Prf::HmacWithSha256 => aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
+        Pbkdf2Prf::HmacWithSha384 => aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA384,
+        Pbkdf2Prf::HmacWithSha512 => aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA512,
         _ => return Ok(None),
     };
     let (cipher, iv, key_len) = match &p.encryption {
         EncryptionScheme::Aes128Cbc { iv } => (&AES_128, iv, 16),
+        EncryptionScheme::Aes192Cbc { iv } => (&AES_192, iv, 24),
         EncryptionScheme::Aes256Cbc { iv } => (&AES_256, iv, 32),
         _ => return Ok(None),
     };
     if kdf.key_length.is_some_and(|l| usize::from(l) != key_len) {
         return Ok(None);
     }
+    // Checked by `check_key_encryption` already; kept so that this function is safe alone.
     if kdf.iteration_count > MAX_PBKDF2_ITERATIONS {
-        return Err(Error::UnsupportedKey {
+        return Err(Error::KeyEncryption {
             key: label.to_string(),
             what: format!(
-                "PBKDF2 with {} iterations (at most {MAX_PBKDF2_ITERATIONS}); export the key again \
-                 with `notary key export`",
+                "PBKDF2 with {} iterations (at most {MAX_PBKDF2_ITERATIONS})",
                 kdf.iteration_count
             ),
         });
@@ -1010,6 +1164,318 @@ mod tests {
         let empty = pem_block("Y", &BTreeMap::new(), &[1, 2, 3]);
         assert_eq!(empty.as_str(), "-----BEGIN Y-----\nAQID\n-----END Y-----\n");
         assert_eq!(empty.len(), empty.capacity());
+    }
+
+    use pkcs8::der::Encode as _;
+    use pkcs8::pkcs5::{self, pbes1, pbes2};
+
+    /// An `ENCRYPTED PRIVATE KEY` PEM with the given scheme around junk: a refusal must come
+    /// before anything is derived, so what is inside never matters.
+    fn encrypted_with(scheme: pkcs5::EncryptionScheme) -> String {
+        let der = pkcs8::EncryptedPrivateKeyInfoRef {
+            encryption_algorithm: scheme,
+            encrypted_data: pkcs8::der::asn1::OctetStringRef::new(&[0u8; 144]).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", der))
+    }
+
+    fn pbkdf2(prf: pbes2::Pbkdf2Prf, iterations: u32, enc: pbes2::EncryptionScheme) -> String {
+        let kdf = pbes2::Pbkdf2Params {
+            salt: [1u8; 8].as_slice().try_into().unwrap(),
+            iteration_count: iterations,
+            key_length: None,
+            prf,
+        };
+        encrypted_with(
+            pbes2::Parameters {
+                kdf: kdf.into(),
+                encryption: enc,
+            }
+            .into(),
+        )
+    }
+
+    fn scrypt(n: u64, r: u16, p: u16) -> String {
+        let kdf = pbes2::ScryptParams {
+            salt: [1u8; 8].as_slice().try_into().unwrap(),
+            cost_parameter: n,
+            block_size: r,
+            parallelization: p,
+            key_length: None,
+        };
+        encrypted_with(
+            pbes2::Parameters {
+                kdf: kdf.into(),
+                encryption: pbes2::EncryptionScheme::Aes256Cbc { iv: [2; 16] },
+            }
+            .into(),
+        )
+    }
+
+    /// The hostile key files, also kept in `tests/bad_input/keys/` for the command line cases
+    /// (`TRUSTKEEPER_WRITE_CORPUS=1` writes them there).
+    fn hostile_key_files() -> Vec<(&'static str, String, &'static str)> {
+        use pbes2::EncryptionScheme::{Aes192Cbc, Aes256Cbc};
+        use pbes2::Pbkdf2Prf::{HmacWithSha256, HmacWithSha512};
+        let pbes1 = encrypted_with(
+            pbes1::Algorithm {
+                encryption: pbes1::EncryptionScheme::PbeWithSha1AndDesCbc,
+                parameters: pbes1::Parameters {
+                    salt: [1; 8],
+                    iteration_count: 2048,
+                },
+            }
+            .into(),
+        );
+        vec![
+            (
+                "pbkdf2-sha512-2p31.pem",
+                pbkdf2(HmacWithSha512, 1 << 31, Aes256Cbc { iv: [2; 16] }),
+                "PBKDF2 with 2147483648 iterations",
+            ),
+            (
+                "aes192-2p31.pem",
+                pbkdf2(HmacWithSha256, 1 << 31, Aes192Cbc { iv: [2; 16] }),
+                "PBKDF2 with 2147483648 iterations",
+            ),
+            (
+                "scrypt-n-2p32.pem",
+                scrypt(1 << 32, 8, 1),
+                "scrypt with N=4294967296",
+            ),
+            (
+                "scrypt-huge-r-p.pem",
+                scrypt(1 << 14, u16::MAX, u16::MAX),
+                "r=65535, p=65535",
+            ),
+            (
+                "scrypt-n-0.pem",
+                scrypt(0, 8, 1),
+                "N must be a power of two",
+            ),
+            ("pbes1-des.pem", pbes1, "PBES1"),
+        ]
+    }
+
+    #[test]
+    fn hostile_key_derivations_are_refused_at_once() {
+        let pass = SecretString::from("passphrase");
+        let write = std::env::var_os("TRUSTKEEPER_WRITE_CORPUS").is_some();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_input/keys");
+        for (name, pem_text, needle) in hostile_key_files() {
+            if write {
+                std::fs::write(dir.join(name), &pem_text).unwrap();
+            }
+            assert_eq!(
+                std::fs::read_to_string(dir.join(name)).unwrap(),
+                pem_text,
+                "{name} in the corpus is not what this test builds"
+            );
+            let t = std::time::Instant::now();
+            let e = SigningKey::from_pem(pem_text.as_bytes(), Some(&pass)).unwrap_err();
+            let elapsed = t.elapsed();
+            assert!(
+                elapsed < std::time::Duration::from_millis(100),
+                "{name}: {elapsed:?}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains(needle), "{name}: {msg}");
+            assert!(
+                matches!(e, Error::KeyEncryption { .. } | Error::MalformedKey { .. }),
+                "{name}: {e:?}"
+            );
+            assert_eq!(
+                crate::engine::Failure::from(e).reason,
+                crate::api::reasons::BAD_KEY,
+                "{name}"
+            );
+            // Refused the same way without a passphrase: the bound comes first.
+            let e = SigningKey::from_pem(pem_text.as_bytes(), None).unwrap_err();
+            assert!(
+                e.to_string().contains(needle),
+                "{name} without passphrase: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_encryption_scheme_is_refused() {
+        // PBES2 whose key derivation is an OID nobody defined.
+        let mut der = pem::parse(scrypt(1 << 14, 8, 1)).unwrap().into_contents();
+        let scrypt_oid = [
+            0x06, 0x09, 0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x04, 0x0B,
+        ];
+        let at = der
+            .windows(scrypt_oid.len())
+            .position(|w| w == scrypt_oid)
+            .unwrap();
+        der[at + scrypt_oid.len() - 1] = 0x7F;
+        let text = pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", der));
+        let t = std::time::Instant::now();
+        let e = SigningKey::from_pem(text.as_bytes(), Some(&SecretString::from("x"))).unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+        assert_eq!(
+            crate::engine::Failure::from(e).reason,
+            crate::api::reasons::BAD_KEY
+        );
+    }
+
+    #[test]
+    fn bounded_schemes_within_the_bounds_still_decrypt() {
+        use pbes2::EncryptionScheme::{Aes192Cbc, Aes256Cbc};
+        use pbes2::Pbkdf2Prf::{HmacWithSha256, HmacWithSha512};
+        let key = SigningKey::generate_ecdsa("targets/ci", "").unwrap();
+        let plain = key.notary_private_key_info().unwrap();
+        let pass = "correct horse";
+        for (name, params) in [
+            (
+                "PBKDF2-SHA512 AES-256",
+                pbes2::Parameters {
+                    kdf: pbes2::Pbkdf2Params {
+                        salt: [3u8; 8].as_slice().try_into().unwrap(),
+                        iteration_count: 2048,
+                        key_length: None,
+                        prf: HmacWithSha512,
+                    }
+                    .into(),
+                    encryption: Aes256Cbc { iv: [4; 16] },
+                },
+            ),
+            (
+                "PBKDF2-SHA256 AES-192",
+                pbes2::Parameters {
+                    kdf: pbes2::Pbkdf2Params {
+                        salt: [3u8; 8].as_slice().try_into().unwrap(),
+                        iteration_count: 2048,
+                        key_length: None,
+                        prf: HmacWithSha256,
+                    }
+                    .into(),
+                    encryption: Aes192Cbc { iv: [4; 16] },
+                },
+            ),
+            (
+                "scrypt 2^14/8/1 (OpenSSL's default)",
+                pbes2::Parameters {
+                    kdf: pbes2::ScryptParams {
+                        salt: [3u8; 8].as_slice().try_into().unwrap(),
+                        cost_parameter: 1 << 14,
+                        block_size: 8,
+                        parallelization: 1,
+                        key_length: None,
+                    }
+                    .into(),
+                    encryption: Aes256Cbc { iv: [4; 16] },
+                },
+            ),
+        ] {
+            let ct = params.encrypt(pass.as_bytes(), &plain).unwrap();
+            let der = pkcs8::EncryptedPrivateKeyInfoRef {
+                encryption_algorithm: params.into(),
+                encrypted_data: pkcs8::der::asn1::OctetStringRef::new(&ct).unwrap(),
+            }
+            .to_der()
+            .unwrap();
+            let text = pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", der));
+            let got = SigningKey::from_pem(text.as_bytes(), Some(&SecretString::from(pass)))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(got[0].key_id(), key.key_id(), "{name}");
+            let wrong = SigningKey::from_pem(text.as_bytes(), Some(&SecretString::from("no")));
+            assert!(
+                matches!(wrong, Err(Error::WrongPassphrase { .. })),
+                "{name}: {wrong:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_iteration_budget_is_per_file() {
+        use pbes2::EncryptionScheme::Aes256Cbc;
+        use pbes2::Pbkdf2Prf::HmacWithSha1;
+        // Two blocks of 6 million each: the second is refused before any derivation (the
+        // first fails on its junk ciphertext only after deriving).
+        let one = pbkdf2(HmacWithSha1, 6_000_000, Aes256Cbc { iv: [2; 16] });
+        let mut budget = KdfBudget::default();
+        let der = pem::parse(&one).unwrap().into_contents();
+        let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice()).unwrap();
+        check_key_encryption(&info, "a", &mut budget).unwrap();
+        let e = check_key_encryption(&info, "b", &mut budget).unwrap_err();
+        assert!(e.to_string().contains("6000000 iterations"), "{e}");
+    }
+
+    #[test]
+    fn a_key_input_over_the_size_bound_is_refused_before_parsing() {
+        let big = vec![b'A'; MAX_KEY_BYTES + 1];
+        let t = std::time::Instant::now();
+        let e = SigningKey::from_pem(&big, None).unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_millis(50));
+        assert!(e.to_string().contains("more than the 1048576"), "{e}");
+    }
+
+    /// A P-384 signature as the Go client makes one (ECDSA over SHA-256, r‖s of 48 bytes
+    /// each), made by OpenSSL: aws-lc and the crates here sign P-384 only over SHA-384.
+    #[test]
+    fn p384_signatures_verify_as_the_go_client_verifies_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.pem");
+        let msg_path = dir.path().join("msg");
+        let openssl = |args: &[&str]| {
+            let o = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            o.stdout
+        };
+        let k = key.to_str().unwrap();
+        openssl(&[
+            "ecparam",
+            "-name",
+            "secp384r1",
+            "-genkey",
+            "-noout",
+            "-out",
+            k,
+        ]);
+        let spki = openssl(&["ec", "-in", k, "-pubout", "-outform", "DER"]);
+        let msg = br#"{"signed":"canonical bytes"}"#;
+        std::fs::write(&msg_path, msg).unwrap();
+        let der_sig = openssl(&["dgst", "-sha256", "-sign", k, msg_path.to_str().unwrap()]);
+        // DER → fixed r‖s.
+        let (_, body, _) = der_next(&der_sig).unwrap();
+        let (_, r, rest) = der_next(body).unwrap();
+        let (_, s, _) = der_next(rest).unwrap();
+        let mut fixed = vec![0u8; 96];
+        let strip = |v: &[u8]| {
+            v.iter()
+                .skip_while(|&&b| b == 0)
+                .copied()
+                .collect::<Vec<u8>>()
+        };
+        let (r, s) = (strip(r), strip(s));
+        fixed[48 - r.len()..48].copy_from_slice(&r);
+        fixed[96 - s.len()..].copy_from_slice(&s);
+        assert_eq!(
+            ecdsa_fixed_to_der(&fixed),
+            der_sig,
+            "the DER form round-trips"
+        );
+        let pk = PublicKey {
+            keytype: "ecdsa".into(),
+            public: spki,
+        };
+        assert!(pk.verify("ecdsa", msg, &fixed));
+        let mut tampered = fixed.clone();
+        tampered[10] ^= 1;
+        assert!(!pk.verify("ecdsa", msg, &tampered));
+        assert!(!pk.verify("ecdsa", b"other bytes", &fixed));
+        assert!(
+            !pk.verify("ecdsa", msg, &der_sig),
+            "DER is not notary's form"
+        );
+        assert!(!pk.verify("ecdsa", msg, &fixed[..64]));
     }
 
     #[test]
