@@ -31,6 +31,7 @@ fn client(tb: &Testbed) -> NotaryClient {
         ca_only: false,
         auth: Default::default(),
         timeout: Duration::from_secs(20),
+        insecure_token_realm: false,
     })
     .unwrap()
 }

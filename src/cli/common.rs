@@ -147,6 +147,21 @@ pub fn credentials(g: &Global, key: Option<&Path>) -> Result<Credentials, CliErr
 
 /// The SignedImage a command line stands for.
 pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> SignedImageSpec {
+    let parsed = crate::registry::ImageRef::parse(image).ok();
+    let registry_host = parsed.as_ref().map(|i| i.registry_host().to_string());
+    let notary_url = (g.notary_url.clone())
+        .or_else(|| parsed.as_ref().map(crate::engine::run::default_notary_url));
+    let notary_host = notary_url.as_deref().map(|u| {
+        let rest = u.split_once("://").map_or(u, |(_, r)| r);
+        rest.split('/').next().unwrap_or_default().to_string()
+    });
+    let allowed = |h: &Option<String>| {
+        h.as_ref().is_some_and(|h| {
+            g.insecure_token_realm
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(h))
+        })
+    };
     SignedImageSpec {
         image: image.to_string(),
         tags,
@@ -157,10 +172,14 @@ pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> S
             key_field: api::DEFAULT_KEY_FIELD.into(),
             passphrase_field: api::DEFAULT_PASSPHRASE_FIELD.into(),
         },
-        registry: Default::default(),
+        registry: api::RegistrySpec {
+            insecure_token_realm: allowed(&registry_host),
+            ..Default::default()
+        },
         notary: NotarySpec {
             url: g.notary_url.clone(),
             root_key_ids: g.root_key_ids.clone(),
+            insecure_token_realm: allowed(&notary_host),
             ..Default::default()
         },
         validity: api::DEFAULT_VALIDITY.into(),

@@ -61,6 +61,16 @@ pub struct Global {
         global = true
     )]
     pub timeout: String,
+    /// Accept a plain-http token realm from this registry or notary server (HOST[:PORT] as in
+    /// the image or --notary-url; repeatable): its credentials then travel in the clear.
+    #[arg(
+        long = "insecure-token-realm",
+        value_name = "HOST",
+        env = "TRUSTKEEPER_INSECURE_TOKEN_REALM",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub insecure_token_realm: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

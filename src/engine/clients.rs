@@ -87,6 +87,10 @@ fn client_key(engine: &Engine, settings: &Settings, creds: &Credentials) -> [u8;
             part(bytes);
         }
     }
+    part(&[
+        u8::from(settings.insecure_registry_realm),
+        u8::from(settings.insecure_notary_realm),
+    ]);
     part(&engine.timeout.as_nanos().to_le_bytes());
     part(&engine.registry_concurrency.to_le_bytes());
     h.finalize().into()
@@ -156,6 +160,7 @@ impl Engine {
             credentials,
             timeout: self.timeout,
             max_concurrency: self.registry_concurrency,
+            insecure_token_realm: settings.insecure_registry_realm,
             ..Default::default()
         })?;
         let notary_host = settings
@@ -194,6 +199,7 @@ impl Engine {
             ca_only: creds.notary_ca.is_some(),
             auth,
             timeout: self.timeout,
+            insecure_token_realm: settings.insecure_notary_realm,
         })?;
         Ok(Clients { registry, notary })
     }

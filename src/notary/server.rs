@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub auth: Auth,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Accept a plain-`http://` token realm (the password then travels in the clear). Off:
+    /// such a realm is refused before anything is sent to it.
+    pub insecure_token_realm: bool,
 }
 
 impl ServerConfig {
@@ -58,6 +61,7 @@ impl ServerConfig {
             ca_only: false,
             auth: Auth::Anonymous,
             timeout: Duration::from_secs(30),
+            insecure_token_realm: false,
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct NotaryClient {
 struct Shared {
     base: String,
     auth: Auth,
+    insecure_token_realm: bool,
     http: reqwest::Client,
     /// (scope kind, gun) → (bearer token, valid until).
     tokens: Mutex<HashMap<String, (SecretString, Instant)>>,
@@ -197,12 +202,14 @@ impl NotaryClient {
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("trustkeeper/", env!("CARGO_PKG_VERSION")))
             .tls_backend_preconfigured(tls)
+            .redirect(crate::tls::redirect_policy())
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(NotaryClient {
             shared: Arc::new(Shared {
                 base: cfg.url.trim_end_matches('/').to_string(),
                 auth: cfg.auth,
+                insecure_token_realm: cfg.insecure_token_realm,
                 http,
                 tokens: Mutex::new(HashMap::new()),
                 basic_challenged: Default::default(),
@@ -266,6 +273,25 @@ impl NotaryClient {
         }
         let url = reqwest::Url::parse_with_params(realm, &q)
             .map_err(|e| Error::Config(format!("token realm {realm:?}: {e}")))?;
+        // The token request carries the password: never in the clear unless allowed.
+        match url.scheme() {
+            "https" => {}
+            "http" if self.shared.insecure_token_realm => {
+                tracing::warn!(
+                    realm,
+                    "notary token realm is plain http (allowed by insecureTokenRealm)"
+                );
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "the trust server {} names the token realm {realm}, which is not https: \
+                     credentials would travel in the clear, so nothing was sent; serve it over \
+                     https, or allow it with spec.notary.insecureTokenRealm / \
+                     --insecure-token-realm HOST",
+                    self.shared.base
+                )));
+            }
+        }
         let mut req = self.shared.http.get(url);
         if let Auth::Basic { username, password } = &self.shared.auth {
             req = req.basic_auth(username, Some(password.expose_secret()));
