@@ -239,7 +239,8 @@ impl RegistryClient {
             if page_no > MAX_TAG_PAGES {
                 return Err(refuse(format!(
                     "more than {MAX_TAG_PAGES} pages; the registry keeps paging (a broken or \
-                     hostile registry): list fewer tags (exact names need no list) or fix it"
+                     hostile registry): use exact tag names, which need no list, or fix the \
+                     registry"
                 )));
             }
             if started.elapsed() > MAX_TAG_LIST_TIME {
