@@ -292,3 +292,18 @@ pub(crate) fn check_realm(url: &reqwest::Url, insecure_allowed: bool) -> Result<
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_realm;
+
+    #[test]
+    fn token_realms_must_be_https_unless_allowed() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert!(check_realm(&url("https://auth.example.com/token"), false).is_ok());
+        let refused = check_realm(&url("http://auth.example.com/token"), false).unwrap_err();
+        assert!(refused.contains("plain http") && refused.contains("insecureTokenRealm"));
+        assert!(check_realm(&url("http://auth.example.com/token"), true).is_ok());
+        assert!(check_realm(&url("ftp://auth.example.com/token"), true).is_err());
+    }
+}
