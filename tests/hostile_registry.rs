@@ -685,3 +685,56 @@ fn sign_by_digest_is_checked_against_the_registry() {
     );
     assert_eq!(listed["multi"].size.to_string(), platform_size);
 }
+
+#[tokio::test]
+async fn spec_insecure_token_realm_opts_in_for_that_registry_only() {
+    let tb = Testbed::get();
+    let m = fresh_manifest();
+    let (h, realm) = {
+        let realm = Hostile::plain(|_s: &Seen| {
+            Reply::status(200).body(r#"{"token":"hostile-token","expires_in":300}"#)
+        })
+        .await;
+        let realm_url = format!("{}/token", realm.url);
+        let m = m.clone();
+        let h = tls(tb, move |s: &Seen| {
+            if s.authorization() != Some("Bearer hostile-token") {
+                return Reply::status(401).header(
+                    "WWW-Authenticate",
+                    format!("Bearer realm=\"{realm_url}\",service=\"hostile\""),
+                );
+            }
+            Reply::status(200)
+                .header("Content-Type", DOCKER_MANIFEST_V2)
+                .header("Docker-Content-Digest", sha256_digest(&m))
+                .header("Content-Length", m.len().to_string())
+                .body(if s.method == "HEAD" {
+                    vec![]
+                } else {
+                    m.clone()
+                })
+        })
+        .await;
+        (h, realm)
+    };
+    let spec = |opt_in: bool| -> SignedImageSpec {
+        let yaml = format!(
+            "image: {}/team/unseeded\ntags: [v1]\nsigningKey: {{secretRef: {{name: k}}}}\nregistry: {{insecureTokenRealm: {opt_in}}}\nnotary: {{url: {:?}}}\n",
+            h.host,
+            tb.var("NOTARY_URL")
+        );
+        serde_saphyr::from_str(&yaml).unwrap()
+    };
+    let o = run(&spec(false), creds(tb), None).await;
+    let (_, reason, message) = ready(&o);
+    assert_eq!(reason, reasons::REGISTRY_UNREACHABLE, "{message}");
+    assert!(message.contains("is plain http"), "{message}");
+    assert!(realm.seen().is_empty(), "the realm was asked");
+
+    // Opted in: the registry part succeeds (the run then stops at the notary server, which
+    // has no trust data for this repository).
+    let o = run(&spec(true), creds(tb), None).await;
+    let (_, reason, message) = ready(&o);
+    assert_ne!(reason, reasons::REGISTRY_UNREACHABLE, "{message}");
+    assert_eq!(realm.seen().len(), 1);
+}

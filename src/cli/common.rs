@@ -278,3 +278,45 @@ fn remove_stale_temporaries(dir: &Path, ours: &Path) {
 pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::spec;
+    use crate::cli::Cli;
+
+    #[test]
+    fn insecure_token_realm_names_the_registry_or_the_notary_host() {
+        let cli = Cli::try_parse_from([
+            "trustkeeper",
+            "inspect",
+            "r.example:5000/team/app",
+            "--insecure-token-realm",
+            "r.example:5000",
+        ])
+        .unwrap();
+        let s = spec(&cli.global, "r.example:5000/team/app", vec![], vec![]);
+        assert!(s.registry.insecure_token_realm);
+        assert!(!s.notary.insecure_token_realm);
+
+        let cli = Cli::try_parse_from([
+            "trustkeeper",
+            "inspect",
+            "r.example:5000/team/app",
+            "--notary-url",
+            "https://notary.example/",
+            "--insecure-token-realm",
+            "notary.example",
+        ])
+        .unwrap();
+        let s = spec(&cli.global, "r.example:5000/team/app", vec![], vec![]);
+        assert!(!s.registry.insecure_token_realm);
+        assert!(s.notary.insecure_token_realm);
+
+        let cli =
+            Cli::try_parse_from(["trustkeeper", "inspect", "r.example:5000/team/app"]).unwrap();
+        let s = spec(&cli.global, "r.example:5000/team/app", vec![], vec![]);
+        assert!(!s.registry.insecure_token_realm && !s.notary.insecure_token_realm);
+    }
+}
