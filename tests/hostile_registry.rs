@@ -450,6 +450,8 @@ struct Lie {
     head_digest: String,
     head_size: u64,
     body: Vec<u8>,
+    /// Whether a GET by the HEAD's digest finds anything.
+    served: bool,
 }
 
 fn lying(lies: std::collections::HashMap<String, Lie>) -> impl Fn(&Seen) -> Reply + Send + Sync {
@@ -459,7 +461,7 @@ fn lying(lies: std::collections::HashMap<String, Lie>) -> impl Fn(&Seen) -> Repl
         };
         let lie = lies
             .get(reference)
-            .or_else(|| lies.values().find(|l| l.head_digest == reference));
+            .or_else(|| (lies.values()).find(|l| l.served && l.head_digest == reference));
         let Some(lie) = lie else {
             return Reply::status(404);
         };
@@ -490,6 +492,17 @@ async fn a_lying_head_is_refused_before_anything_is_published() {
                 head_digest: zeros.clone(),
                 head_size: m.len() as u64,
                 body: m.clone(),
+                served: true,
+            },
+        ),
+        // a digest it does not serve
+        (
+            "ghost",
+            Lie {
+                head_digest: format!("sha256:{}", "1".repeat(64)),
+                head_size: m.len() as u64,
+                body: m.clone(),
+                served: false,
             },
         ),
         // a petabyte
@@ -499,6 +512,7 @@ async fn a_lying_head_is_refused_before_anything_is_published() {
                 head_digest: honest.clone(),
                 head_size: 1 << 50,
                 body: m.clone(),
+                served: true,
             },
         ),
         // the right digest, a wrong size
@@ -508,6 +522,7 @@ async fn a_lying_head_is_refused_before_anything_is_published() {
                 head_digest: honest.clone(),
                 head_size: m.len() as u64 + 7,
                 body: m.clone(),
+                served: true,
             },
         ),
     ]
@@ -523,6 +538,7 @@ async fn a_lying_head_is_refused_before_anything_is_published() {
     let before = timestamp_version(tb, &seed.gun).await;
     for (tag, want) in [
         ("zero", "digest mismatch"),
+        ("ghost", "is not served"),
         ("huge", "over the 4 MiB"),
         ("short", "was announced as"),
     ] {
@@ -556,6 +572,7 @@ async fn a_new_digest_is_fetched_once_then_heads_only() {
             head_digest: d.clone(),
             head_size: m.len() as u64,
             body: m.clone(),
+            served: true,
         },
     )]
     .into_iter()

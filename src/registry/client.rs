@@ -411,10 +411,23 @@ impl RegistryClient {
         claimed: &ManifestDescriptor,
     ) -> Result<ManifestDescriptor> {
         check_reference(&claimed.digest)?;
-        let got = self
+        let got = match self
             .fetch_manifest(image, &claimed.digest, Some(&claimed.digest))
-            .await?
-            .descriptor;
+            .await
+        {
+            Ok(m) => m.descriptor,
+            Err(RegistryError::NotFound { reference }) => {
+                return Err(RegistryError::Protocol {
+                    registry: image.registry_host().to_string(),
+                    detail: format!(
+                        "a HEAD named {} but {reference} is not served: the registry or a \
+                         proxy is inconsistent; not signed",
+                        claimed.digest
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         if got.size != claimed.size {
             return Err(RegistryError::Protocol {
                 registry: image.registry_host().to_string(),
