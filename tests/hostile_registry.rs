@@ -755,3 +755,34 @@ async fn spec_insecure_token_realm_opts_in_for_that_registry_only() {
     assert_ne!(reason, reasons::REGISTRY_UNREACHABLE, "{message}");
     assert_eq!(realm.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn a_redirect_to_another_host_carries_no_credentials() {
+    let tb = Testbed::get();
+    let m = fresh_manifest();
+    let served = m.clone();
+    let other = tls(tb, move |_s: &Seen| {
+        Reply::status(200)
+            .header("Content-Type", DOCKER_MANIFEST_V2)
+            .header("Docker-Content-Digest", sha256_digest(&served))
+            .header("Content-Length", served.len().to_string())
+    })
+    .await;
+    let to = other.url.clone();
+    let h = tls(tb, move |s: &Seen| {
+        if s.authorization().is_none() {
+            return Reply::status(401).header("WWW-Authenticate", "Basic realm=\"registry\"");
+        }
+        Reply::status(307).header("Location", format!("{to}{}", s.uri))
+    })
+    .await;
+    let d = client(Some(tb), false)
+        .resolve(&image(&h), "v1")
+        .await
+        .unwrap();
+    assert_eq!(d.digest, sha256_digest(&m));
+    assert!(h.seen().iter().any(|s| s.authorization().is_some()));
+    let theirs = other.seen();
+    assert_eq!(theirs.len(), 1);
+    no_credentials_in(&theirs);
+}
