@@ -329,7 +329,6 @@ async fn bench() {
         ca_only: true,
         auth: Default::default(),
         timeout: Duration::from_secs(60),
-        insecure_token_realm: false,
     })
     .unwrap();
     // Key creation one at a time (notary-signer's memory store crashes on concurrent key

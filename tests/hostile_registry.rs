@@ -345,17 +345,18 @@ async fn the_notary_token_realm_must_be_https_unless_allowed() {
     })
     .await;
     let notary = |insecure_token_realm: bool| {
-        NotaryClient::new(ServerConfig {
+        let n = NotaryClient::new(ServerConfig {
             ca_pem: Some(tb.ca_pem()),
             ca_only: true,
             auth: notary::Auth::Basic {
                 username: "user".into(),
                 password: SecretString::from(PASSWORD),
             },
-            insecure_token_realm,
             ..ServerConfig::new(server.url.clone())
         })
-        .unwrap()
+        .unwrap();
+        n.allow_insecure_token_realm(insecure_token_realm);
+        n
     };
     let err = notary(false)
         .get("team/app", "timestamp.json", 1 << 20)

@@ -388,7 +388,6 @@ fn client_at(tb: &Testbed, url: &str) -> NotaryClient {
         ca_only: false,
         auth: Default::default(),
         timeout: Duration::from_secs(20),
-        insecure_token_realm: false,
     })
     .unwrap()
 }

@@ -31,7 +31,6 @@ fn client(tb: &Testbed) -> NotaryClient {
         ca_only: false,
         auth: Default::default(),
         timeout: Duration::from_secs(20),
-        insecure_token_realm: false,
     })
     .unwrap()
 }

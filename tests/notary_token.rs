@@ -19,7 +19,6 @@ fn client(tb: &Testbed, auth: Auth) -> NotaryClient {
         ca_only: false,
         auth,
         timeout: Duration::from_secs(20),
-        insecure_token_realm: false,
     })
     .unwrap()
 }

@@ -36,6 +36,16 @@ pub struct Global {
     /// Notary server URL [default: https://notary.docker.io for Docker Hub, else https://HOST:4443].
     #[arg(long, env = "TRUSTKEEPER_NOTARY_URL", global = true)]
     pub notary_url: Option<String>,
+    /// Accept a plain-http token realm from this registry or notary server (HOST[:PORT] as in
+    /// the image or --notary-url; repeatable): its credentials then travel in the clear.
+    #[arg(
+        long = "insecure-token-realm",
+        value_name = "HOST",
+        env = "TRUSTKEEPER_INSECURE_TOKEN_REALM",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub insecure_token_realm: Vec<String>,
     /// Where trust on first use and the last versions seen are kept [default: ~/.trustkeeper].
     #[arg(long, env = "TRUSTKEEPER_TRUST_DIR", global = true)]
     pub trust_dir: Option<PathBuf>,
@@ -61,16 +71,6 @@ pub struct Global {
         global = true
     )]
     pub timeout: String,
-    /// Accept a plain-http token realm from this registry or notary server (HOST[:PORT] as in
-    /// the image or --notary-url; repeatable): its credentials then travel in the clear.
-    #[arg(
-        long = "insecure-token-realm",
-        value_name = "HOST",
-        env = "TRUSTKEEPER_INSECURE_TOKEN_REALM",
-        value_delimiter = ',',
-        global = true
-    )]
-    pub insecure_token_realm: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -199,8 +199,9 @@ impl Engine {
             ca_only: creds.notary_ca.is_some(),
             auth,
             timeout: self.timeout,
-            insecure_token_realm: settings.insecure_notary_realm,
         })?;
+
+        notary.allow_insecure_token_realm(settings.insecure_notary_realm);
         Ok(Clients { registry, notary })
     }
 }

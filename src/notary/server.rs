@@ -48,9 +48,6 @@ pub struct ServerConfig {
     pub auth: Auth,
     /// Per-request timeout.
     pub timeout: Duration,
-    /// Accept a plain-`http://` token realm (the password then travels in the clear). Off:
-    /// such a realm is refused before anything is sent to it.
-    pub insecure_token_realm: bool,
 }
 
 impl ServerConfig {
@@ -61,7 +58,6 @@ impl ServerConfig {
             ca_only: false,
             auth: Auth::Anonymous,
             timeout: Duration::from_secs(30),
-            insecure_token_realm: false,
         }
     }
 }
@@ -76,12 +72,13 @@ pub struct NotaryClient {
 struct Shared {
     base: String,
     auth: Auth,
-    insecure_token_realm: bool,
     http: reqwest::Client,
     /// (scope kind, gun) → (bearer token, valid until).
     tokens: Mutex<HashMap<String, (SecretString, Instant)>>,
     /// The server (or a proxy) asked for Basic auth once: send it up front from then on.
     basic_challenged: std::sync::atomic::AtomicBool,
+    /// A plain-`http://` token realm is accepted (the user opted in for this server).
+    insecure_token_realm: std::sync::atomic::AtomicBool,
 }
 
 /// How many HTTP requests a [`NotaryClient`] sent. Every attempt counts, also those answered 401.
@@ -209,13 +206,19 @@ impl NotaryClient {
             shared: Arc::new(Shared {
                 base: cfg.url.trim_end_matches('/').to_string(),
                 auth: cfg.auth,
-                insecure_token_realm: cfg.insecure_token_realm,
                 http,
                 tokens: Mutex::new(HashMap::new()),
                 basic_challenged: Default::default(),
+                insecure_token_realm: Default::default(),
             }),
             counters: Arc::default(),
         })
+    }
+
+    /// Accepts a plain-`http://` token realm from this server (the password then travels in
+    /// the clear); off by default: such a realm is refused before anything is sent to it.
+    pub fn allow_insecure_token_realm(&self, allow: bool) {
+        (self.shared.insecure_token_realm).store(allow, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A client on the same connections and token cache, with its own counters.
@@ -276,7 +279,12 @@ impl NotaryClient {
         // The token request carries the password: never in the clear unless allowed.
         match url.scheme() {
             "https" => {}
-            "http" if self.shared.insecure_token_realm => {
+            "http"
+                if self
+                    .shared
+                    .insecure_token_realm
+                    .load(std::sync::atomic::Ordering::Relaxed) =>
+            {
                 tracing::warn!(
                     realm,
                     "notary token realm is plain http (allowed by insecureTokenRealm)"
