@@ -147,22 +147,7 @@ pub fn credentials(g: &Global, key: Option<&Path>) -> Result<Credentials, CliErr
 
 /// The SignedImage a command line stands for.
 pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> SignedImageSpec {
-    let parsed = crate::registry::ImageRef::parse(image).ok();
-    let registry_host = parsed.as_ref().map(|i| i.registry_host().to_string());
-    let notary_url = (g.notary_url.clone())
-        .or_else(|| parsed.as_ref().map(crate::engine::run::default_notary_url));
-    let notary_host = notary_url.as_deref().map(|u| {
-        let rest = u.split_once("://").map_or(u, |(_, r)| r);
-        rest.split('/').next().unwrap_or_default().to_string()
-    });
-    let allowed = |h: &Option<String>| {
-        h.as_ref().is_some_and(|h| {
-            g.insecure_token_realm
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(h))
-        })
-    };
-    SignedImageSpec {
+    let mut spec = SignedImageSpec {
         image: image.to_string(),
         tags,
         roles,
@@ -172,21 +157,38 @@ pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> S
             key_field: api::DEFAULT_KEY_FIELD.into(),
             passphrase_field: api::DEFAULT_PASSPHRASE_FIELD.into(),
         },
-        registry: api::RegistrySpec {
-            insecure_token_realm: allowed(&registry_host),
-            ..Default::default()
-        },
+        registry: Default::default(),
         notary: NotarySpec {
             url: g.notary_url.clone(),
             root_key_ids: g.root_key_ids.clone(),
-            insecure_token_realm: allowed(&notary_host),
             ..Default::default()
         },
         validity: api::DEFAULT_VALIDITY.into(),
         renew_before: api::DEFAULT_RENEW_BEFORE.into(),
         interval: api::DEFAULT_INTERVAL.into(),
         suspend: false,
+    };
+    allow_insecure_realms(g, &mut spec);
+    spec
+}
+
+/// `--insecure-token-realm HOST`: the opt-in of the registry or notary server it names (the
+/// hosts as the run will use them).
+fn allow_insecure_realms(g: &Global, spec: &mut SignedImageSpec) {
+    if g.insecure_token_realm.is_empty() {
+        return;
     }
+    let Ok(settings) = crate::engine::Settings::from_spec(spec) else {
+        return;
+    };
+    let named = |host: &str| (g.insecure_token_realm.iter()).any(|a| a.eq_ignore_ascii_case(host));
+    let notary_host = (settings.notary_url.split_once("://"))
+        .map_or(settings.notary_url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    spec.registry.insecure_token_realm = named(settings.image.registry_host());
+    spec.notary.insecure_token_realm = named(notary_host);
 }
 
 /// The engine for a command. `--ca-file` is trusted for every server beside the system roots
@@ -292,6 +294,8 @@ mod tests {
             "trustkeeper",
             "inspect",
             "r.example:5000/team/app",
+            "--notary-url",
+            "https://notary.example",
             "--insecure-token-realm",
             "r.example:5000",
         ])
