@@ -282,7 +282,7 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 #[cfg(test)]
-mod tests {
+mod insecure_realm_tests {
     use clap::Parser as _;
 
     use super::spec;
