@@ -9,6 +9,40 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// Redirects that never leave TLS: an `https` request redirected to `http://` is refused (it
+/// would carry the request, and the answer trusted as if it came over TLS, in the clear). At
+/// most 10 hops, as reqwest's default. reqwest itself drops `Authorization` on a redirect to
+/// another host.
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if downgrade {
+            let to = attempt.url().to_string();
+            attempt.error(RedirectRefused(format!(
+                "refused a redirect from https to plain http ({to}): the server or a proxy \
+                 tries to move the connection off TLS; fix its redirect"
+            )))
+        } else if attempt.previous().len() >= 10 {
+            attempt.error(RedirectRefused("more than 10 redirects".into()))
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Why a redirect was not followed (the cause of the request's error).
+#[derive(Debug)]
+pub struct RedirectRefused(pub String);
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
 /// An error with all its causes, `: `-separated. reqwest's own text ("error sending request")
 /// hides whether a connection was refused or a certificate was not trusted.
 pub fn with_causes(e: &dyn std::error::Error) -> String {

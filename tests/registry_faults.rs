@@ -147,6 +147,8 @@ fn client(retry: RetryPolicy, credentials: Credentials) -> RegistryClient {
         credentials,
         retry,
         timeout: Duration::from_secs(5),
+        // the fake's token realm is plain http, as the fake itself
+        insecure_token_realm: true,
         ..Default::default()
     })
     .unwrap()
@@ -619,6 +621,7 @@ async fn concurrent_cold_requests_fetch_one_token() {
         credentials: Credentials::basic("user", "pass"),
         max_concurrency: 4,
         retry: fast_retry(1),
+        insecure_token_realm: true,
         ..Default::default()
     })
     .unwrap();

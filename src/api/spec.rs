@@ -200,6 +200,10 @@ pub struct RegistrySpec {
     /// CA certificates that sign the registry's TLS certificate, added to the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<CaRef>,
+    /// Accept a plain-`http://` token realm from this registry: the credentials and tokens
+    /// then travel in the clear. Off: such a realm is refused and nothing is sent to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_token_realm: bool,
 }
 
 /// Notary server access and first-time trust.
@@ -225,4 +229,8 @@ pub struct NotarySpec {
     #[serde(default, rename = "rootKeyIDs")]
     #[schemars(length(max = 16), inner(regex(pattern = r"^[0-9a-f]{64}$")))]
     pub root_key_ids: Vec<String>,
+    /// Accept a plain-`http://` token realm from the notary server: its credentials and
+    /// tokens then travel in the clear. Off: such a realm is refused and nothing is sent to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_token_realm: bool,
 }

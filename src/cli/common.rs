@@ -297,7 +297,7 @@ fn credentials_with(g: &Global, key: Option<KeyInput>) -> Result<Credentials, Cl
 
 /// The SignedImage a command line stands for.
 pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> SignedImageSpec {
-    SignedImageSpec {
+    let mut spec = SignedImageSpec {
         image: image.to_string(),
         tags,
         roles,
@@ -317,7 +317,28 @@ pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> S
         renew_before: api::DEFAULT_RENEW_BEFORE.into(),
         interval: api::DEFAULT_INTERVAL.into(),
         suspend: false,
+    };
+    allow_insecure_realms(g, &mut spec);
+    spec
+}
+
+/// `--insecure-token-realm HOST`: the opt-in of the registry or notary server it names (the
+/// hosts as the run will use them).
+fn allow_insecure_realms(g: &Global, spec: &mut SignedImageSpec) {
+    if g.insecure_token_realm.is_empty() {
+        return;
     }
+    let Ok(settings) = crate::engine::Settings::from_spec(spec) else {
+        return;
+    };
+    let named = |host: &str| (g.insecure_token_realm.iter()).any(|a| a.eq_ignore_ascii_case(host));
+    let notary_host = (settings.notary_url.split_once("://"))
+        .map_or(settings.notary_url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    spec.registry.insecure_token_realm = named(settings.image.registry_host());
+    spec.notary.insecure_token_realm = named(notary_host);
 }
 
 /// The engine for a command. `--ca-file` is trusted for every server beside the system roots
@@ -520,5 +541,49 @@ mod key_input_tests {
         ] {
             assert!(!looks_like_key_material(arg), "{arg}");
         }
+    }
+}
+
+#[cfg(test)]
+mod insecure_realm_tests {
+    use clap::Parser as _;
+
+    use super::spec;
+    use crate::cli::Cli;
+
+    #[test]
+    fn insecure_token_realm_names_the_registry_or_the_notary_host() {
+        let cli = Cli::try_parse_from([
+            "trustkeeper",
+            "inspect",
+            "r.example:5000/team/app",
+            "--notary-url",
+            "https://notary.example",
+            "--insecure-token-realm",
+            "r.example:5000",
+        ])
+        .unwrap();
+        let s = spec(&cli.global, "r.example:5000/team/app", vec![], vec![]);
+        assert!(s.registry.insecure_token_realm);
+        assert!(!s.notary.insecure_token_realm);
+
+        let cli = Cli::try_parse_from([
+            "trustkeeper",
+            "inspect",
+            "r.example:5000/team/app",
+            "--notary-url",
+            "https://notary.example/",
+            "--insecure-token-realm",
+            "notary.example",
+        ])
+        .unwrap();
+        let s = spec(&cli.global, "r.example:5000/team/app", vec![], vec![]);
+        assert!(!s.registry.insecure_token_realm);
+        assert!(s.notary.insecure_token_realm);
+
+        let cli =
+            Cli::try_parse_from(["trustkeeper", "inspect", "r.example:5000/team/app"]).unwrap();
+        let s = spec(&cli.global, "r.example:5000/team/app", vec![], vec![]);
+        assert!(!s.registry.insecure_token_realm && !s.notary.insecure_token_realm);
     }
 }

@@ -47,6 +47,16 @@ pub struct Global {
     /// Notary server URL [default, as docker: DOCKER_CONTENT_TRUST_SERVER, then https://notary.docker.io for Docker Hub, else https://REGISTRY-HOST].
     #[arg(long, env = "TRUSTKEEPER_NOTARY_URL", global = true)]
     pub notary_url: Option<String>,
+    /// Accept a plain-http token realm from this registry or notary server (HOST[:PORT] as in
+    /// the image or --notary-url; repeatable): its credentials then travel in the clear.
+    #[arg(
+        long = "insecure-token-realm",
+        value_name = "HOST",
+        env = "TRUSTKEEPER_INSECURE_TOKEN_REALM",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub insecure_token_realm: Vec<String>,
     /// Where trust on first use and the last versions seen are kept [default: ~/.trustkeeper].
     #[arg(long, env = "TRUSTKEEPER_TRUST_DIR", global = true)]
     pub trust_dir: Option<PathBuf>,

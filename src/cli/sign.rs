@@ -36,6 +36,10 @@ pub struct SignArgs {
     /// Length in bytes of the manifest --digest names (what the push printed as its size).
     #[arg(long, requires = "digest", value_name = "BYTES")]
     pub size: Option<u64>,
+    /// With --digest: do not ask the registry whether it serves that manifest with that size
+    /// for every tag (as `notary addhash` never does), e.g. when the registry cannot be reached.
+    #[arg(long, requires = "digest")]
+    pub no_registry_check: bool,
 }
 
 #[derive(Args, Debug)]
@@ -78,19 +82,123 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         tags.push(tag.to_string());
     }
     let gun = repo.expect("at least one image");
+    let spec = common::spec(g, &gun, tags.clone(), a.roles);
+    let engine = common::engine(g)?;
     let pinned = match (a.digest, a.size) {
         (Some(d), Some(size)) => {
             let m = pinned_manifest(&d, size)?;
+            if !a.no_registry_check {
+                check_pinned(g, &engine, &spec, &tags, &d, size).await?;
+            }
             tags.iter().map(|t| (t.clone(), m.clone())).collect()
         }
         _ => BTreeMap::new(),
     };
-    let spec = common::spec(g, &gun, tags, a.roles);
     let engine = Engine {
         key_id: a.key_id,
-        ..common::engine(g)?
+        ..engine
     };
     run(g, &spec, engine, a.key.as_deref(), pinned).await
+}
+
+/// `--digest` and `--size` checked against the registry: it must serve that manifest with
+/// that length, and each tag must point at it. The registry client is the one the run then
+/// uses (kept in the engine's pool).
+async fn check_pinned(
+    g: &Global,
+    engine: &Engine,
+    spec: &SignedImageSpec,
+    tags: &[String],
+    digest: &str,
+    size: u64,
+) -> Result<(), CliError> {
+    use crate::registry::RegistryError;
+    let settings =
+        crate::engine::Settings::from_spec(spec).map_err(|f| CliError::new(f.message))?;
+    let creds = common::credentials(g, None)?;
+    let reg = engine
+        .clients(&settings, &creds)
+        .map_err(|f| CliError::new(f.message))?
+        .registry;
+    let image = &settings.image;
+    let repo = image.repository_only();
+    let skip = "or pass --no-registry-check to sign it without asking the registry";
+    let raw = match reg.get_manifest_raw(image, digest).await {
+        Ok(r) => r,
+        Err(RegistryError::NotFound { .. }) => {
+            return Err(CliError::new(format!(
+                "--digest {digest}: the registry has no such manifest in {repo}: check the \
+                 digest the push printed, {skip}"
+            )));
+        }
+        Err(e) => {
+            return Err(CliError::new(format!(
+                "--digest {digest} cannot be checked: {e}; {skip}"
+            )));
+        }
+    };
+    if raw.descriptor.size != size {
+        return Err(CliError::new(format!(
+            "--size {size}: the manifest {digest} is {} bytes in the registry: give its exact \
+             length, {skip}",
+            raw.descriptor.size
+        )));
+    }
+    for tag in tags {
+        let d = match reg.resolve(image, tag).await {
+            Ok(d) => d,
+            Err(RegistryError::NotFound { .. }) => {
+                return Err(CliError::new(format!(
+                    "{repo}:{tag} is not in the registry, so it cannot be checked to be {digest}: \
+                     push the tag first, {skip}"
+                )));
+            }
+            Err(e) => {
+                return Err(CliError::new(format!(
+                    "{repo}:{tag} cannot be checked: {e}; {skip}"
+                )));
+            }
+        };
+        if d.digest == digest {
+            continue;
+        }
+        let is_index = d.media_type == crate::registry::manifest::DOCKER_MANIFEST_LIST_V2
+            || d.media_type == crate::registry::manifest::OCI_INDEX_V1;
+        let contains = is_index
+            && reg
+                .get_manifest_raw(image, &d.digest)
+                .await
+                .is_ok_and(|list| index_contains(&list.bytes, digest));
+        if contains {
+            return Err(CliError::new(format!(
+                "{repo}:{tag} is a multi-platform manifest list/index ({}, {} bytes) and \
+                 {digest} is one platform's manifest inside it: docker pulls the tag by the \
+                 list's digest, so signing the platform's would fail every pull with content \
+                 trust; sign the list (leave out --digest/--size, or give --digest {} --size {})",
+                d.digest, d.size, d.digest, d.size
+            )));
+        }
+        return Err(CliError::new(format!(
+            "{repo}:{tag} points at {} ({} bytes) in the registry, not at {digest}: give the \
+             tag's own digest and size, {skip}",
+            d.digest, d.size
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a manifest list / OCI index names `digest` among its manifests.
+fn index_contains(bytes: &[u8], digest: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        manifests: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        digest: String,
+    }
+    serde_json::from_slice::<Index>(bytes)
+        .is_ok_and(|i| i.manifests.iter().any(|m| m.digest == digest))
 }
 
 /// The manifest `--digest` and `--size` name, checked as an image reference's digest is.

@@ -87,6 +87,10 @@ fn client_key(engine: &Engine, settings: &Settings, creds: &Credentials) -> [u8;
             part(bytes);
         }
     }
+    part(&[
+        u8::from(settings.insecure_registry_realm),
+        u8::from(settings.insecure_notary_realm),
+    ]);
     part(&engine.timeout.as_nanos().to_le_bytes());
     part(&engine.max_metadata_bytes.to_le_bytes());
     part(&engine.registry_concurrency.to_le_bytes());
@@ -157,6 +161,7 @@ impl Engine {
             credentials,
             timeout: self.timeout,
             max_concurrency: self.registry_concurrency,
+            insecure_token_realm: settings.insecure_registry_realm,
             ..Default::default()
         })?;
         let notary_host = settings
@@ -197,6 +202,8 @@ impl Engine {
             timeout: self.timeout,
             max_metadata_bytes: self.max_metadata_bytes,
         })?;
+
+        notary.allow_insecure_token_realm(settings.insecure_notary_realm);
         Ok(Clients { registry, notary })
     }
 }

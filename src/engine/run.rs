@@ -81,6 +81,9 @@ pub struct Settings {
     pub validity: SignedDuration,
     pub renew_before: SignedDuration,
     pub interval: SignedDuration,
+    /// `spec.registry.insecureTokenRealm` / `spec.notary.insecureTokenRealm`.
+    pub insecure_registry_realm: bool,
+    pub insecure_notary_realm: bool,
 }
 
 fn invalid(msg: impl Into<String>) -> Failure {
@@ -153,6 +156,8 @@ impl Settings {
             validity,
             renew_before,
             interval,
+            insecure_registry_realm: spec.registry.insecure_token_realm,
+            insecure_notary_realm: spec.notary.insecure_token_realm,
         })
     }
 }
@@ -322,8 +327,8 @@ pub async fn resolve_tags(
     let names = if selector.is_exact_only() {
         selector.exact_tags()
     } else {
-        let all = reg.list_tags(image).await?;
-        let sel = selector.select(&all);
+        // Only the matching tags are kept while paging.
+        let sel = reg.select_tags(image, &selector).await?;
         if let Some(glob) = sel
             .unmatched
             .iter()
@@ -338,7 +343,7 @@ pub async fn resolve_tags(
             ));
         }
         out.absent.extend(sel.unmatched.iter().cloned());
-        out.listed = Some(all.into_iter().collect());
+        out.listed = Some(sel.tags.iter().cloned().collect());
         sel.tags
     };
     for (tag, res) in reg.resolve_many(image, &names).await {
@@ -361,6 +366,40 @@ pub async fn resolve_tags(
     }
     out.selector = Some(selector);
     Ok(out)
+}
+
+/// Checks what the registry's HEADs announced before it is signed for the first time: a
+/// digest and size that some role already holds is trusted as signed before (the steady
+/// state: HEADs only); any other is fetched once by digest (bounded) and its sha256 and size
+/// must match. A lying registry or CDN is refused before anything is signed or published.
+pub async fn check_new_manifests(
+    reg: &RegistryClient,
+    image: &ImageRef,
+    desired: &BTreeMap<String, Manifest>,
+    view: &RepoView,
+) -> Result<(), Failure> {
+    use futures::StreamExt as _;
+    let signed: BTreeSet<(&str, u64)> = (view.roles.iter())
+        .flat_map(|r| r.targets.values())
+        .map(|t| (t.sha256.as_str(), t.length))
+        .collect();
+    let mut fresh: Vec<registry::ManifestDescriptor> = (desired.values())
+        .filter(|m| !signed.contains(&(m.sha256.as_str(), m.size)))
+        .map(|m| registry::ManifestDescriptor {
+            digest: format!("sha256:{}", m.sha256),
+            size: m.size,
+            media_type: m.media_type.clone().unwrap_or_default(),
+        })
+        .collect();
+    fresh.sort_by(|a, b| a.digest.cmp(&b.digest));
+    fresh.dedup();
+    let mut checks = futures::stream::iter(fresh)
+        .map(|d| async move { reg.verify_descriptor(image, &d).await })
+        .buffer_unordered(8);
+    while let Some(r) = checks.next().await {
+        r?;
+    }
+    Ok(())
 }
 
 /// Names signed in the repository that match the selection but are gone from the registry.
@@ -516,9 +555,18 @@ impl Engine {
         };
         let (keys, (resolved, first)) = tokio::try_join!(load_keys(&req.credentials), servers)?;
         let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
-        let mut resolved = resolved?;
+        let resolved = resolved?;
+        let first = first.map_err(fetch_failure)?;
+        check_new_manifests(
+            &clients.registry,
+            &settings.image,
+            &resolved.desired,
+            &repo_view(&first.0),
+        )
+        .await?;
+        let mut resolved = resolved;
         resolved.desired.extend(req.pinned.clone());
-        let mut first = Some(first.map_err(fetch_failure)?);
+        let mut first = Some(first);
         let mut publishes = 0;
         loop {
             let (repo, trust) = match first.take() {

@@ -82,6 +82,8 @@ struct Shared {
     tokens: Mutex<HashMap<String, (SecretString, Instant)>>,
     /// The server (or a proxy) asked for Basic auth once: send it up front from then on.
     basic_challenged: std::sync::atomic::AtomicBool,
+    /// A plain-`http://` token realm is accepted (the user opted in for this server).
+    insecure_token_realm: std::sync::atomic::AtomicBool,
 }
 
 /// How many HTTP requests a [`NotaryClient`] sent. Every attempt counts, also those answered 401.
@@ -202,6 +204,7 @@ impl NotaryClient {
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("trustkeeper/", env!("CARGO_PKG_VERSION")))
             .tls_backend_preconfigured(tls)
+            .redirect(crate::tls::redirect_policy())
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(NotaryClient {
@@ -212,9 +215,16 @@ impl NotaryClient {
                 http,
                 tokens: Mutex::new(HashMap::new()),
                 basic_challenged: Default::default(),
+                insecure_token_realm: Default::default(),
             }),
             counters: Arc::default(),
         })
+    }
+
+    /// Accepts a plain-`http://` token realm from this server (the password then travels in
+    /// the clear); off by default: such a realm is refused before anything is sent to it.
+    pub fn allow_insecure_token_realm(&self, allow: bool) {
+        (self.shared.insecure_token_realm).store(allow, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A client on the same connections and token cache, with its own counters.
@@ -272,6 +282,30 @@ impl NotaryClient {
         }
         let url = reqwest::Url::parse_with_params(realm, &q)
             .map_err(|e| Error::Config(format!("token realm {realm:?}: {e}")))?;
+        // The token request carries the password: never in the clear unless allowed.
+        match url.scheme() {
+            "https" => {}
+            "http"
+                if self
+                    .shared
+                    .insecure_token_realm
+                    .load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                tracing::warn!(
+                    realm,
+                    "notary token realm is plain http (allowed by insecureTokenRealm)"
+                );
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "the trust server {} names the token realm {realm}, which is not https: \
+                     credentials would travel in the clear, so nothing was sent; serve it over \
+                     https, or allow it with spec.notary.insecureTokenRealm / \
+                     --insecure-token-realm HOST",
+                    self.shared.base
+                )));
+            }
+        }
         let mut req = self.shared.http.get(url);
         if let Auth::Basic { username, password } = &self.shared.auth {
             req = req.basic_auth(username, Some(password.expose_secret()));

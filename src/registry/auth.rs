@@ -52,6 +52,8 @@ struct State {
 
 pub(crate) struct Auth {
     credentials: Credentials,
+    /// A plain-http token realm is accepted (the user opted in for this registry).
+    insecure_realm: bool,
     state: Mutex<State>,
 }
 
@@ -60,9 +62,10 @@ fn bearer(token: &SecretString) -> SecretString {
 }
 
 impl Auth {
-    pub(crate) fn new(credentials: Credentials) -> Self {
+    pub(crate) fn new(credentials: Credentials, insecure_realm: bool) -> Self {
         Auth {
             credentials,
+            insecure_realm,
             state: Mutex::new(State::default()),
         }
     }
@@ -153,6 +156,7 @@ impl Auth {
         };
         let mut url = reqwest::Url::parse(&realm.realm)
             .map_err(|e| protocol(format!("token realm {:?} is not a URL: {e}", realm.realm)))?;
+        check_realm(&url, self.insecure_realm).map_err(protocol)?;
         let mut params: Vec<(&str, &str)> = Vec::new();
         if let Some(s) = &realm.service {
             params.push(("service", s));
@@ -266,5 +270,40 @@ impl Auth {
             value: SecretString::from(value),
             valid_until: Instant::now() + Duration::from_secs(lifetime - margin),
         })
+    }
+}
+
+/// A token realm must be `https` unless the user opted in: the token request carries the
+/// registry password or identity token, and the token itself. Nothing is sent to a refused one.
+pub(crate) fn check_realm(url: &reqwest::Url, insecure_allowed: bool) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if insecure_allowed => {
+            tracing::warn!(realm = %url, "token realm is plain http (allowed by insecureTokenRealm)");
+            Ok(())
+        }
+        "http" => Err(format!(
+            "its token realm {url} is plain http: credentials and tokens would travel in the \
+             clear, so nothing was sent; serve the realm over https, or allow it for this \
+             registry with spec.registry.insecureTokenRealm / --insecure-token-realm HOST"
+        )),
+        other => Err(format!(
+            "its token realm {url} has scheme {other:?}: only https token realms are used"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_realm;
+
+    #[test]
+    fn token_realms_must_be_https_unless_allowed() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert!(check_realm(&url("https://auth.example.com/token"), false).is_ok());
+        let refused = check_realm(&url("http://auth.example.com/token"), false).unwrap_err();
+        assert!(refused.contains("plain http") && refused.contains("insecureTokenRealm"));
+        assert!(check_realm(&url("http://auth.example.com/token"), true).is_ok());
+        assert!(check_realm(&url("ftp://auth.example.com/token"), true).is_err());
     }
 }

@@ -25,9 +25,17 @@ use super::stats::{Counters, Kind, RequestStats};
 use super::tags::{Selection, TagSelector, parse_next_link};
 use super::transport::{read_limited, transport_error};
 
-const MAX_MANIFEST_BYTES: usize = 8 << 20;
-const MAX_TAG_LIST_BYTES: usize = 32 << 20;
-const MAX_TAG_PAGES: usize = 10_000;
+/// Largest manifest read or signed (distribution itself refuses manifests over 4 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// Largest tag-list page (registry 2.8 sends every tag in one page).
+const MAX_TAG_PAGE_BYTES: usize = 16 << 20;
+/// Bounds of one tag-list walk: pages, bytes and tags read, tags kept (matching the selector),
+/// and time. A registry that pages forever is refused once one is reached.
+const MAX_TAG_PAGES: usize = 1_000;
+const MAX_TAG_LIST_BYTES: usize = 64 << 20;
+const MAX_TAGS_LISTED: usize = 1_000_000;
+const MAX_TAGS_KEPT: usize = 10_000;
+const MAX_TAG_LIST_TIME: Duration = Duration::from_secs(300);
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 /// Settings of one [`RegistryClient`]. Build one client per registry: it holds that registry's
@@ -50,6 +58,9 @@ pub struct RegistryOptions {
     pub plain_http: bool,
     /// `n` for tag-list pages; `None` lets the registry choose (registry 2.8 ignores it anyway).
     pub tags_page_size: Option<u32>,
+    /// Accept a plain-`http://` token realm (credentials then travel in the clear). Off: such
+    /// a realm is refused before anything is sent to it.
+    pub insecure_token_realm: bool,
 }
 
 impl Default for RegistryOptions {
@@ -63,6 +74,7 @@ impl Default for RegistryOptions {
             retry: RetryPolicy::default(),
             plain_http: false,
             tags_page_size: None,
+            insecure_token_realm: false,
         }
     }
 }
@@ -81,6 +93,7 @@ impl fmt::Debug for RegistryOptions {
             .field("retry", &self.retry)
             .field("plain_http", &self.plain_http)
             .field("tags_page_size", &self.tags_page_size)
+            .field("insecure_token_realm", &self.insecure_token_realm)
             .finish()
     }
 }
@@ -127,6 +140,7 @@ impl RegistryClient {
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("trustkeeper/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(opts.max_concurrency.max(1))
+            .redirect(crate::tls::redirect_policy())
             .tls_backend_preconfigured(tls);
         let http = http.build().map_err(|e| RegistryError::Config {
             detail: format!("cannot build the HTTP client: {e}"),
@@ -139,7 +153,7 @@ impl RegistryClient {
             }),
             inner: Arc::new(Inner {
                 http,
-                auth: Auth::new(opts.credentials),
+                auth: Auth::new(opts.credentials, opts.insecure_token_realm),
                 timeout: opts.timeout,
                 max_concurrency,
                 retry: opts.retry,
@@ -177,8 +191,24 @@ impl RegistryClient {
     }
 
     /// Every tag of the repository, following `Link: <…>; rel="next"` pages, in registry
-    /// order without duplicates.
+    /// order without duplicates. Bounded: see [`RegistryClient::select_tags`].
     pub async fn list_tags(&self, image: &ImageRef) -> Result<Vec<String>> {
+        self.walk_tags(image, |_| true).await
+    }
+
+    /// Lists the tags and applies a selector (one tag-list walk). Only tags the selector
+    /// matches are kept while paging; pages, bytes, tags and time of the walk are bounded,
+    /// and a `Link` to another origin is followed without credentials (`http://` is refused).
+    pub async fn select_tags(&self, image: &ImageRef, selector: &TagSelector) -> Result<Selection> {
+        let tags = self.walk_tags(image, |t| selector.matches(t)).await?;
+        Ok(selector.select(&tags))
+    }
+
+    async fn walk_tags(
+        &self,
+        image: &ImageRef,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
         let registry = image.registry_host();
         let base =
             reqwest::Url::parse(&self.base_url(image)).map_err(|e| RegistryError::Config {
@@ -193,25 +223,67 @@ impl RegistryClient {
             url.push_str(&format!("?n={n}"));
         }
         let what = image.repository_only().to_string();
+        let refuse = |detail: String| RegistryError::Protocol {
+            registry: registry.to_string(),
+            detail: format!("tag list of {what}: {detail}"),
+        };
+        let started = std::time::Instant::now();
         let mut tags: Vec<String> = Vec::new();
         let mut seen_urls = std::collections::HashSet::new();
         let mut seen_tags = std::collections::HashSet::new();
-        for _ in 0..MAX_TAG_PAGES {
+        let (mut bytes, mut listed) = (0usize, 0usize);
+        let mut same_origin = true;
+        let mut page_no = 0;
+        loop {
+            page_no += 1;
+            if page_no > MAX_TAG_PAGES {
+                return Err(refuse(format!(
+                    "more than {MAX_TAG_PAGES} pages; the registry keeps paging (a broken or \
+                     hostile registry): use exact tag names, which need no list, or fix the \
+                     registry"
+                )));
+            }
+            if started.elapsed() > MAX_TAG_LIST_TIME {
+                return Err(refuse(format!(
+                    "not complete after {}s ({} pages); the registry is too slow or keeps \
+                     paging: use exact tag names, which need no list",
+                    MAX_TAG_LIST_TIME.as_secs(),
+                    page_no - 1
+                )));
+            }
             seen_urls.insert(url.clone());
             let f = self
-                .request(image, Kind::TagList, &url, &what, None)
+                .request_with(image, Kind::TagList, &url, &what, None, same_origin)
                 .await?;
+            bytes += f.body.len();
+            if bytes > MAX_TAG_LIST_BYTES {
+                return Err(refuse(format!(
+                    "more than {} MiB over {page_no} pages; refused: use exact tag names, \
+                     which need no list",
+                    MAX_TAG_LIST_BYTES >> 20
+                )));
+            }
             #[derive(serde::Deserialize)]
             struct Page {
                 tags: Option<Vec<String>>,
             }
-            let page: Page =
-                serde_json::from_slice(&f.body).map_err(|e| RegistryError::Protocol {
-                    registry: registry.to_string(),
-                    detail: format!("tag list of {what} is not valid JSON: {e}"),
-                })?;
+            let page: Page = serde_json::from_slice(&f.body)
+                .map_err(|e| refuse(format!("not valid JSON: {e}")))?;
+            drop(f.body);
             for t in page.tags.unwrap_or_default() {
-                if seen_tags.insert(t.clone()) {
+                listed += 1;
+                if listed > MAX_TAGS_LISTED {
+                    return Err(refuse(format!(
+                        "more than {MAX_TAGS_LISTED} tags; refused: use exact tag names, which \
+                         need no list"
+                    )));
+                }
+                if keep(&t) && seen_tags.insert(t.clone()) {
+                    if tags.len() >= MAX_TAGS_KEPT {
+                        return Err(refuse(format!(
+                            "more than {MAX_TAGS_KEPT} tags match the selection; narrow spec.tags"
+                        )));
+                    }
                     tags.push(t);
                 }
             }
@@ -224,31 +296,25 @@ impl RegistryClient {
             let Some(next) = next else {
                 return Ok(tags);
             };
-            let next = base
+            let next_url = base
                 .join(&next)
-                .map_err(|e| RegistryError::Protocol {
-                    registry: registry.to_string(),
-                    detail: format!("bad Link URL {next:?}: {e}"),
-                })?
-                .to_string();
+                .map_err(|e| refuse(format!("bad Link URL {next:?}: {e}")))?;
+            if next_url.scheme() != base.scheme() {
+                return Err(refuse(format!(
+                    "the next page's Link leads to {next_url}, off {}: refused, tags are \
+                     never listed in the clear; fix the registry's (or proxy's) Link header",
+                    base.scheme()
+                )));
+            }
+            // Credentials belong to the registry's own origin only (as go-containerregistry
+            // keeps them): another host gets the request without them.
+            same_origin = next_url.origin() == base.origin();
+            let next = next_url.to_string();
             if seen_urls.contains(&next) {
-                return Err(RegistryError::Protocol {
-                    registry: registry.to_string(),
-                    detail: format!("tag list pagination of {what} loops back to {next}"),
-                });
+                return Err(refuse(format!("pagination loops back to {next}")));
             }
             url = next;
         }
-        Err(RegistryError::Protocol {
-            registry: registry.to_string(),
-            detail: format!("tag list of {what} has more than {MAX_TAG_PAGES} pages"),
-        })
-    }
-
-    /// Lists the tags and applies a selector (one tag-list walk).
-    pub async fn select_tags(&self, image: &ImageRef, selector: &TagSelector) -> Result<Selection> {
-        let tags = self.list_tags(image).await?;
-        Ok(selector.select(&tags))
     }
 
     /// Digest, size and media type of a tag (or `sha256:` digest): one HEAD with the four
@@ -267,6 +333,18 @@ impl RegistryClient {
         let size = header_str(&f.headers, CONTENT_LENGTH.as_str())
             .and_then(|s| s.trim().parse::<u64>().ok())
             .filter(|&s| s > 0);
+        if let Some(size) = size
+            && size > MAX_MANIFEST_BYTES as u64
+        {
+            return Err(RegistryError::Protocol {
+                registry: image.registry_host().to_string(),
+                detail: format!(
+                    "{what} is {size} bytes by its HEAD, over the {} MiB a manifest may have: \
+                     refused, not signed (a broken registry or proxy)",
+                    MAX_MANIFEST_BYTES >> 20
+                ),
+            });
+        }
         let media_type = header_str(&f.headers, CONTENT_TYPE.as_str()).map(clean_media_type);
         if let Some(mt) = &media_type
             && is_schema1(mt)
@@ -322,6 +400,48 @@ impl RegistryClient {
                 .await;
         out.sort_by_key(|(i, _, _)| *i);
         out.into_iter().map(|(_, t, r)| (t, r)).collect()
+    }
+
+    /// Checks what a HEAD said before it is signed: one GET of the manifest by its digest
+    /// (at most [`MAX_MANIFEST_BYTES`]), whose bytes must hash to that digest and have that
+    /// size. Returns the descriptor of the bytes.
+    pub async fn verify_descriptor(
+        &self,
+        image: &ImageRef,
+        claimed: &ManifestDescriptor,
+    ) -> Result<ManifestDescriptor> {
+        check_reference(&claimed.digest)?;
+        let got = match self
+            .fetch_manifest(image, &claimed.digest, Some(&claimed.digest))
+            .await
+        {
+            Ok(m) => m.descriptor,
+            Err(RegistryError::NotFound { reference }) => {
+                return Err(RegistryError::Protocol {
+                    registry: image.registry_host().to_string(),
+                    detail: format!(
+                        "a HEAD named {} but {reference} is not served: the registry or a \
+                         proxy is inconsistent; not signed",
+                        claimed.digest
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if got.size != claimed.size {
+            return Err(RegistryError::Protocol {
+                registry: image.registry_host().to_string(),
+                detail: format!(
+                    "{}@{} was announced as {} bytes but is {} bytes: the registry or a proxy \
+                     serves inconsistent content; not signed",
+                    image.repository_only(),
+                    claimed.digest,
+                    claimed.size,
+                    got.size
+                ),
+            });
+        }
+        Ok(got)
     }
 
     /// The exact manifest bytes of a tag or digest, checked against `Docker-Content-Digest` and
@@ -388,16 +508,31 @@ impl RegistryClient {
         what: &str,
         accept: Option<&str>,
     ) -> Result<Fetched> {
+        self.request_with(image, kind, url, what, accept, true)
+            .await
+    }
+
+    /// [`Self::request`]; without `credentials` nothing of ours is sent (another origin).
+    async fn request_with(
+        &self,
+        image: &ImageRef,
+        kind: Kind,
+        url: &str,
+        what: &str,
+        accept: Option<&str>,
+        credentials: bool,
+    ) -> Result<Fetched> {
         let scope = format!("repository:{}:pull", image.repository());
         let registry = image.registry_host();
         self.inner
             .retry
             .run(&self.local.counters, || {
-                self.attempt(registry, kind, url, what, accept, &scope)
+                self.attempt(registry, kind, url, what, accept, &scope, credentials)
             })
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         registry: &str,
@@ -406,6 +541,7 @@ impl RegistryClient {
         what: &str,
         accept: Option<&str>,
         scope: &str,
+        credentials: bool,
     ) -> Result<Fetched> {
         let inner = &*self.inner;
         let local = &*self.local;
@@ -425,12 +561,16 @@ impl RegistryClient {
             _ => Method::GET,
         };
         let limit = match kind {
-            Kind::TagList => MAX_TAG_LIST_BYTES,
+            Kind::TagList => MAX_TAG_PAGE_BYTES,
             _ => MAX_MANIFEST_BYTES,
         };
         let mut reauthenticated = false;
         loop {
-            let authorization = inner.auth.header(&net, scope).await?;
+            let authorization = if credentials {
+                inner.auth.header(&net, scope).await?
+            } else {
+                None
+            };
             let mut req = inner.http.request(method.clone(), url);
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
@@ -454,6 +594,7 @@ impl RegistryClient {
             if status == StatusCode::UNAUTHORIZED {
                 local.counters.unauthorized();
                 if !reauthenticated
+                    && credentials
                     && inner
                         .auth
                         .challenged(&headers, scope, authorization.as_ref())

@@ -20,9 +20,16 @@
 //!   digest, the length or a known type: one GET of the raw bytes, whose sha256 must equal the
 //!   digest the registry (or the reference) names ([`RegistryError::DigestMismatch`]); size =
 //!   byte length. Docker schema 1 → [`RegistryError::Unsupported`].
-//! - **Tags** ([`RegistryClient::list_tags`]): follows `Link: <…>; rel="next"` (relative or
+//! - **Tags** ([`RegistryClient::select_tags`]): follows `Link: <…>; rel="next"` (relative or
 //!   absolute), detects loops; `n` only if [`RegistryOptions::tags_page_size`] is set (registry
-//!   2.8 ignores it and returns everything in one page).
+//!   2.8 ignores it and returns everything in one page). Bounded in pages, bytes (each page's
+//!   too), tags and time; only tags the selector matches are kept while paging. A `Link` to
+//!   another origin gets no credentials; one that leaves https is refused.
+//! - **Before signing** ([`RegistryClient::verify_descriptor`]): a digest about to be signed
+//!   for the first time is fetched by digest once (at most 4 MiB, as distribution limits
+//!   manifests) and its sha256 and size checked against what the HEAD said.
+//! - **Never in the clear**: no redirect from https to http; a plain-http token realm is
+//!   refused unless [`RegistryOptions::insecure_token_realm`].
 //! - **Auth**: a request goes out with what is known; a 401 is answered from its
 //!   `WWW-Authenticate`: `Bearer` → token from the realm for `repository:<repo>:pull` (Basic
 //!   credentials with `account=`, identity token via `grant_type=refresh_token` POST, or

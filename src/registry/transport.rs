@@ -17,6 +17,13 @@ pub(crate) fn transport_error(
         };
     }
     let detail = crate::tls::with_causes(&e);
+    if e.is_redirect() {
+        // not transient: the same redirect comes back
+        return RegistryError::Protocol {
+            registry: registry.to_string(),
+            detail,
+        };
+    }
     let lower = detail.to_ascii_lowercase();
     if lower.contains("certificate") || lower.contains("unknownissuer") {
         return RegistryError::Tls {
