@@ -176,8 +176,11 @@ pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> S
 pub fn engine(g: &Global) -> Result<Engine, CliError> {
     let t =
         api::parse_go_duration(&g.timeout).map_err(|e| CliError::new(format!("--timeout: {e}")))?;
+    let d = api::parse_go_duration(&g.deadline)
+        .map_err(|e| CliError::new(format!("--deadline: {e}")))?;
     Ok(Engine {
         timeout: t.0.unsigned_abs(),
+        deadline: d.0.unsigned_abs(),
         extra_ca: ca(g)?,
         ..Default::default()
     })

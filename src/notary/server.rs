@@ -77,6 +77,8 @@ struct Shared {
     tokens: Mutex<HashMap<String, (SecretString, Instant)>>,
     /// The server (or a proxy) asked for Basic auth once: send it up front from then on.
     basic_challenged: std::sync::atomic::AtomicBool,
+    /// Per-request timeout, for the message when it passes.
+    timeout: Duration,
 }
 
 /// How many HTTP requests a [`NotaryClient`] sent. Every attempt counts, also those answered 401.
@@ -206,6 +208,7 @@ impl NotaryClient {
                 http,
                 tokens: Mutex::new(HashMap::new()),
                 basic_challenged: Default::default(),
+                timeout: cfg.timeout,
             }),
             counters: Arc::default(),
         })
@@ -242,6 +245,13 @@ impl NotaryClient {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> Error {
+        // reqwest says "error decoding response body" for a body that stops arriving.
+        if e.is_timeout() {
+            return Error::Timeout {
+                url: self.shared.base.clone(),
+                timeout: self.shared.timeout,
+            };
+        }
         Error::Unreachable {
             url: self.shared.base.clone(),
             reason: crate::tls::with_causes(&e),
@@ -281,7 +291,9 @@ impl NotaryClient {
                 status: status.as_u16(),
             });
         }
-        let body = read_limited(resp, MAX_ERROR_BODY, "token response").await?;
+        let body = self
+            .read_limited(resp, MAX_ERROR_BODY, "token response")
+            .await?;
         if !status.is_success() {
             return Err(Error::Server {
                 url: realm.into(),
@@ -386,7 +398,8 @@ impl NotaryClient {
             return Ok(None);
         }
         if !status.is_success() {
-            let body = read_limited(resp, MAX_ERROR_BODY, &url)
+            let body = self
+                .read_limited(resp, MAX_ERROR_BODY, &url)
                 .await
                 .unwrap_or_default();
             return Err(Error::Server {
@@ -396,7 +409,8 @@ impl NotaryClient {
             });
         }
         Ok(Some(
-            read_limited(resp, limit, &format!("{gun} {name}")).await?,
+            self.read_limited(resp, limit, &format!("{gun} {name}"))
+                .await?,
         ))
     }
 
@@ -453,7 +467,7 @@ impl NotaryClient {
             .send(&format!("push {gun}"), || self.shared.http.post(&url))
             .await?;
         let status = resp.status();
-        let b = read_limited(resp, MAX_ERROR_BODY, &url).await?;
+        let b = self.read_limited(resp, MAX_ERROR_BODY, &url).await?;
         if !status.is_success() {
             return Err(Error::Server {
                 url,
@@ -496,7 +510,8 @@ impl NotaryClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = read_limited(resp, MAX_ERROR_BODY, &url)
+        let body = self
+            .read_limited(resp, MAX_ERROR_BODY, &url)
             .await
             .unwrap_or_default();
         if status == StatusCode::NOT_FOUND {
@@ -532,28 +547,38 @@ impl Fetch for NotaryClient {
     }
 }
 
-/// Reads a body, failing as soon as it exceeds `limit` bytes.
-async fn read_limited(mut resp: reqwest::Response, limit: u64, what: &str) -> Result<Vec<u8>> {
-    if resp.content_length().is_some_and(|l| l > limit) {
-        return Err(Error::TooLarge {
-            what: what.into(),
-            limit,
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Unreachable {
-        url: what.into(),
-        reason: e.to_string(),
-    })? {
-        if (out.len() + chunk.len()) as u64 > limit {
+impl NotaryClient {
+    /// Reads a body, failing as soon as it exceeds `limit` bytes.
+    async fn read_limited(
+        &self,
+        mut resp: reqwest::Response,
+        limit: u64,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        if resp.content_length().is_some_and(|l| l > limit) {
             return Err(Error::TooLarge {
                 what: what.into(),
                 limit,
             });
         }
-        out.extend_from_slice(&chunk);
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| match self.unreachable(e) {
+            Error::Unreachable { reason, .. } => Error::Unreachable {
+                url: what.into(),
+                reason,
+            },
+            other => other,
+        })? {
+            if (out.len() + chunk.len()) as u64 > limit {
+                return Err(Error::TooLarge {
+                    what: what.into(),
+                    limit,
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 #[cfg(test)]
