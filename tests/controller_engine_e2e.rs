@@ -2,10 +2,13 @@
 //! server (kube-testbed) and the real notary-server and registry (testbed), with the notary Go
 //! client as referee. Secrets come from a map (the test API server has no core API); everything
 //! else is real. A SignedImage is created, its tags are signed and the status shows them; a tag
-//! pushed later is signed at the next poll; after the delete nothing more is published.
+//! pushed later is signed at the next poll; after the delete nothing more is published. One
+//! tenant's hostile server (silent, or trickling its answer forever) never stops the others.
 
 mod common;
 mod controller_support;
+#[path = "common/hostile.rs"]
+mod hostile;
 
 use std::time::Duration;
 
@@ -120,6 +123,136 @@ async fn operator_signs_on_the_real_notary_server_and_picks_up_a_pushed_tag() {
         !listed(tb, &seed.gun).contains_key("rc-3"),
         "published after the delete"
     );
+
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// Two tenants point at hostile trust servers (one silent, one trickling a body forever) and
+/// two at the real one, with two workers: each hostile reconcile ends at its deadline, so the
+/// good SignedImages become Ready soon after instead of waiting behind them for the request
+/// timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_servers_never_stop_the_other_tenants() {
+    let tb = Testbed::get();
+    let seed = tb.seed("tenants");
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = unique("tenants");
+    let key = std::fs::read(seed.var("DELEGATION_KEY")).unwrap();
+    let pass = std::fs::read(seed.var("DELEGATION_PASSPHRASE_FILE")).unwrap();
+    let ca = tb.ca_pem();
+    let secrets = MapSecrets::default().with_secret(
+        &ns,
+        "signer",
+        None,
+        &[("key.pem", &key), ("passphrase", &pass), ("ca.crt", &ca)],
+    );
+    let (silent, _silent) = hostile::silent().await;
+    let (trickle, _trickle) = hostile::stalling(tb, Some(Duration::from_millis(500))).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut cfg = config(&ns, "tenants-e2e");
+    cfg.lease = None;
+    cfg.concurrency = 2;
+    let engine = Engine {
+        timeout: Duration::from_secs(120),
+        deadline: Duration::from_secs(3),
+        ..Engine::default()
+    };
+    let task = tokio::spawn(run_with(
+        client.clone(),
+        engine,
+        secrets,
+        cfg,
+        listener,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let api: Api<SignedImage> = Api::namespaced(client.clone(), &ns);
+    let started = std::time::Instant::now();
+    for (name, url, tags) in [
+        ("hostile-silent", format!("https://{silent}"), json!(["v1"])),
+        (
+            "hostile-trickle",
+            format!("https://{trickle}"),
+            json!(["v1"]),
+        ),
+        ("good-a", tb.var("NOTARY_URL").to_string(), json!(["multi"])),
+        (
+            "good-b",
+            tb.var("NOTARY_URL").to_string(),
+            json!(["oci-v1"]),
+        ),
+    ] {
+        let obj: SignedImage = serde_json::from_value(json!({
+            "apiVersion": "trustkeeper.dev/v1alpha1", "kind": "SignedImage",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "image": seed.gun, "tags": tags, "roles": ["targets/releases"],
+                "signingKey": {"secretRef": {"name": "signer"}},
+                "registry": {"ca": {"secretKeyRef": {"name": "signer", "key": "ca.crt"}}},
+                "notary": {"url": url, "ca": {"secretKeyRef": {"name": "signer", "key": "ca.crt"}}},
+                "interval": "1h"
+            }
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &obj).await.unwrap();
+        if name == "hostile-trickle" {
+            // Both workers are busy with the hostile tenants before the good ones arrive.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let good = eventually(Duration::from_secs(40), || async {
+        let mut ok = true;
+        for n in ["good-a", "good-b"] {
+            ok &= ready_of(&api.get(n).await.unwrap())
+                .is_some_and(|(s, r, _)| s == "True" && r == "Signed");
+        }
+        ok
+    })
+    .await;
+    let took = started.elapsed();
+    let statuses: Vec<_> = futures::future::join_all(
+        ["good-a", "good-b", "hostile-silent", "hostile-trickle"].map(|n| {
+            let api = api.clone();
+            async move { (n, api.get(n).await.unwrap().status) }
+        }),
+    )
+    .await;
+    assert!(
+        good.is_ok(),
+        "the good tenants are not Ready: {statuses:#?}"
+    );
+    eprintln!("tenants: good SignedImages Ready after {took:?}");
+    // A worker frees at the 3 s deadline; the silent server's 10 s connect timeout, or the
+    // trickle's request timeout, would come later.
+    assert!(
+        took < Duration::from_secs(8),
+        "the good tenants waited {took:?}: {statuses:#?}"
+    );
+    let hostile_done = eventually(Duration::from_secs(30), || async {
+        let mut ok = true;
+        for n in ["hostile-silent", "hostile-trickle"] {
+            ok &= ready_of(&api.get(n).await.unwrap())
+                .is_some_and(|(s, r, _)| s == "False" && r == "DeadlineExceeded");
+        }
+        ok
+    })
+    .await;
+    assert!(
+        hostile_done.is_ok(),
+        "{:#?}",
+        api.get("hostile-trickle").await.unwrap().status
+    );
+    let listed = listed(tb, &seed.gun);
+    assert_eq!(listed.get("multi"), Some(&seed.digest("multi")));
+    assert_eq!(listed.get("oci-v1"), Some(&seed.digest("oci-v1")));
 
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(20), task)
