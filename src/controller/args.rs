@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `--namespace NS` (repeatable, or comma-separated) | `TRUSTKEEPER_NAMESPACES` | all namespaces |
 //! | `--concurrency N` | `TRUSTKEEPER_CONCURRENCY` | 8 |
+//! | `--deadline D` (of each reconcile; a global flag) | `TRUSTKEEPER_DEADLINE` | `5m` |
 //! | `--metrics-addr ADDR` (`/metrics`, `/healthz`, `/readyz`, `/notifications`) | `TRUSTKEEPER_METRICS_ADDR` | `0.0.0.0:8080` |
 //! | `--identity NAME` | `POD_NAME` | the host name |
 //! | `--lease-name NAME` | `TRUSTKEEPER_LEASE_NAME` | `trustkeeper` |

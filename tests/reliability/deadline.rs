@@ -289,3 +289,107 @@ async fn a_stalled_body_reads_as_a_timeout_of_that_server() {
         r.took
     ));
 }
+
+fn ready_in(status_file: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(status_file).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    docs.iter()
+        .filter(|d| !d.is_null())
+        .map(|d| {
+            let ready = d["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap();
+            (
+                d["metadata"]["name"].as_str().unwrap().to_string(),
+                format!(
+                    "{}/{}",
+                    ready["status"].as_str().unwrap(),
+                    ready["reason"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect()
+}
+
+/// `reconcile -f` with several resources in one file, two of them pointing at hostile servers
+/// (silent, trickling), and a second file whose status file is corrupt: the good resources are
+/// signed and their status written, the hostile ones end at the deadline with theirs, all in
+/// about one deadline (they run side by side), and the corrupt status file is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_files_one_slow_resource_never_loses_the_others() {
+    let tb = Testbed::get();
+    let seed = tb.seed("deadline-files");
+    tb.retag(&seed, "multi", "f-good").await;
+    let (silent, _silent) = hostile::silent().await;
+    let (trickle, _trickle) = hostile::stalling(tb, Some(Duration::from_millis(500))).await;
+    let real = tb.var("NOTARY_URL");
+    let good = crate::support::resource(tb, &seed, "[f-good]");
+    let named = |name: &str, url: &str| {
+        good.replace("name: app,", &format!("name: {name},"))
+            .replace(real, url)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many.yaml");
+    std::fs::write(
+        &file,
+        [
+            named("silent", &format!("https://{silent}")),
+            good.clone(),
+            named("trickle", &format!("https://{trickle}")),
+        ]
+        .join("---\n"),
+    )
+    .unwrap();
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, named("other", real)).unwrap();
+    let corrupt = dir.path().join("other.yaml.status.yaml");
+    std::fs::write(&corrupt, "{ not: [yaml").unwrap();
+
+    let cli = Arc::new(Cli::new(None));
+    let r = run(
+        cli,
+        tb,
+        strings(&[
+            "reconcile",
+            "-f",
+            file.to_str().unwrap(),
+            "-f",
+            other.to_str().unwrap(),
+            "--deadline",
+            "3s",
+        ]),
+    )
+    .await;
+    report(&format!(
+        "deadline: reconcile -f, 4 resources: {:?}",
+        r.took
+    ));
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("3 of 4 SignedImages are not Ready"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("ci/other") && r.stderr.contains("is corrupt"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.took < Duration::from_secs(6),
+        "not side by side: {:?}",
+        r.took
+    );
+    let ready = ready_in(&dir.path().join("many.yaml.status.yaml"));
+    assert_eq!(ready["app"], "True/Signed", "{ready:?}");
+    assert_eq!(ready["silent"], "False/DeadlineExceeded", "{ready:?}");
+    assert_eq!(ready["trickle"], "False/DeadlineExceeded", "{ready:?}");
+    assert_eq!(std::fs::read_to_string(&corrupt).unwrap(), "{ not: [yaml");
+    assert_eq!(
+        notary_list(tb, &seed.gun, None).get("f-good"),
+        Some(&digest(&seed, "multi"))
+    );
+}
