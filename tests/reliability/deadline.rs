@@ -26,18 +26,59 @@ struct Ran {
     took: Duration,
     code: Option<i32>,
     stderr: String,
+    /// Peak RSS in KiB, from `/usr/bin/time -v` when it is installed.
+    max_rss_kib: Option<u64>,
 }
 
-/// Runs the binary on a blocking thread: the proxies live on this runtime.
+/// Runs the binary on a blocking thread (the proxies live on this runtime), under
+/// `/usr/bin/time -v` when it is there, for the peak RSS.
 async fn run(cli: Arc<Cli>, tb: &'static Testbed, args: Vec<String>) -> Ran {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let plain = cli.command(tb, &args);
+        let timed = std::path::Path::new("/usr/bin/time").exists();
+        let mut c = if timed {
+            let mut c = std::process::Command::new("/usr/bin/time");
+            c.arg("-v").arg(plain.get_program()).args(plain.get_args());
+            c
+        } else {
+            std::process::Command::new(plain.get_program())
+        };
+        if !timed {
+            c.args(plain.get_args());
+        }
+        for (k, v) in plain.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
         let started = Instant::now();
-        let out = cli.run(tb, &args);
+        let out = c.output().unwrap();
+        let took = started.elapsed();
+        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let mut max_rss_kib = None;
+        let mut code = out.status.code();
+        if timed && let Some(at) = stderr.find("\tCommand being timed:") {
+            let report = stderr.split_off(at);
+            max_rss_kib = report
+                .lines()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("Maximum resident set size (kbytes): ")
+                })
+                .and_then(|v| v.parse().ok());
+            code = report
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Exit status: "))
+                .and_then(|v| v.parse().ok())
+                .or(code);
+        }
         Ran {
-            took: started.elapsed(),
-            code: out.status.code(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took,
+            code,
+            stderr,
+            max_rss_kib,
         }
     })
     .await
@@ -61,7 +102,10 @@ fn assert_deadline(r: &Ran, what: &str) {
         "{what}: took {:?}",
         r.took
     );
-    report(&format!("deadline: {what}: {:?}", r.took));
+    report(&format!(
+        "deadline: {what}: {:?}, peak RSS {:?} KiB",
+        r.took, r.max_rss_kib
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,8 +295,8 @@ async fn a_stalled_body_reads_as_a_timeout_of_that_server() {
     );
     assert!(r.took < Duration::from_secs(10), "took {:?}", r.took);
     report(&format!(
-        "deadline: stalled notary body, 1s timeout: {:?}",
-        r.took
+        "deadline: stalled notary body, 1s timeout: {:?}, peak RSS {:?} KiB",
+        r.took, r.max_rss_kib
     ));
 
     // The registry: headers, then a stalled body, on every attempt of its retries.
@@ -285,8 +329,8 @@ async fn a_stalled_body_reads_as_a_timeout_of_that_server() {
     );
     assert!(r.took < Duration::from_secs(15), "took {:?}", r.took);
     report(&format!(
-        "deadline: stalled registry body, 1s timeout: {:?}",
-        r.took
+        "deadline: stalled registry body, 1s timeout: {:?}, peak RSS {:?} KiB",
+        r.took, r.max_rss_kib
     ));
 }
 
@@ -364,8 +408,8 @@ async fn reconcile_files_one_slow_resource_never_loses_the_others() {
     )
     .await;
     report(&format!(
-        "deadline: reconcile -f, 4 resources: {:?}",
-        r.took
+        "deadline: reconcile -f, 4 resources: {:?}, peak RSS {:?} KiB",
+        r.took, r.max_rss_kib
     ));
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
