@@ -502,11 +502,21 @@ impl Progress {
                 format!("waiting for {}; nothing was published", parts.join(" and "))
             }
         };
+        // Only the key outstanding: no server is to blame, the key's own parameters are.
+        let only_key = self.phase.load(Ordering::Relaxed) == 0
+            && done & (REGISTRY_DONE | NOTARY_DONE) == REGISTRY_DONE | NOTARY_DONE
+            && done & KEYS_DONE == 0;
+        let remedy = if only_key {
+            "its key derivation is too expensive: export the key again with `notary key \
+             export`, or raise the deadline (--deadline, TRUSTKEEPER_DEADLINE)"
+        } else {
+            "retry when the server answers in time, or raise the deadline (--deadline, \
+             TRUSTKEEPER_DEADLINE)"
+        };
         Failure::new(
             reasons::DEADLINE_EXCEEDED,
             format!(
-                "the run did not finish within its deadline of {} ({waiting}): retry when the \
-                 server answers in time, or raise the deadline (--deadline, TRUSTKEEPER_DEADLINE)",
+                "the run did not finish within its deadline of {} ({waiting}): {remedy}",
                 api::human_duration(deadline)
             ),
         )
@@ -888,6 +898,61 @@ mod tests {
         .unwrap();
         assert_eq!(lowered, 19);
         assert_eq!(nice(), before);
+    }
+
+    /// Silent servers end the run at its deadline, with a reason that names both.
+    #[tokio::test]
+    async fn silent_servers_end_the_run_at_its_deadline() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                held.push(conn);
+            }
+        });
+        let yaml = format!(
+            "image: {addr}/team/app\ntags: [v1]\nsigningKey: {{secretRef: {{name: k}}}}\nnotary: {{url: \"https://{addr}\"}}\n"
+        );
+        let spec: SignedImageSpec = serde_saphyr::from_str(&yaml).unwrap();
+        let engine = Engine {
+            timeout: Duration::from_secs(20),
+            deadline: Duration::from_millis(500),
+            ..Engine::default()
+        };
+        let started = std::time::Instant::now();
+        let outcome = engine
+            .run(ReconcileRequest {
+                id: "t",
+                spec: &spec,
+                generation: None,
+                previous: None,
+                credentials: Credentials {
+                    // A valid P-256 key (of the bad-input corpus: it signs for no role).
+                    signing_key_pem: zeroize::Zeroizing::new(
+                        include_bytes!("../../tests/bad_input/keys/not-a-signer.pem").to_vec(),
+                    ),
+                    ..Default::default()
+                },
+                pinned: Default::default(),
+            })
+            .await;
+        let took = started.elapsed();
+        assert_eq!(outcome.failure_reason, Some(reasons::DEADLINE_EXCEEDED));
+        let (_, message) = outcome
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == api::READY)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+            .unwrap();
+        assert!(
+            message.contains(&format!(
+                "waiting for the registry {addr} and the trust server https://{addr}; nothing was published"
+            )) && message.contains("deadline of 500ms"),
+            "{message}"
+        );
+        assert!(took < Duration::from_secs(2), "took {took:?}");
     }
 
     /// A bad key is reported at once, not after the servers answer or time out.
