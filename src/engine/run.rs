@@ -523,6 +523,14 @@ impl Progress {
     }
 }
 
+/// Publishes allowed in one run when other writers published `others` times since its first
+/// fetch: a lost race to a writer that made progress is contention, not a fault.
+fn publish_attempts_allowed(others: u64) -> u32 {
+    MAX_PUBLISH_ATTEMPTS
+        .saturating_add(u32::try_from(others).unwrap_or(u32::MAX))
+        .min(MAX_PUBLISH_ATTEMPTS_CAP)
+}
+
 /// The snapshot's version: every publish, ours or another writer's, makes a new one.
 fn snapshot_version(t: &TrustState) -> u64 {
     t.versions.get("snapshot").copied().unwrap_or(0)
@@ -635,9 +643,7 @@ impl Engine {
             // another writer's. While they make progress, losing to them is contention, not a
             // fault, and one more attempt is allowed per publish of theirs.
             let others = snapshot_version(&trust).saturating_sub(first_snapshot);
-            let allowed = MAX_PUBLISH_ATTEMPTS
-                .saturating_add(u32::try_from(others).unwrap_or(u32::MAX))
-                .min(MAX_PUBLISH_ATTEMPTS_CAP);
+            let allowed = publish_attempts_allowed(others);
             if publishes >= allowed {
                 return Err(Failure::new(
                     reasons::CONFLICT,
@@ -898,6 +904,13 @@ mod tests {
         .unwrap();
         assert_eq!(lowered, 19);
         assert_eq!(nice(), before);
+    }
+
+    #[test]
+    fn publish_attempts_scale_with_the_writers_seen() {
+        assert_eq!(publish_attempts_allowed(0), MAX_PUBLISH_ATTEMPTS);
+        assert_eq!(publish_attempts_allowed(7), MAX_PUBLISH_ATTEMPTS + 7);
+        assert_eq!(publish_attempts_allowed(u64::MAX), MAX_PUBLISH_ATTEMPTS_CAP);
     }
 
     /// Silent servers end the run at its deadline, with a reason that names both.
