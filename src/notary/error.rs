@@ -98,15 +98,15 @@ pub enum Error {
     #[error("trust server {url} unreachable: {reason}; check the URL, network and CA")]
     Unreachable { url: String, reason: String },
 
-    /// One request took longer than the per-request timeout.
+    /// One request took longer than the per-request timeout (when known).
     #[error(
-        "timed out after {} waiting for the trust server {url}: it is slow or overloaded; retry \
-         later or raise --timeout",
-        crate::api::human_duration(*timeout)
+        "timed out{} waiting for the trust server {url}: it is slow or overloaded; retry later \
+         or raise --timeout",
+        timeout.map(|t| format!(" after {}", crate::api::human_duration(t))).unwrap_or_default()
     )]
     Timeout {
         url: String,
-        timeout: std::time::Duration,
+        timeout: Option<std::time::Duration>,
     },
 
     #[error(

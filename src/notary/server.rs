@@ -245,11 +245,10 @@ impl NotaryClient {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> Error {
-        // reqwest says "error decoding response body" for a body that stops arriving.
         if e.is_timeout() {
             return Error::Timeout {
                 url: self.shared.base.clone(),
-                timeout: self.shared.timeout,
+                timeout: Some(self.shared.timeout),
             };
         }
         Error::Unreachable {
@@ -291,9 +290,7 @@ impl NotaryClient {
                 status: status.as_u16(),
             });
         }
-        let body = self
-            .read_limited(resp, MAX_ERROR_BODY, "token response")
-            .await?;
+        let body = read_limited(resp, MAX_ERROR_BODY, "token response").await?;
         if !status.is_success() {
             return Err(Error::Server {
                 url: realm.into(),
@@ -398,8 +395,7 @@ impl NotaryClient {
             return Ok(None);
         }
         if !status.is_success() {
-            let body = self
-                .read_limited(resp, MAX_ERROR_BODY, &url)
+            let body = read_limited(resp, MAX_ERROR_BODY, &url)
                 .await
                 .unwrap_or_default();
             return Err(Error::Server {
@@ -409,8 +405,7 @@ impl NotaryClient {
             });
         }
         Ok(Some(
-            self.read_limited(resp, limit, &format!("{gun} {name}"))
-                .await?,
+            read_limited(resp, limit, &format!("{gun} {name}")).await?,
         ))
     }
 
@@ -467,7 +462,7 @@ impl NotaryClient {
             .send(&format!("push {gun}"), || self.shared.http.post(&url))
             .await?;
         let status = resp.status();
-        let b = self.read_limited(resp, MAX_ERROR_BODY, &url).await?;
+        let b = read_limited(resp, MAX_ERROR_BODY, &url).await?;
         if !status.is_success() {
             return Err(Error::Server {
                 url,
@@ -510,8 +505,7 @@ impl NotaryClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = self
-            .read_limited(resp, MAX_ERROR_BODY, &url)
+        let body = read_limited(resp, MAX_ERROR_BODY, &url)
             .await
             .unwrap_or_default();
         if status == StatusCode::NOT_FOUND {
@@ -543,41 +537,50 @@ impl NotaryClient {
 
 impl Fetch for NotaryClient {
     async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        self.get(gun, name, limit).await
+        self.get(gun, name, limit).await.map_err(|e| match e {
+            // A body that stopped arriving: say which server and after how long.
+            Error::Timeout { timeout: None, .. } => Error::Timeout {
+                url: self.shared.base.clone(),
+                timeout: Some(self.shared.timeout),
+            },
+            e => e,
+        })
     }
 }
 
-impl NotaryClient {
-    /// Reads a body, failing as soon as it exceeds `limit` bytes.
-    async fn read_limited(
-        &self,
-        mut resp: reqwest::Response,
-        limit: u64,
-        what: &str,
-    ) -> Result<Vec<u8>> {
-        if resp.content_length().is_some_and(|l| l > limit) {
+/// Reads a body, failing as soon as it exceeds `limit` bytes.
+async fn read_limited(mut resp: reqwest::Response, limit: u64, what: &str) -> Result<Vec<u8>> {
+    if resp.content_length().is_some_and(|l| l > limit) {
+        return Err(Error::TooLarge {
+            what: what.into(),
+            limit,
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| body_error(e, what))? {
+        if (out.len() + chunk.len()) as u64 > limit {
             return Err(Error::TooLarge {
                 what: what.into(),
                 limit,
             });
         }
-        let mut out = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| match self.unreachable(e) {
-            Error::Unreachable { reason, .. } => Error::Unreachable {
-                url: what.into(),
-                reason,
-            },
-            other => other,
-        })? {
-            if (out.len() + chunk.len()) as u64 > limit {
-                return Err(Error::TooLarge {
-                    what: what.into(),
-                    limit,
-                });
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out)
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A body that failed to arrive. reqwest calls a timeout there "error decoding response body":
+/// it is said as a timeout instead.
+fn body_error(e: reqwest::Error, what: &str) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout {
+            url: what.into(),
+            timeout: None,
+        };
+    }
+    Error::Unreachable {
+        url: what.into(),
+        reason: e.to_string(),
     }
 }
 

@@ -89,7 +89,7 @@ fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-/// Ends at the deadline (3 s), not after the slow requests one by one (about 30 s before).
+/// Ends at the deadline (3 s), not after the slow requests one by one.
 fn assert_deadline(r: &Ran, what: &str) {
     assert_eq!(r.code, Some(1), "{what}: {}", r.stderr);
     assert!(
