@@ -139,3 +139,30 @@ fn pod_is_locked_down() {
     );
     assert_eq!(c["args"][0], "controller");
 }
+
+/// The chart's reconcile deadline reaches the controller as a flag it accepts.
+#[test]
+fn reconcile_deadline_reaches_the_controller() {
+    use clap::Parser;
+    for (set, want) in [(None, "5m"), (Some("reconcileDeadline=90s"), "90s")] {
+        let docs = match set {
+            Some(s) => render(&["--set", s]),
+            None => render(&[]),
+        };
+        let d = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+        let args: Vec<String> = d["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        assert!(args.contains(&format!("--deadline={want}")), "{args:?}");
+        let cli = trustkeeper::cli::Cli::try_parse_from(
+            std::iter::once("trustkeeper".to_string()).chain(args.clone()),
+        )
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let secs = if want == "5m" { 300 } else { 90 };
+        let parsed = trustkeeper::api::parse_go_duration(&cli.global.deadline).unwrap();
+        assert_eq!(parsed.0.as_secs(), secs);
+    }
+}

@@ -6,6 +6,8 @@
 mod common;
 #[path = "common/fault_proxy.rs"]
 mod fault_proxy;
+#[path = "common/hostile.rs"]
+mod hostile;
 #[path = "reliability/support.rs"]
 mod support;
 
@@ -13,8 +15,12 @@ mod support;
 mod bad_input;
 #[path = "reliability/crash.rs"]
 mod crash;
+#[path = "reliability/deadline.rs"]
+mod deadline;
 #[path = "reliability/faults.rs"]
 mod faults;
+#[path = "reliability/parallel.rs"]
+mod parallel;
 #[path = "reliability/second_writer.rs"]
 mod second_writer;
 #[path = "reliability/secrets.rs"]

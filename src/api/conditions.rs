@@ -78,6 +78,8 @@ pub mod reasons {
     pub const VERIFY_FAILED: &str = "VerifyFailed";
     /// Another writer kept publishing concurrently; retries were exhausted.
     pub const CONFLICT: &str = "Conflict";
+    /// The run did not finish within its deadline (a server answered too slowly or not at all).
+    pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 }
 
 /// Sets condition `type_` in `conditions`, keeping its `lastTransitionTime` unless the status

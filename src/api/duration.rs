@@ -97,6 +97,16 @@ impl fmt::Display for GoDuration {
     }
 }
 
+/// A timeout or deadline as the flags take it (`30s`, `5m`, `250ms`), for messages.
+pub fn human(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    SignedDuration::try_from(d)
+        .map(|d| GoDuration(d).to_string())
+        .unwrap_or_else(|_| format!("{}s", d.as_secs()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

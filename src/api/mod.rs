@@ -8,6 +8,7 @@ mod spec;
 mod status;
 
 pub use conditions::{ConditionStatus, READY, reasons, set_condition};
+pub use duration::human as human_duration;
 pub use duration::{GoDuration, parse_go_duration};
 pub use spec::*;
 pub use status::*;

@@ -347,8 +347,11 @@ fn allow_insecure_realms(g: &Global, spec: &mut SignedImageSpec) {
 pub fn engine(g: &Global) -> Result<Engine, CliError> {
     let t =
         api::parse_go_duration(&g.timeout).map_err(|e| CliError::new(format!("--timeout: {e}")))?;
+    let d = api::parse_go_duration(&g.deadline)
+        .map_err(|e| CliError::new(format!("--deadline: {e}")))?;
     Ok(Engine {
         timeout: t.0.unsigned_abs(),
+        deadline: d.0.unsigned_abs(),
         extra_ca: ca(g)?,
         max_metadata_bytes: parse_size(&g.max_metadata_size).map_err(|e| {
             CliError::new(format!(

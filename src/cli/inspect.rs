@@ -76,17 +76,30 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
     let spec = common::spec(g, &r.gun(), vec![], vec![]);
     let settings = Settings::from_spec(&spec)?;
     let creds = common::credentials(g, None)?;
-    let clients = common::engine(g)?.clients(&settings, &creds)?;
+    let engine = common::engine(g)?;
+    let clients = engine.clients(&settings, &creds)?;
     let kept = trust_dir::load_trust(g, &settings.gun)?;
     let previous = kept.kept.as_ref().map(trust_dir::Kept::status);
-    let (repo, trust) = clients
+    // Each request has its timeout; the deadline bounds them all (a repository with many
+    // delegations answered slowly one by one).
+    let anchor = trust_anchor(&spec, previous.as_ref());
+    let update = clients
         .notary
-        .update(
-            &settings.gun,
-            &trust_anchor(&spec, previous.as_ref()),
-            Timestamp::now(),
-        )
+        .update(&settings.gun, &anchor, Timestamp::now());
+    let (repo, trust) = tokio::time::timeout(engine.deadline, update)
         .await
+        .map_err(|_| {
+            crate::engine::Failure::new(
+                api::reasons::DEADLINE_EXCEEDED,
+                format!(
+                    "inspect did not finish within its deadline of {} (waiting for the trust \
+                     server {}): retry when it answers in time, or raise the deadline \
+                     (--deadline, TRUSTKEEPER_DEADLINE)",
+                    api::human_duration(engine.deadline),
+                    settings.notary_url
+                ),
+            )
+        })?
         .map_err(|e| CliError::new(e.to_string()))?;
     trust_dir::save_trust(
         g,

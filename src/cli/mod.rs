@@ -92,6 +92,15 @@ pub struct Global {
         global = true
     )]
     pub max_metadata_size: String,
+    /// Longest time one run (one reconcile in `reconcile` and the controller) may take, every
+    /// request, retry and backoff included; a Go duration.
+    #[arg(
+        long,
+        env = "TRUSTKEEPER_DEADLINE",
+        default_value = "5m",
+        global = true
+    )]
+    pub deadline: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -284,70 +284,132 @@ fn write_statuses(
     common::write_atomic(&status_file(file), out.as_bytes())
 }
 
+/// Resources reconciled at once: a slow one (bounded by the deadline) does not hold up the rest.
+const AT_ONCE: usize = 4;
+
+/// One resource's run: its Secrets, then the engine; a missing Secret is a failed outcome.
+async fn run_one(
+    engine: &crate::engine::Engine,
+    src: &FileSource,
+    item: &Item,
+    id: &str,
+    ns: &str,
+    previous: Option<&SignedImageStatus>,
+) -> crate::engine::Outcome {
+    let gathered = gather(src, ns, &item.resource.spec)
+        .await
+        .map_err(|e| match e {
+            GatherError::Problem(p) => Failure::new(p.reason, p.message),
+            GatherError::Api(e) => Failure::new(crate::api::reasons::SECRET_INVALID, e.to_string()),
+        });
+    match gathered {
+        Ok(credentials) => {
+            engine
+                .run(ReconcileRequest {
+                    id,
+                    spec: &item.resource.spec,
+                    generation: item.resource.metadata.generation,
+                    previous,
+                    credentials,
+                    pinned: Default::default(),
+                })
+                .await
+        }
+        Err(f) => crate::engine::Engine::failed(
+            previous,
+            item.resource.metadata.generation,
+            f,
+            Timestamp::now(),
+            rand::random(),
+        ),
+    }
+}
+
+fn name_and_namespace(item: &Item) -> (String, String) {
+    let name = item.resource.metadata.name.clone().unwrap_or_default();
+    let ns = item
+        .resource
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    (name, ns)
+}
+
 pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
+    use futures::StreamExt;
     let engine = common::engine(g)?;
     loop {
         let (items, src) = load(&a.files, a.secrets_dir.as_deref())?;
-        let mut failed = 0;
-        let mut next: Option<Timestamp> = None;
-        let mut by_file: BTreeMap<PathBuf, BTreeMap<String, (String, SignedImageStatus)>> =
+        // The statuses kept beside each file, read once. A corrupt one fails the resources of
+        // its own file (and is left as it is); the other files' resources still run.
+        let mut kept: BTreeMap<PathBuf, Result<BTreeMap<String, SignedImageStatus>, String>> =
             BTreeMap::new();
         for item in &items {
-            let name = item.resource.metadata.name.clone().unwrap_or_default();
-            let ns = item
-                .resource
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into());
-            let previous = read_statuses(&item.file)?
-                .remove(&name)
-                .or_else(|| item.resource.status.clone());
-            let id = format!("{ns}/{name}");
-            let gathered = gather(&src, &ns, &item.resource.spec)
-                .await
-                .map_err(|e| match e {
-                    GatherError::Problem(p) => Failure::new(p.reason, p.message),
-                    GatherError::Api(e) => {
-                        Failure::new(crate::api::reasons::SECRET_INVALID, e.to_string())
-                    }
-                });
-            let outcome = match gathered {
-                Ok(credentials) => {
-                    engine
-                        .run(ReconcileRequest {
-                            id: &id,
-                            spec: &item.resource.spec,
-                            generation: item.resource.metadata.generation,
-                            previous: previous.as_ref(),
-                            credentials,
-                            pinned: Default::default(),
-                        })
-                        .await
-                }
-                Err(f) => crate::engine::Engine::failed(
-                    previous.as_ref(),
-                    item.resource.metadata.generation,
-                    f,
-                    Timestamp::now(),
-                    rand::random(),
-                ),
+            kept.entry(item.file.clone())
+                .or_insert_with(|| read_statuses(&item.file).map_err(|e| e.message));
+        }
+        // What each status file holds while the runs go on: every resource's previous status
+        // until its own run ends, so that writing one early never drops another's.
+        let mut by_file: BTreeMap<PathBuf, BTreeMap<String, (String, SignedImageStatus)>> =
+            BTreeMap::new();
+        let mut previous: Vec<Option<SignedImageStatus>> = Vec::new();
+        for item in &items {
+            let (name, ns) = name_and_namespace(item);
+            let prev = match kept.get(&item.file) {
+                Some(Ok(m)) => m
+                    .get(&name)
+                    .cloned()
+                    .or_else(|| item.resource.status.clone()),
+                _ => None,
             };
+            if let Some(st) = &prev {
+                by_file
+                    .entry(item.file.clone())
+                    .or_default()
+                    .insert(name, (ns, st.clone()));
+            }
+            previous.push(prev);
+        }
+        let (engine, src, kept) = (&engine, &src, &kept);
+        let runs = items.iter().zip(&previous).map(|(item, prev)| async move {
+            let (name, ns) = name_and_namespace(item);
+            let id = format!("{ns}/{name}");
+            let outcome = match kept.get(&item.file) {
+                Some(Err(message)) => Err(message.clone()),
+                _ => Ok(run_one(engine, src, item, &id, &ns, prev.as_ref()).await),
+            };
+            (item, name, ns, id, outcome)
+        });
+        let mut done = futures::stream::iter(runs).buffer_unordered(AT_ONCE);
+        let mut failed = 0;
+        let mut next: Option<Timestamp> = None;
+        while let Some((item, name, ns, id, outcome)) = done.next().await {
             if g.output == Output::Text {
                 outln!("== {id} ({})", item.file.display());
             }
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(message) => {
+                    eprintln!("error: {id}: {message}");
+                    failed += 1;
+                    continue;
+                }
+            };
+            let mut not_ready = false;
             if let Err(e) = super::sign::report(g, &item.resource.spec.image, &outcome) {
                 eprintln!("error: {id}: {e}");
-                failed += 1;
+                not_ready = true;
             }
             next = Some(next.map_or(outcome.requeue_at, |n| n.min(outcome.requeue_at)));
-            by_file
-                .entry(item.file.clone())
-                .or_default()
-                .insert(name, (ns, outcome.status));
-        }
-        for (file, statuses) in &by_file {
-            write_statuses(file, statuses)?;
+            let statuses = by_file.entry(item.file.clone()).or_default();
+            statuses.insert(name, (ns, outcome.status));
+            // Written as each run ends: one still running, or a kill, costs no other status.
+            if let Err(e) = write_statuses(&item.file, statuses) {
+                eprintln!("error: {id}: {e}");
+                not_ready = true;
+            }
+            failed += usize::from(not_ready);
         }
         if !a.watch {
             return if failed == 0 {

@@ -6,6 +6,7 @@
 //! | `--namespace NS` (repeatable, or comma-separated) | `TRUSTKEEPER_NAMESPACES` | all namespaces |
 //! | `--concurrency N` | `TRUSTKEEPER_CONCURRENCY` | 8 |
 //! | `--max-metadata-size SIZE` (trust metadata read per repository; a global flag) | `TRUSTKEEPER_MAX_METADATA_SIZE` | `4MiB` |
+//! | `--deadline D` (of each reconcile; a global flag) | `TRUSTKEEPER_DEADLINE` | `5m` |
 //! | `--metrics-addr ADDR` (`/metrics`, `/healthz`, `/readyz`, `/notifications`) | `TRUSTKEEPER_METRICS_ADDR` | `0.0.0.0:8080` |
 //! | `--identity NAME` | `POD_NAME` | the host name |
 //! | `--lease-name NAME` | `TRUSTKEEPER_LEASE_NAME` | `trustkeeper` |

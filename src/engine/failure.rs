@@ -53,7 +53,7 @@ impl From<NotaryError> for Failure {
             E::UntrustedRoot { .. } => reasons::ROOT_MISMATCH,
             E::UnknownRepository { .. } | E::NotFound { .. } => reasons::REPOSITORY_NOT_FOUND,
             E::Unauthorized { .. } => reasons::UNAUTHORIZED,
-            E::Unreachable { .. } => reasons::NOTARY_UNREACHABLE,
+            E::Unreachable { .. } | E::Timeout { .. } => reasons::NOTARY_UNREACHABLE,
             E::VersionConflict { .. } => reasons::CONFLICT,
             E::Rejected { .. } | E::Server { .. } => reasons::PUBLISH_FAILED,
             E::TargetNotAllowed { .. } | E::UnknownRole { .. } => reasons::ROLE_NOT_USABLE,

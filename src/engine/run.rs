@@ -1,8 +1,10 @@
 //! One reconcile with I/O at the edges: resolve (registry + notary) → plan (pure) → apply (sign,
 //! one publish) → verify (read back) → status. A version conflict (another writer published
-//! first) refetches and re-plans, a bounded number of times.
+//! first) refetches and re-plans after a jittered backoff, a bounded number of times. The whole
+//! run has a deadline: a server that answers slowly or never ends it with a reason, not a hang.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -23,8 +25,11 @@ use crate::notary::client::update_with;
 use crate::notary::{self, Repository, SigningKey, TrustAnchor, TrustState};
 use crate::registry::{self, ImageRef, RegistryClient, TagSelector};
 
-/// Publishes tried per run when other writers keep winning the race.
+/// Publishes tried per run when other writers keep winning the race and none is seen to make
+/// progress; each publish of another writer seen between two attempts allows one more.
 pub const MAX_PUBLISH_ATTEMPTS: u32 = 4;
+/// Publishes tried per run at most, however many other writers are seen.
+pub const MAX_PUBLISH_ATTEMPTS_CAP: u32 = 64;
 
 /// The reconcile engine. Holds settings only; clients are built per run from the run's
 /// credentials, each with one connection pool per server.
@@ -32,6 +37,8 @@ pub const MAX_PUBLISH_ATTEMPTS: u32 = 4;
 pub struct Engine {
     /// Timeout of each HTTP request.
     pub timeout: Duration,
+    /// Longest time one run may take, every request, retry and backoff included.
+    pub deadline: Duration,
     /// Registry requests in flight at once.
     pub registry_concurrency: usize,
     /// Re-sign every role the key holds now, due or not (`trustkeeper witness`).
@@ -52,10 +59,14 @@ pub struct Engine {
     pub key_id: Option<String>,
 }
 
+/// The deadline of a run when none is configured.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+
 impl Default for Engine {
     fn default() -> Self {
         Engine {
             timeout: Duration::from_secs(30),
+            deadline: DEFAULT_DEADLINE,
             registry_concurrency: 8,
             force_renew: false,
             extra_ca: None,
@@ -523,6 +534,105 @@ struct Done {
     publishes: u32,
 }
 
+/// What a run is doing, for the message when its deadline passes.
+#[derive(Default)]
+struct Progress {
+    /// `REGISTRY_DONE | NOTARY_DONE | KEYS_DONE` of the first, concurrent steps.
+    done: AtomicU8,
+    phase: AtomicU8,
+    /// Publishes lost to other writers so far.
+    conflicts: AtomicU32,
+}
+
+const REGISTRY_DONE: u8 = 1;
+const NOTARY_DONE: u8 = 2;
+const KEYS_DONE: u8 = 4;
+
+// 0: reading (the registry, the trust data and the key, at once).
+const PHASE_RETRYING: u8 = 1;
+const PHASE_PUBLISHING: u8 = 2;
+const PHASE_VERIFYING: u8 = 3;
+
+impl Progress {
+    fn mark(&self, step: u8) {
+        self.done.fetch_or(step, Ordering::Relaxed);
+    }
+
+    fn set_phase(&self, phase: u8) {
+        self.phase.store(phase, Ordering::Relaxed);
+    }
+
+    /// Why the run did not finish within `deadline`: what it was waiting for, and what state it
+    /// leaves the repository in.
+    fn deadline_failure(&self, deadline: Duration, settings: &Settings) -> Failure {
+        let done = self.done.load(Ordering::Relaxed);
+        let conflicts = self.conflicts.load(Ordering::Relaxed);
+        let notary = &settings.notary_url;
+        let registry = settings.image.registry_host();
+        let waiting = match self.phase.load(Ordering::Relaxed) {
+            PHASE_PUBLISHING => format!(
+                "while publishing to the trust server {notary}: the publish was cut off; the \
+                 server applies a publish whole or not at all, and the next run reads back which"
+            ),
+            PHASE_VERIFYING => format!(
+                "while reading the publish back from the trust server {notary}: it was sent, \
+                 the next run verifies it"
+            ),
+            PHASE_RETRYING => format!(
+                "while retrying after {conflicts} version conflicts with other writers; nothing \
+                 was published"
+            ),
+            _ => {
+                let mut parts = Vec::new();
+                if done & REGISTRY_DONE == 0 {
+                    parts.push(format!("the registry {registry}"));
+                }
+                if done & NOTARY_DONE == 0 {
+                    parts.push(format!("the trust server {notary}"));
+                }
+                if done & KEYS_DONE == 0 {
+                    parts.push("the signing key's decryption".to_string());
+                }
+                if parts.is_empty() {
+                    parts.push("the run".to_string());
+                }
+                format!("waiting for {}; nothing was published", parts.join(" and "))
+            }
+        };
+        // Only the key outstanding: no server is to blame, the key's own parameters are.
+        let only_key = self.phase.load(Ordering::Relaxed) == 0
+            && done & (REGISTRY_DONE | NOTARY_DONE) == REGISTRY_DONE | NOTARY_DONE
+            && done & KEYS_DONE == 0;
+        let remedy = if only_key {
+            "its key derivation is too expensive: export the key again with `notary key \
+             export`, or raise the deadline (--deadline, TRUSTKEEPER_DEADLINE)"
+        } else {
+            "retry when the server answers in time, or raise the deadline (--deadline, \
+             TRUSTKEEPER_DEADLINE)"
+        };
+        Failure::new(
+            reasons::DEADLINE_EXCEEDED,
+            format!(
+                "the run did not finish within its deadline of {} ({waiting}): {remedy}",
+                api::human_duration(deadline)
+            ),
+        )
+    }
+}
+
+/// Publishes allowed in one run when other writers published `others` times since its first
+/// fetch: a lost race to a writer that made progress is contention, not a fault.
+fn publish_attempts_allowed(others: u64) -> u32 {
+    MAX_PUBLISH_ATTEMPTS
+        .saturating_add(u32::try_from(others).unwrap_or(u32::MAX))
+        .min(MAX_PUBLISH_ATTEMPTS_CAP)
+}
+
+/// The snapshot's version: every publish, ours or another writer's, makes a new one.
+fn snapshot_version(t: &TrustState) -> u64 {
+    t.versions.get("snapshot").copied().unwrap_or(0)
+}
+
 impl Engine {
     async fn attempt(
         &self,
@@ -530,6 +640,7 @@ impl Engine {
         settings: &Settings,
         clients: &Clients,
         now: Timestamp,
+        progress: &Progress,
     ) -> Result<Done, Failure> {
         let mut anchor = trust_anchor(req.spec, req.previous);
         // Files verified by earlier runs, read or published in this one are not downloaded
@@ -549,11 +660,24 @@ impl Engine {
         // error reported.
         let servers = async {
             Ok(tokio::join!(
-                resolve_tags(&clients.registry, &settings.image, &lookup),
-                update_with(&notary, &settings.gun, &anchor, now)
+                async {
+                    let r = resolve_tags(&clients.registry, &settings.image, &lookup).await;
+                    progress.mark(REGISTRY_DONE);
+                    r
+                },
+                async {
+                    let r = update_with(&notary, &settings.gun, &anchor, now).await;
+                    progress.mark(NOTARY_DONE);
+                    r
+                }
             ))
         };
-        let (keys, (resolved, first)) = tokio::try_join!(load_keys(&req.credentials), servers)?;
+        let keys = async {
+            let k = load_keys(&req.credentials).await;
+            progress.mark(KEYS_DONE);
+            k
+        };
+        let (keys, (resolved, first)) = tokio::try_join!(keys, servers)?;
         let key_ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
         let resolved = resolved?;
         let first = first.map_err(fetch_failure)?;
@@ -567,6 +691,7 @@ impl Engine {
         let mut resolved = resolved;
         resolved.desired.extend(req.pinned.clone());
         let mut first = Some(first);
+        let first_snapshot = first.as_ref().map_or(0, |(_, t)| snapshot_version(t));
         let mut publishes = 0;
         loop {
             let (repo, trust) = match first.take() {
@@ -623,17 +748,41 @@ impl Engine {
                     publishes,
                 });
             }
+            // None of our publishes went through yet: every snapshot since the first fetch is
+            // another writer's. While they make progress, losing to them is contention, not a
+            // fault, and one more attempt is allowed per publish of theirs.
+            let others = snapshot_version(&trust).saturating_sub(first_snapshot);
+            let allowed = publish_attempts_allowed(others);
+            if publishes >= allowed {
+                return Err(Failure::new(
+                    reasons::CONFLICT,
+                    format!(
+                        "gave up publishing {} after {publishes} attempts: other writers \
+                         published {others} times meanwhile and won each race (version \
+                         conflicts); nothing was published or lost: retry",
+                        settings.gun
+                    ),
+                ));
+            }
             let files = sign_changes(&repo, &p, &keys, now)?;
             publishes += 1;
+            progress.set_phase(PHASE_PUBLISHING);
             match clients.notary.publish(&settings.gun, &files).await {
                 Ok(()) => {}
-                Err(notary::Error::VersionConflict { .. }) if publishes < MAX_PUBLISH_ATTEMPTS => {
-                    tracing::info!(gun = %settings.gun, attempt = publishes, "version conflict: another writer published first; refetching");
+                Err(notary::Error::VersionConflict { .. }) => {
+                    progress.conflicts.fetch_add(1, Ordering::Relaxed);
+                    progress.set_phase(PHASE_RETRYING);
+                    // Jittered: signers that lost together do not refetch and collide again in
+                    // step.
+                    let wait = schedule::conflict_backoff(publishes, rand::random());
+                    tracing::info!(gun = %settings.gun, attempt = publishes, wait_ms = wait.as_millis() as u64, "version conflict: another writer published first; refetching");
+                    tokio::time::sleep(wait).await;
                     anchor = TrustAnchor::State(trust);
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             }
+            progress.set_phase(PHASE_VERIFYING);
             notary.remember_published(&files);
             let planned = apply_to_view(&view, &p.changes);
             let (served_repo, served_trust) = update_with(
@@ -686,10 +835,16 @@ impl Engine {
             Ok(c) => c,
             Err(f) => return Engine::failed(prev, gen_, f, now, jitter),
         };
-        let result = self
-            .attempt(&req, &settings, &clients, now)
-            .instrument(span)
-            .await;
+        let progress = Progress::default();
+        // Dropping the attempt at the deadline cancels whatever request is in flight; nothing
+        // is sent after it.
+        let result = tokio::time::timeout(
+            self.deadline,
+            self.attempt(&req, &settings, &clients, now, &progress)
+                .instrument(span),
+        )
+        .await
+        .unwrap_or_else(|_| Err(progress.deadline_failure(self.deadline, &settings)));
         let requests = Requests {
             notary: clients.notary.stats(),
             registry: clients.registry.stats(),
@@ -858,6 +1013,68 @@ mod tests {
         .unwrap();
         assert_eq!(lowered, 19);
         assert_eq!(nice(), before);
+    }
+
+    #[test]
+    fn publish_attempts_scale_with_the_writers_seen() {
+        assert_eq!(publish_attempts_allowed(0), MAX_PUBLISH_ATTEMPTS);
+        assert_eq!(publish_attempts_allowed(7), MAX_PUBLISH_ATTEMPTS + 7);
+        assert_eq!(publish_attempts_allowed(u64::MAX), MAX_PUBLISH_ATTEMPTS_CAP);
+    }
+
+    /// Silent servers end the run at its deadline, with a reason that names both.
+    #[tokio::test]
+    async fn silent_servers_end_the_run_at_its_deadline() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                held.push(conn);
+            }
+        });
+        let yaml = format!(
+            "image: {addr}/team/app\ntags: [v1]\nsigningKey: {{secretRef: {{name: k}}}}\nnotary: {{url: \"https://{addr}\"}}\n"
+        );
+        let spec: SignedImageSpec = serde_saphyr::from_str(&yaml).unwrap();
+        let engine = Engine {
+            timeout: Duration::from_secs(20),
+            deadline: Duration::from_millis(500),
+            ..Engine::default()
+        };
+        let started = std::time::Instant::now();
+        let outcome = engine
+            .run(ReconcileRequest {
+                id: "t",
+                spec: &spec,
+                generation: None,
+                previous: None,
+                credentials: Credentials {
+                    // A valid P-256 key (of the bad-input corpus: it signs for no role).
+                    signing_key_pem: zeroize::Zeroizing::new(
+                        include_bytes!("../../tests/bad_input/keys/not-a-signer.pem").to_vec(),
+                    ),
+                    ..Default::default()
+                },
+                pinned: Default::default(),
+            })
+            .await;
+        let took = started.elapsed();
+        assert_eq!(outcome.failure_reason, Some(reasons::DEADLINE_EXCEEDED));
+        let (_, message) = outcome
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == api::READY)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+            .unwrap();
+        assert!(
+            message.contains(&format!(
+                "waiting for the registry {addr} and the trust server https://{addr}; nothing was published"
+            )) && message.contains("deadline of 500ms"),
+            "{message}"
+        );
+        assert!(took < Duration::from_secs(2), "took {took:?}");
     }
 
     /// A bad key is reported at once, not after the servers answer or time out.

@@ -34,6 +34,22 @@ pub fn backoff(failures: u32, jitter: f64) -> SignedDuration {
     SignedDuration::from_secs_f64(capped * (0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
 }
 
+/// First bound of the wait after a lost publish race (a version conflict).
+pub const CONFLICT_BACKOFF_BASE: std::time::Duration = std::time::Duration::from_millis(100);
+/// Largest bound of that wait.
+pub const CONFLICT_BACKOFF_CAP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Wait before refetching after the `lost`-th lost publish race: uniform in [0, bound) with the
+/// bound doubling from the base up to the cap ("full jitter"), so that writers that collided
+/// spread out instead of colliding again.
+pub fn conflict_backoff(lost: u32, jitter: f64) -> std::time::Duration {
+    let exp = lost.saturating_sub(1).min(16);
+    let bound = CONFLICT_BACKOFF_BASE
+        .saturating_mul(1u32 << exp)
+        .min(CONFLICT_BACKOFF_CAP);
+    bound.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
 /// Next run after a failure.
 pub fn next_after_failure(now: Timestamp, failures: u32, jitter: f64) -> Timestamp {
     now + backoff(failures, jitter)
@@ -71,6 +87,16 @@ mod tests {
         assert_eq!(secs, [59, 119, 239, 479, 959, 1919, 3599, 3599, 3599]);
         assert_eq!(backoff(1, 0.0).as_secs(), 30);
         assert_eq!(backoff(u32::MAX, 0.0).as_secs(), 1800);
+    }
+
+    #[test]
+    fn conflict_backoff_spreads_and_caps() {
+        use std::time::Duration;
+        assert_eq!(conflict_backoff(1, 0.0), Duration::ZERO);
+        assert_eq!(conflict_backoff(1, 0.5), Duration::from_millis(50));
+        assert_eq!(conflict_backoff(3, 0.5), Duration::from_millis(200));
+        assert_eq!(conflict_backoff(10, 0.5), Duration::from_secs(1));
+        assert_eq!(conflict_backoff(u32::MAX, 1.0), CONFLICT_BACKOFF_CAP);
     }
 
     #[test]

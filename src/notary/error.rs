@@ -128,6 +128,17 @@ pub enum Error {
     #[error("trust server {url} unreachable: {reason}; check the URL, network and CA")]
     Unreachable { url: String, reason: String },
 
+    /// One request took longer than the per-request timeout (when known).
+    #[error(
+        "timed out{} waiting for the trust server {url}: it is slow or overloaded; retry later \
+         or raise --timeout",
+        timeout.map(|t| format!(" after {}", crate::api::human_duration(t))).unwrap_or_default()
+    )]
+    Timeout {
+        url: String,
+        timeout: Option<std::time::Duration>,
+    },
+
     #[error(
         "version conflict publishing {gun}: the server holds a newer version (another writer); \
          fetch again, re-apply the changes and retry"
@@ -204,7 +215,9 @@ impl Error {
     /// server, or a concurrent writer. Everything else needs a human or a config change.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Unreachable { .. } | Error::VersionConflict { .. } => true,
+            Error::Unreachable { .. } | Error::Timeout { .. } | Error::VersionConflict { .. } => {
+                true
+            }
             Error::Server { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

@@ -84,6 +84,8 @@ struct Shared {
     basic_challenged: std::sync::atomic::AtomicBool,
     /// A plain-`http://` token realm is accepted (the user opted in for this server).
     insecure_token_realm: std::sync::atomic::AtomicBool,
+    /// Per-request timeout, for the message when it passes.
+    timeout: Duration,
 }
 
 /// How many HTTP requests a [`NotaryClient`] sent. Every attempt counts, also those answered 401.
@@ -216,6 +218,7 @@ impl NotaryClient {
                 tokens: Mutex::new(HashMap::new()),
                 basic_challenged: Default::default(),
                 insecure_token_realm: Default::default(),
+                timeout: cfg.timeout,
             }),
             counters: Arc::default(),
         })
@@ -258,6 +261,12 @@ impl NotaryClient {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> Error {
+        if e.is_timeout() {
+            return Error::Timeout {
+                url: self.shared.base.clone(),
+                timeout: Some(self.shared.timeout),
+            };
+        }
         Error::Unreachable {
             url: self.shared.base.clone(),
             reason: crate::tls::with_causes(&e),
@@ -573,7 +582,14 @@ impl NotaryClient {
 
 impl Fetch for NotaryClient {
     async fn fetch(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        self.get(gun, name, limit).await
+        self.get(gun, name, limit).await.map_err(|e| match e {
+            // A body that stopped arriving: say which server and after how long.
+            Error::Timeout { timeout: None, .. } => Error::Timeout {
+                url: self.shared.base.clone(),
+                timeout: Some(self.shared.timeout),
+            },
+            e => e,
+        })
     }
 
     fn max_metadata_bytes(&self) -> u64 {
@@ -591,10 +607,7 @@ async fn read_limited(mut resp: reqwest::Response, limit: u64, what: &str) -> Re
     }
     // Sized once when the server says how much comes (within the limit): no regrowth copies.
     let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
-    while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Unreachable {
-        url: what.into(),
-        reason: e.to_string(),
-    })? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| body_error(e, what))? {
         if (out.len() + chunk.len()) as u64 > limit {
             return Err(Error::TooLarge {
                 what: what.into(),
@@ -604,6 +617,21 @@ async fn read_limited(mut resp: reqwest::Response, limit: u64, what: &str) -> Re
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// A body that failed to arrive. reqwest calls a timeout there "error decoding response body":
+/// it is said as a timeout instead.
+fn body_error(e: reqwest::Error, what: &str) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout {
+            url: what.into(),
+            timeout: None,
+        };
+    }
+    Error::Unreachable {
+        url: what.into(),
+        reason: e.to_string(),
+    }
 }
 
 #[cfg(test)]

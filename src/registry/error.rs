@@ -51,9 +51,9 @@ pub enum RegistryError {
 
     /// A request took longer than the per-request timeout, even after retries.
     #[error(
-        "registry {registry} did not answer within {}s: the registry is slow or overloaded; \
-         retry later or raise the timeout",
-        timeout.as_secs_f64()
+        "timed out after {} waiting for the registry {registry}: it is slow or overloaded; \
+         retry later or raise --timeout",
+        crate::api::human_duration(*timeout)
     )]
     Timeout { registry: String, timeout: Duration },
 
