@@ -115,7 +115,7 @@ async fn endless_tag_pagination_ends_the_run_in_time_with_a_clear_reason() {
     let took = started.elapsed();
     let (status, reason, message) = ready(&o);
     assert_eq!(status, "False");
-    assert_eq!(reason, reasons::REGISTRY_UNREACHABLE, "{message}");
+    assert_eq!(reason, reasons::REGISTRY_REFUSED, "{message}");
     assert!(message.contains("more than 1000 pages"), "{message}");
     assert!(message.contains("exact tag names"), "{message}");
     assert_eq!(h.seen().len(), 1000, "pages requested");
@@ -745,7 +745,7 @@ async fn spec_insecure_token_realm_opts_in_for_that_registry_only() {
     };
     let o = run(&spec(false), creds(tb), None).await;
     let (_, reason, message) = ready(&o);
-    assert_eq!(reason, reasons::REGISTRY_UNREACHABLE, "{message}");
+    assert_eq!(reason, reasons::REGISTRY_REFUSED, "{message}");
     assert!(message.contains("is plain http"), "{message}");
     assert!(realm.seen().is_empty(), "the realm was asked");
 
@@ -753,7 +753,7 @@ async fn spec_insecure_token_realm_opts_in_for_that_registry_only() {
     // has no trust data for this repository).
     let o = run(&spec(true), creds(tb), None).await;
     let (_, reason, message) = ready(&o);
-    assert_ne!(reason, reasons::REGISTRY_UNREACHABLE, "{message}");
+    assert_ne!(reason, reasons::REGISTRY_REFUSED, "{message}");
     assert_eq!(realm.seen().len(), 1);
 }
 

@@ -58,6 +58,9 @@ pub mod reasons {
     pub const UNSUPPORTED_MANIFEST: &str = "UnsupportedManifest";
     /// The registry cannot be reached.
     pub const REGISTRY_UNREACHABLE: &str = "RegistryUnreachable";
+    /// The registry's answer was refused: content that does not match its digest or size,
+    /// more than the bounds allow, or a link, realm or redirect off its https origin.
+    pub const REGISTRY_REFUSED: &str = "RegistryRefused";
     /// The notary server cannot be reached.
     pub const NOTARY_UNREACHABLE: &str = "NotaryUnreachable";
     /// Credentials were refused.

@@ -334,21 +334,7 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
 /// never a signer of a tag, so every run would end in "not a signer". Said before any work (and
 /// before the key is decrypted), with the keys to use instead.
 fn refuse_root_key(what: &str, pem: &[u8]) -> Result<(), CliError> {
-    let text = String::from_utf8_lossy(pem);
-    let mut roles = Vec::new();
-    let mut in_headers = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("-----BEGIN") {
-            in_headers = true;
-            roles.push(None);
-        } else if line.is_empty() || !line.contains(": ") {
-            in_headers = false;
-        } else if in_headers && let Some(r) = line.strip_prefix("role: ") {
-            *roles.last_mut().expect("after BEGIN") = Some(r.trim().to_string());
-        }
-    }
-    if !roles.is_empty() && roles.iter().all(|r| r.as_deref() == Some("root")) {
+    if crate::notary::SigningKey::pem_holds_only_root_keys(pem) {
         return Err(CliError::new(format!(
             "{what} is the root key (its header says role: root): it signs only the root role and is \
              never a signer of tags or targets; give the repository key (role targets) or a \

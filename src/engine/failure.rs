@@ -81,9 +81,9 @@ impl From<RegistryError> for Failure {
             | E::RateLimited { .. }
             | E::Tls { .. }
             | E::Timeout { .. }
-            | E::Server { .. }
-            | E::DigestMismatch { .. }
-            | E::Protocol { .. } => reasons::REGISTRY_UNREACHABLE,
+            | E::Server { .. } => reasons::REGISTRY_UNREACHABLE,
+            // The registry answered, with something that must not be signed or followed.
+            E::DigestMismatch { .. } | E::Protocol { .. } => reasons::REGISTRY_REFUSED,
         };
         Failure::new(reason, e.to_string())
     }

@@ -268,6 +268,14 @@ fn load_keys_from(
             "the signing key is empty: give the PEM `notary key export` wrote",
         ));
     }
+    if SigningKey::pem_holds_only_root_keys(pem) {
+        return Err(Failure::new(
+            reasons::BAD_KEY,
+            "the signing key is the root key (its header says role: root): it signs only the \
+             root role and is never a signer of tags or targets; give the repository key (role \
+             targets) or a delegation key (`notary key list` shows each key's role)",
+        ));
+    }
     let keys = SigningKey::from_pem(pem, passphrase)?;
     if keys.is_empty() {
         return Err(Failure::new(
@@ -441,10 +449,7 @@ pub fn sign_changes(
         for (tag, t) in &change.set {
             let mut sha = [0u8; 32];
             hex::decode_to_slice(&t.sha256, &mut sha).map_err(|_| {
-                Failure::new(
-                    reasons::REGISTRY_UNREACHABLE,
-                    format!("bad digest for {tag}"),
-                )
+                Failure::new(reasons::REGISTRY_REFUSED, format!("bad digest for {tag}"))
             })?;
             editor.add_target(role, tag, &sha, t.length)?;
         }

@@ -299,6 +299,25 @@ impl SigningKey {
         Self::from_pem_with(pem_bytes, |_| passphrase.cloned())
     }
 
+    /// Whether every private key in `pem` says `role: root` in its headers: the root key signs
+    /// only the root role, never targets, so a signer given it is told so before any
+    /// decryption. Read from the headers alone (no passphrase, no key derivation).
+    pub fn pem_holds_only_root_keys(pem_bytes: &[u8]) -> bool {
+        if pem_bytes.len() > MAX_KEY_BYTES {
+            return false;
+        }
+        let Ok(blocks) = pem::parse_many(pem_bytes) else {
+            return false;
+        };
+        let mut keys = blocks.iter().filter(|b| b.tag().ends_with("PRIVATE KEY"));
+        let mut any = false;
+        let all_root = keys.all(|b| {
+            any = true;
+            b.headers().get("role") == Some("root")
+        });
+        any && all_root
+    }
+
     /// Like [`SigningKey::from_pem`], choosing each block's passphrase from its headers (a whole
     /// key store export mixes root, targets and delegation passphrases).
     pub fn from_pem_with(
