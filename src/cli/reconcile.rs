@@ -14,8 +14,12 @@ use zeroize::Zeroizing;
 
 use super::common::{self, CliError};
 use super::{Global, Output};
+use crate::api::reasons;
 use crate::api::{SignedImage, SignedImageStatus};
-use crate::controller::secrets::{GatherError, SecretData, SecretSource, gather};
+use crate::engine::secrets::{
+    BASIC_AUTH_TYPE, DOCKER_CONFIG_JSON_KEY, DOCKER_CONFIG_JSON_TYPE, GatherError, SecretData,
+    SecretProblem, SecretSource, gather,
+};
 use crate::engine::{Failure, ReconcileRequest};
 
 #[derive(Args, Debug)]
@@ -56,41 +60,107 @@ struct FileSource {
     dir: Option<PathBuf>,
 }
 
+/// Largest `--secrets-dir` file read for one key: what the key loader accepts, and what a
+/// Kubernetes Secret holds in all.
+const MAX_SECRET_FILE_BYTES: u64 = crate::notary::keys::MAX_KEY_BYTES as u64;
+/// Largest `.dockerconfigjson` file: a docker config may list many registries.
+const MAX_DOCKER_CONFIG_FILE_BYTES: u64 = 4 << 20;
+/// Most keys read from one folder, and most bytes in all of them.
+const MAX_FOLDER_KEYS: usize = 64;
+const MAX_FOLDER_BYTES: u64 = 8 << 20;
+
 impl FileSource {
-    fn object(&self, kind: ObjectKind, ns: &str, name: &str) -> Option<ObjectValue> {
+    fn object(
+        &self,
+        kind: ObjectKind,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<ObjectValue>, GatherError> {
         if let Some(v) = self.objects.get(&(kind, ns.to_string(), name.to_string())) {
-            return Some(v.clone());
+            return Ok(Some(v.clone()));
         }
         // The secrets folder: NAME/KEY files, as Kubernetes mounts a Secret or ConfigMap.
-        let folder = self.dir.as_ref()?.join(name);
-        let entries = std::fs::read_dir(&folder).ok()?;
+        let Some(dir) = self.dir.as_ref() else {
+            return Ok(None);
+        };
+        let folder = dir.join(name);
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return Ok(None);
+        };
+        let kind_name = match kind {
+            ObjectKind::Secret => "Secret",
+            ObjectKind::ConfigMap => "ConfigMap",
+        };
+        let refuse = |key: Option<&str>, message: String| {
+            GatherError::Problem(SecretProblem::new(
+                reasons::SECRET_INVALID,
+                kind_name,
+                ns,
+                name,
+                key,
+                message,
+            ))
+        };
         let mut data = BTreeMap::new();
+        let mut total = 0u64;
         for e in entries.flatten() {
             let path = e.path();
-            if path.is_file()
-                && let Some(key) = path.file_name().and_then(|n| n.to_str())
-                && !key.starts_with("..")
-                && let Ok(bytes) = std::fs::read(&path)
-            {
-                data.insert(key.to_string(), bytes);
+            let Some(key) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !path.is_file() || key.starts_with("..") {
+                continue;
             }
+            if data.len() == MAX_FOLDER_KEYS {
+                return Err(refuse(
+                    None,
+                    format!(
+                        "{} (--secrets-dir, for {kind_name} {ns}/{name}) holds more than \
+                         {MAX_FOLDER_KEYS} files: keep one file per key of that object only",
+                        folder.display()
+                    ),
+                ));
+            }
+            let limit = if key == DOCKER_CONFIG_JSON_KEY {
+                MAX_DOCKER_CONFIG_FILE_BYTES
+            } else {
+                MAX_SECRET_FILE_BYTES
+            };
+            let what = format!("--secrets-dir file for {kind_name} {ns}/{name}:");
+            let hint = "a Secret or ConfigMap key holds at most 1 MiB (a docker config 4 MiB); \
+                        store the key's value only";
+            let mut bytes = common::read_file_bounded(&what, &path, limit, hint)
+                .map_err(|e| refuse(Some(key), e.message))?;
+            total += bytes.len() as u64;
+            if total > MAX_FOLDER_BYTES {
+                return Err(refuse(
+                    None,
+                    format!(
+                        "the files in {} (--secrets-dir, for {kind_name} {ns}/{name}) hold more \
+                         than {MAX_FOLDER_BYTES} bytes: keep one file per key of that object only",
+                        folder.display()
+                    ),
+                ));
+            }
+            // Moved out, not copied: `secret()` wraps them in `Zeroizing` again.
+            data.insert(key.to_string(), std::mem::take(&mut *bytes));
         }
         // A folder has no Secret type: infer it from the keys, as the API would have it.
-        let type_ = if data.contains_key(".dockerconfigjson") {
-            Some("kubernetes.io/dockerconfigjson".to_string())
+        let type_ = if data.contains_key(DOCKER_CONFIG_JSON_KEY) {
+            Some(DOCKER_CONFIG_JSON_TYPE.to_string())
         } else if data.contains_key("username") && data.contains_key("password") {
-            Some("kubernetes.io/basic-auth".to_string())
+            Some(BASIC_AUTH_TYPE.to_string())
         } else {
             None
         };
-        Some((type_, data))
+        Ok(Some((type_, data)))
     }
 }
 
 impl SecretSource for FileSource {
-    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, kube::Error> {
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, GatherError> {
         Ok(self
-            .object(ObjectKind::Secret, namespace, name)
+            .object(ObjectKind::Secret, namespace, name)?
             .map(|(type_, data)| SecretData {
                 type_,
                 data: data
@@ -104,9 +174,9 @@ impl SecretSource for FileSource {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, kube::Error> {
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, GatherError> {
         Ok(self
-            .object(ObjectKind::ConfigMap, namespace, name)
+            .object(ObjectKind::ConfigMap, namespace, name)?
             .map(|(_, data)| data))
     }
 }
@@ -300,7 +370,9 @@ async fn run_one(
         .await
         .map_err(|e| match e {
             GatherError::Problem(p) => Failure::new(p.reason, p.message),
-            GatherError::Api(e) => Failure::new(crate::api::reasons::SECRET_INVALID, e.to_string()),
+            GatherError::Read(e) => {
+                Failure::new(crate::api::reasons::SECRET_INVALID, e.to_string())
+            }
         });
     match gathered {
         Ok(credentials) => {
@@ -427,5 +499,106 @@ pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
                 .max(std::time::Duration::from_secs(1))
         });
         tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with_registry_secret() -> crate::api::SignedImageSpec {
+        serde_json::from_value(serde_json::json!({
+            "image": "registry.example.com/team/app",
+            "signingKey": {"secretRef": {"name": "signer"}, "keyField": "key.pem", "passphraseField": "passphrase"},
+            "registry": {"credentialsSecretRef": {"name": "hub"}},
+            "validity": "26280h", "renewBefore": "4560h", "interval": "5m"
+        }))
+        .unwrap()
+    }
+
+    fn source(dir: &Path) -> FileSource {
+        FileSource {
+            objects: BTreeMap::new(),
+            dir: Some(dir.to_path_buf()),
+        }
+    }
+
+    fn write(dir: &Path, object: &str, key: &str, len: usize) {
+        std::fs::create_dir_all(dir.join(object)).unwrap();
+        std::fs::write(dir.join(object).join(key), vec![b'A'; len]).unwrap();
+    }
+
+    fn problem(r: Result<crate::engine::Credentials, GatherError>) -> SecretProblem {
+        match r {
+            Err(GatherError::Problem(p)) => p,
+            Err(GatherError::Read(e)) => panic!("read error {e}"),
+            Ok(_) => panic!("expected a problem"),
+        }
+    }
+
+    #[tokio::test]
+    async fn secrets_dir_files_are_bounded_before_they_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key_bound = crate::notary::keys::MAX_KEY_BYTES;
+        write(dir, "signer", "key.pem", key_bound + 1);
+        write(dir, "hub", DOCKER_CONFIG_JSON_KEY, 2 << 20);
+        let p = problem(gather(&source(dir), "ns", &spec_with_registry_secret()).await);
+        assert_eq!(p.reason, reasons::SECRET_INVALID);
+        assert_eq!(p.object, "Secret ns/signer");
+        assert_eq!(p.key.as_deref(), Some("key.pem"));
+        assert!(
+            p.message
+                .contains("--secrets-dir file for Secret ns/signer")
+                && p.message.contains("key.pem is larger than 1048576 bytes")
+                && p.message.contains("store the key's value only"),
+            "{}",
+            p.message
+        );
+
+        // At the bound the key is read (and the engine judges it); a 2 MiB docker config is
+        // within its own bound.
+        write(dir, "signer", "key.pem", key_bound);
+        let c = gather(&source(dir), "ns", &spec_with_registry_secret())
+            .await
+            .unwrap();
+        assert_eq!(c.signing_key_pem.len(), key_bound);
+        assert_eq!(c.registry_auth.unwrap().len(), 2 << 20);
+
+        write(dir, "hub", DOCKER_CONFIG_JSON_KEY, (4 << 20) + 1);
+        let p = problem(gather(&source(dir), "ns", &spec_with_registry_secret()).await);
+        assert_eq!(p.object, "Secret ns/hub");
+        assert!(
+            p.message.contains("is larger than 4194304 bytes"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secrets_dir_folder_with_too_many_files_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for i in 0..=MAX_FOLDER_KEYS {
+            write(dir, "signer", &format!("k{i}"), 1);
+        }
+        let p = problem(gather(&source(dir), "ns", &spec_with_registry_secret()).await);
+        assert_eq!(p.reason, reasons::SECRET_INVALID);
+        assert!(p.message.contains("more than 64 files"), "{}", p.message);
+    }
+
+    #[tokio::test]
+    async fn a_secrets_dir_folder_over_the_total_bound_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for i in 0..9 {
+            write(dir, "signer", &format!("k{i}"), 1 << 20);
+        }
+        let p = problem(gather(&source(dir), "ns", &spec_with_registry_secret()).await);
+        assert!(
+            p.message.contains("hold more than 8388608 bytes"),
+            "{}",
+            p.message
+        );
     }
 }

@@ -6,7 +6,7 @@
 pub enum Error {
     /// Reading a Secret or ConfigMap failed for a reason other than "not found".
     #[error("cannot read a referenced Secret or ConfigMap: {0}")]
-    SecretRead(#[source] kube::Error),
+    SecretRead(#[source] crate::engine::secrets::ReadError),
     /// The status could not be written.
     #[error("cannot write the status: {0}")]
     StatusWrite(#[source] kube::Error),

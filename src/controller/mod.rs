@@ -6,7 +6,7 @@
 //! | `args.rs` | `trustkeeper controller` flags ([`ControllerArgs`]) and [`main`] |
 //! | `runner.rs` | [`run`] / [`run_with`]: HTTP server, leader election, the kube-runtime Controllers |
 //! | `reconcile.rs` | one reconcile: suspended? → Secrets → engine → status → Events → metrics |
-//! | `secrets.rs` | [`SecretSource`] (kube API or a map) and building `engine::Credentials` |
+//! | `secrets.rs` | [`KubeSecrets`]: the engine's `SecretSource` over the core API |
 //! | `status.rs` | controller-side statuses (Suspended, SecretNotFound/Invalid) and the SSA body |
 //! | `lease.rs` | [`LeaderElector`] on a coordination.k8s.io/v1 Lease (get/create/replace) |
 //! | `http.rs` | `/metrics`, `/healthz`, `/readyz`, `POST /notifications` |
@@ -46,7 +46,9 @@ pub use lease::{LeaderElector, LeaseConfig};
 pub use metrics::Metrics;
 pub use reconcile::{Context, error_policy, reconcile};
 pub use runner::{ControllerConfig, run, run_with, shutdown_signal};
-pub use secrets::{KubeSecrets, MapSecrets, SecretData, SecretSource};
+pub use secrets::KubeSecrets;
+// The engine's; re-exported because the controller's callers (tests, benches) name them here.
+pub use crate::engine::secrets::{MapSecrets, SecretData, SecretSource};
 
 /// Every Kubernetes API call the controller makes, as (verb, API group, resource): what its
 /// RBAC role must allow and nothing more. The mocked scenarios fail on any request not listed.

@@ -14,9 +14,9 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::error::Error;
 use super::metrics::Metrics;
-use super::secrets::{GatherError, SecretSource, gather};
 use super::status;
 use crate::api::{SignedImage, SignedImageStatus};
+use crate::engine::secrets::{GatherError, SecretSource, gather};
 use crate::engine::{EngineEvent, EventType, ReconcileRequest, Reconciler};
 
 /// The `action` of every Event trustkeeper publishes.
@@ -174,7 +174,7 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
         (s, Vec::new(), Action::await_change(), None, true)
     } else {
         match gather(&ctx.secrets, ns, &obj.spec).await {
-            Err(GatherError::Api(e)) => return Err(Error::SecretRead(e)),
+            Err(GatherError::Read(e)) => return Err(Error::SecretRead(e)),
             Err(GatherError::Problem(p)) => {
                 let (s, next) = status::failure(
                     previous,

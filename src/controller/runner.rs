@@ -22,9 +22,10 @@ use super::http::{HttpState, Trigger, router};
 use super::lease::{LeaderElector, LeaseConfig};
 use super::metrics::Metrics;
 use super::reconcile::{Context, error_policy, reconcile};
-use super::secrets::{KubeSecrets, SecretSource};
+use super::secrets::KubeSecrets;
 use crate::api::SignedImage;
 use crate::engine::Reconciler;
+use crate::engine::secrets::SecretSource;
 
 /// The name in Events' `reportingController` and the status field manager.
 pub const CONTROLLER_NAME: &str = "trustkeeper";

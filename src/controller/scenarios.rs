@@ -557,6 +557,12 @@ async fn api_error_on_secret_read_is_an_error_not_a_status() {
         .await
         .unwrap_err();
     assert_eq!(err.metric_label(), "SecretReadError");
+    // The typed read error names the object; the API's answer is its source.
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot read Secret ns/signer") && text.contains("forbidden"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod report;
 pub mod request;
 pub mod run;
 pub mod schedule;
+pub mod secrets;
 pub mod status;
 pub mod view;
 
