@@ -4,6 +4,8 @@
 use serde::Deserialize;
 
 use crate::api::SignedImageSpec;
+use crate::registry::TagSelector;
+use crate::registry::reference::{DOCKER_HUB, ImageRef, is_docker_hub};
 
 /// `{"events": [...]}` as the registry POSTs it
 /// (`application/vnd.docker.distribution.events.v1+json`).
@@ -72,21 +74,6 @@ pub fn pushes(envelope: &Envelope) -> Vec<Push> {
         .collect()
 }
 
-const DOCKER_HUB: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
-
-/// (registry host, repository path) of `spec.image`, Docker Hub short forms expanded.
-pub fn image_location(image: &str) -> (String, String) {
-    match image.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_ascii_lowercase(), rest.to_string())
-        }
-        Some(_) => ("docker.io".into(), image.to_string()),
-        None => ("docker.io".into(), format!("library/{image}")),
-    }
-}
-
 fn split_port(host: &str) -> (&str, Option<&str>) {
     match host.rsplit_once(':') {
         Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
@@ -94,45 +81,49 @@ fn split_port(host: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Whether two registry hosts are the same: equal, both Docker Hub, or the same name where one
-/// side leaves out the port (a proxy in front of the registry may drop it).
-pub fn same_host(a: &str, b: &str) -> bool {
-    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
-    if a == b || (DOCKER_HUB.contains(&a.as_str()) && DOCKER_HUB.contains(&b.as_str())) {
+/// Whether the host a push names is the image's registry (its canonical name, as
+/// [`ImageRef::registry_host`] gives it): any Docker Hub name for Docker Hub, else the same name
+/// where one side may leave out the port (a proxy in front of the registry may drop it).
+fn same_registry(image_host: &str, pushed: &str) -> bool {
+    let pushed = if is_docker_hub(pushed) {
+        DOCKER_HUB
+    } else {
+        pushed
+    };
+    if image_host.eq_ignore_ascii_case(pushed) {
         return true;
     }
-    let ((ha, pa), (hb, pb)) = (split_port(&a), split_port(&b));
-    ha == hb && (pa.is_none() || pb.is_none())
-}
-
-/// Whether a tag is one of `spec.tags` (exact or glob). Unparsable globs count as a match: the
-/// engine decides, the notification only wakes it.
-fn tag_selected(patterns: &[String], tag: &str) -> bool {
-    patterns.iter().any(|p| {
-        p == tag
-            || globset::Glob::new(p)
-                .map(|g| g.compile_matcher().is_match(tag))
-                .unwrap_or(true)
-    })
+    let ((ha, pa), (hb, pb)) = (split_port(image_host), split_port(pushed));
+    ha.eq_ignore_ascii_case(hb) && (pa.is_none() || pb.is_none())
 }
 
 /// Whether `push` concerns a SignedImage with this spec: same repository, same registry (when
-/// the notification names it), and a selected tag (when it names one).
+/// the notification names it), and a selected tag (when it names one). Names are read the way
+/// the engine reads them ([`ImageRef`], [`TagSelector`]), so every form of a name agrees.
 pub fn concerns(spec: &SignedImageSpec, push: &Push) -> bool {
     if spec.suspend {
         return false;
     }
-    let (host, path) = image_location(&spec.image);
-    if path != push.repository {
+    // An image the engine cannot parse is refused by it; a push does not change that.
+    let Ok(image) = ImageRef::parse(&spec.image) else {
         return false;
-    }
+    };
     if let Some(h) = &push.host
-        && !same_host(&host, h)
+        && !same_registry(image.registry_host(), h)
     {
         return false;
     }
+    // The pushed path read on the image's registry: Docker Hub's `library/` applies alike.
+    match ImageRef::parse(&format!("{}/{}", image.registry_host(), push.repository)) {
+        Ok(pushed)
+            if pushed.tag().is_none()
+                && pushed.digest().is_none()
+                && pushed.repository() == image.repository() => {}
+        _ => return false,
+    }
     match &push.tag {
-        Some(tag) => tag_selected(&spec.tags, tag),
+        // A selector the engine refuses: the notification only wakes it, the engine reports.
+        Some(tag) => TagSelector::new(&spec.tags).map_or(true, |s| s.matches(tag)),
         None => !spec.tags.is_empty(),
     }
 }
@@ -217,13 +208,127 @@ mod tests {
             &hub,
             &push(Some("registry-1.docker.io"), "library/alpine", Some("3.20"))
         ));
-        assert_eq!(
-            image_location("acme/app"),
-            ("docker.io".into(), "acme/app".into())
-        );
-        assert_eq!(
-            image_location("localhost/app"),
-            ("localhost".into(), "app".into())
-        );
+        assert!(concerns(
+            &spec("acme/app", &["v*"]),
+            &push(Some("docker.io"), "acme/app", Some("v1"))
+        ));
+        assert!(concerns(
+            &spec("localhost/app", &["v*"]),
+            &push(Some("localhost"), "app", Some("v1"))
+        ));
+    }
+
+    fn push(host: Option<&str>, repo: &str, tag: Option<&str>) -> Push {
+        Push {
+            host: host.map(Into::into),
+            repository: repo.into(),
+            tag: tag.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn every_form_of_a_docker_hub_name_reaches_its_signed_image() {
+        let hub = Some("registry-1.docker.io");
+        for image in [
+            "alpine",
+            "docker.io/alpine",
+            "docker.io/library/alpine",
+            "index.docker.io/library/alpine",
+            "registry-1.docker.io/library/alpine",
+        ] {
+            let s = spec(image, &["3.*", "latest"]);
+            for host in [
+                None,
+                hub,
+                Some("docker.io"),
+                Some("index.docker.io"),
+                Some("REGISTRY-1.docker.io"),
+            ] {
+                for repo in ["library/alpine", "alpine"] {
+                    assert!(
+                        concerns(&s, &push(host, repo, Some("3.20"))),
+                        "{image} / {host:?} / {repo}"
+                    );
+                }
+            }
+            // Another repository, another registry, a tag the globs do not select.
+            assert!(!concerns(&s, &push(hub, "library/busybox", Some("3.20"))));
+            assert!(!concerns(&s, &push(hub, "acme/alpine", Some("3.20"))));
+            assert!(!concerns(
+                &s,
+                &push(Some("mirror.example.com"), "library/alpine", Some("3.20"))
+            ));
+            assert!(!concerns(&s, &push(hub, "library/alpine", Some("edge"))));
+        }
+        // A user namespace on the Hub gets no `library/`.
+        let s = spec("docker.io/acme/app", &["v1"]);
+        assert!(concerns(
+            &s,
+            &push(Some("index.docker.io"), "acme/app", Some("v1"))
+        ));
+        assert!(!concerns(
+            &s,
+            &push(Some("index.docker.io"), "library/app", Some("v1"))
+        ));
+    }
+
+    #[test]
+    fn a_private_registry_with_and_without_its_port() {
+        let s = spec("host.example.com:5000/team/app", &["release-*"]);
+        let ok = |host| concerns(&s, &push(host, "team/app", Some("release-2")));
+        assert!(ok(Some("host.example.com:5000")));
+        assert!(ok(Some("Host.Example.com:5000")));
+        assert!(ok(Some("host.example.com")));
+        assert!(ok(None));
+        assert!(!ok(Some("host.example.com:5001")));
+        assert!(!ok(Some("other.example.com:5000")));
+        assert!(!ok(Some("docker.io")));
+        assert!(!concerns(
+            &s,
+            &push(Some("host.example.com:5000"), "team/app", Some("v2"))
+        ));
+        assert!(!concerns(
+            &s,
+            &push(
+                Some("host.example.com:5000"),
+                "team/other",
+                Some("release-2")
+            )
+        ));
+        // Without the port in the spec, a push through the port is the same registry.
+        let s = spec("host.example.com/team/app", &["release-2"]);
+        assert!(concerns(
+            &s,
+            &push(Some("host.example.com:5000"), "team/app", Some("release-2"))
+        ));
+        // A repository that is not a path, and a Hub image pushed on a private registry.
+        assert!(!concerns(
+            &s,
+            &push(
+                Some("host.example.com"),
+                "team/app:release-2",
+                Some("release-2")
+            )
+        ));
+        assert!(!concerns(
+            &spec("alpine", &["3.20"]),
+            &push(
+                Some("host.example.com:5000"),
+                "library/alpine",
+                Some("3.20")
+            )
+        ));
+    }
+
+    #[test]
+    fn an_unparsable_image_is_never_woken_and_a_bad_glob_wakes_the_engine() {
+        assert!(!concerns(
+            &spec("Team/App", &["v1"]),
+            &push(None, "team/app", Some("v1"))
+        ));
+        assert!(concerns(
+            &spec("reg.example.com/team/app", &["v[1"]),
+            &push(None, "team/app", Some("v1"))
+        ));
     }
 }
