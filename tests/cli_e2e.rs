@@ -1416,6 +1416,60 @@ fn key_id_mismatch_names_both_ids_and_publishes_nothing() {
 }
 
 #[test]
+fn reconcile_secrets_dir_files_are_bounded_and_nothing_is_published_past_the_bound() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-reconcile-secrets-dir");
+    let mut cli = Cli::new(&seed);
+    cli.passphrase = None;
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("app.yaml");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(secrets.join("hub")).unwrap();
+    write(
+        &file,
+        &resource(&seed, tb, "[multi]", "5m").replace(
+            "registry: {ca:",
+            "registry: {credentialsSecretRef: {name: hub}, ca:",
+        ),
+    );
+    let args = [
+        "reconcile",
+        "-f",
+        file.to_str().unwrap(),
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ];
+    // A docker config one byte over its bound: refused by name, before anything is published.
+    let config = secrets.join("hub/.dockerconfigjson");
+    let mut big = b"{\"auths\":{}}".to_vec();
+    big.resize((4 << 20) + 1, b' ');
+    std::fs::write(&config, &big).unwrap();
+    let o = cli.run(tb, &args);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    let status = std::fs::read_to_string(dir.path().join("app.yaml.status.yaml")).unwrap();
+    assert!(status.contains("reason: SecretInvalid"), "{status}");
+    assert!(
+        status.contains("--secrets-dir file for Secret ci/hub")
+            && status.contains("is larger than 4194304 bytes"),
+        "{status}"
+    );
+    assert!(
+        !notary_list(tb, &seed.gun, "targets/releases").contains_key("multi"),
+        "nothing published"
+    );
+
+    // Within the bound the folder's Secret is used and the tag is signed.
+    std::fs::write(&config, b"{\"auths\":{}}\n").unwrap();
+    let o = cli.run(tb, &args);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/releases")["multi"],
+        digest(&seed, "multi")
+    );
+}
+
+#[test]
 fn reconcile_file_with_a_hostile_key_still_reconciles_the_other_resource() {
     let tb = Testbed::get();
     let seed = tb.seed("cli-reconcile-hostile");
