@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::client::{Fetch, Repository};
 use super::edit::SignedFile;
 use super::error::Result;
+use super::memo::SignatureMemo;
 
 /// The verified files of one GUN: its root and hash-named role files.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -81,11 +82,13 @@ pub fn role_of_hash_name(name: &str) -> Option<&str> {
 }
 
 /// The current files of many GUNs, shared by clones (one per process). Bounded: past
-/// `max_guns` entries an arbitrary one is dropped (it is only a cache).
+/// `max_guns` entries an arbitrary one is dropped (it is only a cache). Holds the signature
+/// memo of its owner's updates too.
 #[derive(Clone)]
 pub struct MetadataCache {
     entries: Arc<Mutex<HashMap<(String, String), Files>>>,
     max_guns: usize,
+    memo: SignatureMemo,
 }
 
 impl Default for MetadataCache {
@@ -106,7 +109,13 @@ impl MetadataCache {
         MetadataCache {
             entries: Arc::default(),
             max_guns: max_guns.max(1),
+            memo: SignatureMemo::default(),
         }
+    }
+
+    /// The signature memo the owner's updates go through (shared by clones).
+    pub fn memo(&self) -> &SignatureMemo {
+        &self.memo
     }
 
     /// The files kept for `gun` on `server` (empty if none).

@@ -78,6 +78,7 @@ pub mod edit;
 pub mod error;
 pub mod init;
 pub mod keys;
+pub mod memo;
 pub mod metadata;
 pub mod server;
 pub mod time;
@@ -90,4 +91,5 @@ pub use init::{
     create_repository_with_new_keys,
 };
 pub use keys::{PrivateKey, PublicKey, SigningKey};
+pub use memo::SignatureMemo;
 pub use server::{Auth, NotaryClient, ServerConfig};
