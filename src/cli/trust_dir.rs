@@ -11,6 +11,11 @@
 //!   the other one (one run older: a rollback floor one run behind, as before);
 //! - the metadata files (`metadata/<role>.json`) are named by role and checked on use against
 //!   the hash the snapshot or timestamp names: a torn file is only fetched again.
+//!
+//! Caching layer (see `notary::cache`): the last verified metadata files and the signature
+//! memo entries of a GUN, owned by the command's trust directory, as many files as the last
+//! verified repository and at most `notary::memo::MEMO_MAX` entries; seeded into the engine's
+//! [`SignatureMemo`] by [`Loaded::seed`], saved from it by [`Kept::now`].
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

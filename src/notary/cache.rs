@@ -6,8 +6,22 @@
 //! trusted state names its version (see [`Fetch::cached_root`]). With both, an update of an
 //! unchanged repository costs one request: `timestamp.json`.
 //!
-//! [`CachedFetch`] serves one run; [`MetadataCache`] keeps each GUN's current files between runs
-//! (the operator, in memory) and [`Files`] is what the CLI keeps in its trust directory.
+//! # Caching layers
+//! Four, each a value its owner holds and passes in (none is process-wide):
+//! - [`SignatureMemo`]: digests of signatures found valid, and the record of those checked
+//!   since its owner asked for one; held by the [`MetadataCache`]; at most
+//!   [`MEMO_MAX`](super::memo::MEMO_MAX) of each, the set cleared when full.
+//! - [`MetadataCache`]: each GUN's verified current [`Files`] between runs; owned by the engine
+//!   (shared by its clones); at most `max_guns` GUNs, each read within one update's metadata
+//!   budget.
+//! - [`CachedFetch`]: one run's files of one GUN, seeded from the `MetadataCache`; owned by the
+//!   run; what the run's updates read (each within the budget) and published.
+//! - the trust directory (`cli::trust_dir`): the `Files` and memo entries the CLI keeps on disk
+//!   between processes; owned by the command's trust directory; the last verified files and at
+//!   most `MEMO_MAX` memo entries.
+//!
+//! The memo's record was a second process-wide set before the memo became a value; it is now
+//! part of the memo (one lock per signature checked, not two).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -8,7 +8,11 @@
 //!
 //! The memo is a value: whoever keeps it owns it (the engine's [`MetadataCache`] for the operator
 //! and the command line, seeded from and saved to the trust directory by the command line) and
-//! passes it to [`update_with_memo`]; nothing is shared behind the caller's back.
+//! passes it to [`update_with_memo`]; nothing is shared behind the caller's back. The
+//! repository an update verified keeps that memo for its edits' own checks.
+//!
+//! Caching layer (see [`cache`](super::cache)): signature digests found valid and the record of
+//! those checked, owned by whoever holds the value, at most [`MEMO_MAX`] of each.
 //!
 //! [`MetadataCache`]: super::cache::MetadataCache
 //! [`update_with_memo`]: super::client::update_with_memo

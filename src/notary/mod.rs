@@ -9,6 +9,9 @@
 //! - [`keys`]: [`PublicKey`] (TUF and canonical IDs, verification of `ecdsa`, `rsapss`,
 //!   `rsapkcs1v15`, `eddsa`), [`SigningKey`] (import of notary's PEM files, signing).
 //! - [`client`]: TUF update and verification; [`Repository`], [`TrustAnchor`], [`TrustState`].
+//! - [`memo`]: [`SignatureMemo`], signatures found valid, a value its owner passes to the update.
+//! - [`cache`]: verified metadata kept so that it is not downloaded again (and the list of the
+//!   caching layers, their owners and bounds).
 //! - [`edit`]: [`Editor`] (staged changes) → [`SignedFile`]s.
 //! - [`server`]: [`NotaryClient`] (HTTP API, auth, limits, publish).
 //! - [`init`]: creating a repository as Docker does ([`create_repository`]): root certificate,
