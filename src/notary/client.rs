@@ -2,6 +2,10 @@
 //! versioned roots), timestamp, snapshot, targets and delegations; signatures vs thresholds,
 //! hashes and lengths, rollback against the caller's trusted state, expiry.
 //!
+//! [`update_with_memo`] (and [`update_with`], without a memo) runs one step per role, each a
+//! method of `Update`: `root` (cached or trusted root, `rotations`, `pins_reach`), `timestamp`,
+//! `snapshot`, `targets`, `delegations`; signatures go through the caller's [`SignatureMemo`].
+//!
 //! Expired or badly signed *targets roles* are not fatal: they are loaded, flagged and hidden
 //! from lookups, so that a caller holding the key can renew them with their content intact.
 
@@ -1060,8 +1064,8 @@ impl<'a, F: Fetch> Update<'a, F> {
         Ok(SnapshotFile { bytes, env, body })
     }
 
-    /// Targets (step 4), by the hash the snapshot names: signed by root's targets keys, no rollback.
-    /// Expired is flagged, not refused.
+    /// Targets (step 4), by the hash the snapshot names: signed by root's targets keys, no
+    /// rollback. Expired is flagged, not refused.
     async fn targets(&mut self, root: &Root, snap: &Meta) -> Result<TargetsRole> {
         let m = snap
             .meta
