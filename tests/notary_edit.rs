@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use common::vectors::{Memory, now, vdir};
 use secrecy::SecretString;
-use trustkeeper::notary::client::{TrustAnchor, count_valid, update_with};
+use trustkeeper::notary::client::{TrustAnchor, count_valid, update_with, update_with_memo};
 use trustkeeper::notary::metadata::Envelope;
-use trustkeeper::notary::{Error, Repository, SigningKey};
+use trustkeeper::notary::{Error, Repository, SignatureMemo, SigningKey};
 
 async fn repo(dir: &str, gun: &str) -> Repository {
     update_with(&Memory::load(dir), gun, &TrustAnchor::FirstUse, now())
@@ -185,4 +185,48 @@ async fn nested_delegation_paths() {
     let files = ed.sign(&keys, now()).unwrap();
     assert_eq!(files[0].role, "targets/team/qa");
     assert!(verifies(&repo, "targets/team/qa", &files[0].bytes));
+}
+
+/// The memo is the caller's value: an update through it records every signature it checked,
+/// an edit of the repository it verified records its own new signatures there (the read-back
+/// after a publish finds them), and an update without it, or through another memo, leaves it
+/// as it was.
+#[tokio::test]
+async fn the_callers_memo_records_the_update_and_the_edit() {
+    let m = Memory::load("html-escape-and-custom");
+    let gun = "example.com/research/app";
+    let memo = SignatureMemo::default();
+    memo.remember([]);
+    let (repo, _) = update_with_memo(&m, gun, &TrustAnchor::FirstUse, now(), &memo)
+        .await
+        .unwrap();
+    let read = memo.checked();
+    assert!(
+        read.len() >= 4,
+        "root, timestamp, snapshot, targets: {read:?}"
+    );
+
+    let mut ed = repo.edit();
+    ed.add_target("targets/releases", "memo", &[9u8; 32], 9)
+        .unwrap();
+    let files = ed.sign(&[delegation_key()], now()).unwrap();
+    assert_eq!(files.len(), 1);
+    let after = memo.checked();
+    assert_eq!(after.len(), read.len() + 1, "the new file's one signature");
+    assert!(read.iter().all(|e| after.contains(e)), "{read:?} {after:?}");
+
+    update_with(&m, gun, &TrustAnchor::FirstUse, now())
+        .await
+        .unwrap();
+    let other = SignatureMemo::default();
+    other.remember([]);
+    update_with_memo(&m, gun, &TrustAnchor::FirstUse, now(), &other)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.checked(),
+        read,
+        "the same signatures, in its own record"
+    );
+    assert_eq!(memo.checked(), after, "untouched by the others");
 }

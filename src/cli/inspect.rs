@@ -79,13 +79,18 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
     let engine = common::engine(g)?;
     let clients = engine.clients(&settings, &creds)?;
     let kept = trust_dir::load_trust(g, &settings.gun)?;
+    kept.seed(engine.cache.memo());
     let previous = kept.kept.as_ref().map(trust_dir::Kept::status);
     // Each request has its timeout; the deadline bounds them all (a repository with many
     // delegations answered slowly one by one).
     let anchor = trust_anchor(&spec, previous.as_ref());
-    let update = clients
-        .notary
-        .update(&settings.gun, &anchor, Timestamp::now());
+    let update = crate::notary::client::update_with_memo(
+        &clients.notary,
+        &settings.gun,
+        &anchor,
+        Timestamp::now(),
+        engine.cache.memo(),
+    );
     let (repo, trust) = tokio::time::timeout(engine.deadline, update)
         .await
         .map_err(|_| {
@@ -105,7 +110,7 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         g,
         &settings.gun,
         &kept,
-        &trust_dir::Kept::now((&trust).into()),
+        &trust_dir::Kept::now((&trust).into(), engine.cache.memo()),
     )?;
     trust_dir::announce_first_use(g, &settings.gun, &kept, &(&trust).into());
     let view = repo_view(&repo);

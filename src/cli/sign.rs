@@ -249,6 +249,7 @@ async fn run(
         .map_err(|e| CliError::new(e.to_string()))?
         .gun();
     let kept_trust = trust_dir::load_trust(g, &gun)?;
+    kept_trust.seed(engine.cache.memo());
     let previous = kept_trust.kept.as_ref().map(trust_dir::Kept::status);
     // The metadata kept from the last run stands in for downloads (only when the trust state
     // it was verified under is kept too).
@@ -276,7 +277,12 @@ async fn run(
         let files_changed = outcome.failure_reason.is_none() && now != kept.files;
         // The metadata files are only used under a trust state that matches them, so their
         // order does not matter.
-        trust_dir::save_trust(g, &gun, &kept_trust, &trust_dir::Kept::now(t.clone()))?;
+        trust_dir::save_trust(
+            g,
+            &gun,
+            &kept_trust,
+            &trust_dir::Kept::now(t.clone(), engine.cache.memo()),
+        )?;
         trust_dir::announce_first_use(g, &gun, &kept_trust, t);
         if files_changed {
             trust_dir::save_metadata(g, &gun, &kept, &now)?;

@@ -11,6 +11,11 @@
 //!   the other one (one run older: a rollback floor one run behind, as before);
 //! - the metadata files (`metadata/<role>.json`) are named by role and checked on use against
 //!   the hash the snapshot or timestamp names: a torn file is only fetched again.
+//!
+//! Caching layer (see `notary::cache`): the last verified metadata files and the signature
+//! memo entries of a GUN, owned by the command's trust directory, as many files as the last
+//! verified repository and at most `notary::memo::MEMO_MAX` entries; seeded into the engine's
+//! [`SignatureMemo`] by [`Loaded::seed`], saved from it by [`Kept::now`].
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,7 @@ use sha2::{Digest, Sha256};
 use super::Global;
 use super::common::{CliError, home, write_replacing};
 use crate::api::{SignedImageStatus, TrustStatus};
+use crate::notary::SignatureMemo;
 use crate::notary::cache::{Files, hash_name, is_hash_name, role_of_hash_name};
 
 /// What the trust directory keeps for a GUN between runs.
@@ -29,7 +35,7 @@ pub struct Kept {
     /// The trust anchor and the versions seen.
     #[serde(flatten)]
     pub trust: TrustStatus,
-    /// The signature memo of the kept metadata files (`notary::client::signatures_checked`):
+    /// The signature memo of the kept metadata files ([`SignatureMemo::checked`]):
     /// a run does not check their signatures again (~0.1 ms each). It widens nothing: whoever
     /// can write this file can as well replace the trusted root keys it holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -37,11 +43,12 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// The trust state `trust` with the memo of this process's checks.
-    pub fn now(trust: TrustStatus) -> Kept {
+    /// The trust state `trust` with the entries of the checks made through `memo` (seeded by
+    /// [`Loaded::seed`]).
+    pub fn now(trust: TrustStatus, memo: &SignatureMemo) -> Kept {
         Kept {
             trust,
-            verified_signatures: crate::notary::client::signatures_checked(),
+            verified_signatures: memo.checked(),
         }
     }
 
@@ -131,8 +138,8 @@ fn slot_bytes(seq: u64, kept: &Kept) -> Vec<u8> {
 
 /// The trust anchor, versions seen and signature memo of `gun`: the newest intact slot, else
 /// the file of earlier releases. Slots that are all damaged are refused, never taken for no
-/// state (which would mean trusting the server's root anew). The memo is handed to the notary
-/// client.
+/// state (which would mean trusting the server's root anew). The memo goes to the caller's
+/// [`SignatureMemo`] by [`Loaded::seed`].
 pub fn load_trust(g: &Global, gun: &str) -> Result<Loaded, CliError> {
     check_private(g, gun)?;
     let slots = [slot(g, gun, 1), slot(g, gun, 2)];
@@ -159,14 +166,19 @@ pub fn load_trust(g: &Global, gun: &str) -> Result<Loaded, CliError> {
             seq: 0,
         },
     };
-    // Also on a first run: the memo of what it checks is saved with the state.
-    crate::notary::client::remember_signatures(
-        loaded
-            .kept
-            .iter()
-            .flat_map(|k| k.verified_signatures.iter().map(String::as_str)),
-    );
     Ok(loaded)
+}
+
+impl Loaded {
+    /// Hands the kept memo entries to `memo`, the one the update goes through, and starts its
+    /// record. Also on a first run: the memo of what it checks is saved with the state.
+    pub fn seed(&self, memo: &SignatureMemo) {
+        memo.remember(
+            self.kept
+                .iter()
+                .flat_map(|k| k.verified_signatures.iter().map(String::as_str)),
+        );
+    }
 }
 
 /// Refuses a trust directory that another user could write: whoever can rewrite the trust

@@ -21,7 +21,7 @@ use super::view::repo_view;
 use super::{schedule, status};
 use crate::api::{self, SignedImageSpec, SignedImageStatus, TrustStatus, reasons};
 use crate::notary::cache::{CachedFetch, Files, MetadataCache};
-use crate::notary::client::update_with;
+use crate::notary::client::update_with_memo;
 use crate::notary::{self, Repository, SigningKey, TrustAnchor, TrustState};
 use crate::registry::{self, ImageRef, RegistryClient, TagSelector};
 
@@ -671,7 +671,9 @@ impl Engine {
                     r
                 },
                 async {
-                    let r = update_with(&notary, &settings.gun, &anchor, now).await;
+                    let r =
+                        update_with_memo(&notary, &settings.gun, &anchor, now, self.cache.memo())
+                            .await;
                     progress.mark(NOTARY_DONE);
                     r
                 }
@@ -701,7 +703,7 @@ impl Engine {
         loop {
             let (repo, trust) = match first.take() {
                 Some(r) => r,
-                None => update_with(&notary, &settings.gun, &anchor, now)
+                None => update_with_memo(&notary, &settings.gun, &anchor, now, self.cache.memo())
                     .await
                     .map_err(fetch_failure)?,
             };
@@ -790,11 +792,12 @@ impl Engine {
             progress.set_phase(PHASE_VERIFYING);
             notary.remember_published(&files);
             let planned = apply_to_view(&view, &p.changes);
-            let (served_repo, served_trust) = update_with(
+            let (served_repo, served_trust) = update_with_memo(
                 &notary,
                 &settings.gun,
                 &TrustAnchor::State(trust),
                 Timestamp::now(),
+                self.cache.memo(),
             )
             .await
             .map_err(fetch_failure)?;

@@ -6,8 +6,22 @@
 //! trusted state names its version (see [`Fetch::cached_root`]). With both, an update of an
 //! unchanged repository costs one request: `timestamp.json`.
 //!
-//! [`CachedFetch`] serves one run; [`MetadataCache`] keeps each GUN's current files between runs
-//! (the operator, in memory) and [`Files`] is what the CLI keeps in its trust directory.
+//! # Caching layers
+//! Four, each a value its owner holds and passes in (none is process-wide):
+//! - [`SignatureMemo`]: digests of signatures found valid, and the record of those checked
+//!   since its owner asked for one; held by the [`MetadataCache`]; at most
+//!   [`MEMO_MAX`](super::memo::MEMO_MAX) of each, the set cleared when full.
+//! - [`MetadataCache`]: each GUN's verified current [`Files`] between runs; owned by the engine
+//!   (shared by its clones); at most `max_guns` GUNs, each read within one update's metadata
+//!   budget.
+//! - [`CachedFetch`]: one run's files of one GUN, seeded from the `MetadataCache`; owned by the
+//!   run; what the run's updates read (each within the budget) and published.
+//! - the trust directory (`cli::trust_dir`): the `Files` and memo entries the CLI keeps on disk
+//!   between processes; owned by the command's trust directory; the last verified files and at
+//!   most `MEMO_MAX` memo entries.
+//!
+//! The memo's record was a second process-wide set before the memo became a value; it is now
+//! part of the memo (one lock per signature checked, not two).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,6 +31,7 @@ use sha2::{Digest, Sha256};
 use super::client::{Fetch, Repository};
 use super::edit::SignedFile;
 use super::error::Result;
+use super::memo::SignatureMemo;
 
 /// The verified files of one GUN: its root and hash-named role files.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -81,11 +96,13 @@ pub fn role_of_hash_name(name: &str) -> Option<&str> {
 }
 
 /// The current files of many GUNs, shared by clones (one per process). Bounded: past
-/// `max_guns` entries an arbitrary one is dropped (it is only a cache).
+/// `max_guns` entries an arbitrary one is dropped (it is only a cache). Holds the signature
+/// memo of its owner's updates too.
 #[derive(Clone)]
 pub struct MetadataCache {
     entries: Arc<Mutex<HashMap<(String, String), Files>>>,
     max_guns: usize,
+    memo: SignatureMemo,
 }
 
 impl Default for MetadataCache {
@@ -106,7 +123,13 @@ impl MetadataCache {
         MetadataCache {
             entries: Arc::default(),
             max_guns: max_guns.max(1),
+            memo: SignatureMemo::default(),
         }
+    }
+
+    /// The signature memo the owner's updates go through (shared by clones).
+    pub fn memo(&self) -> &SignatureMemo {
+        &self.memo
     }
 
     /// The files kept for `gun` on `server` (empty if none).

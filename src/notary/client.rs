@@ -2,9 +2,14 @@
 //! versioned roots), timestamp, snapshot, targets and delegations; signatures vs thresholds,
 //! hashes and lengths, rollback against the caller's trusted state, expiry.
 //!
+//! [`update_with_memo`] (and [`update_with`], without a memo) runs one step per role, each a
+//! method of `Update`: `root` (cached or trusted root, `rotations`, `pins_reach`), `timestamp`,
+//! `snapshot`, `targets`, `delegations`; signatures go through the caller's [`SignatureMemo`].
+//!
 //! Expired or badly signed *targets roles* are not fatal: they are loaded, flagged and hidden
 //! from lookups, so that a caller holding the key can renew them with their content intact.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use base64::Engine as _;
@@ -14,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
 use super::keys::PublicKey;
+use super::memo::{self, SignatureMemo};
 use super::metadata::{self, Envelope, FileMeta, Meta, Root, Targets};
 
 /// Largest `root.json` / `N.root.json` accepted (Go caps at 100 MiB; real roots are ~3 KiB).
@@ -158,6 +164,9 @@ pub struct Repository {
     roles: Vec<TargetsRole>,
     /// Declared delegations that have no file yet (name → declaration, effective paths).
     declared: Vec<(Delegation, Vec<String>)>,
+    /// The memo the update verified through, if any: an edit's check of its own signatures
+    /// goes through it too, so the read-back after a publish finds them there.
+    pub(crate) memo: Option<SignatureMemo>,
 }
 
 /// Which role's entry a lookup uses.
@@ -356,61 +365,20 @@ pub trait Fetch {
     }
 }
 
-/// Signatures found valid in this process, by digest of (message, key, signature): a pure
-/// function's results, so a hit is as good as a check. A run reads the same root, targets and
-/// delegations twice (before and after its publish), and the operator reads them every
-/// cycle; an ECDSA verification is ~0.1 ms. Cleared when full.
-static VERIFIED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>> =
-    std::sync::LazyLock::new(Default::default);
-const VERIFIED_MAX: usize = 8192;
-
-/// The memo entries checked in this process (found valid, or found in the memo): what a caller
-/// that keeps the memo between processes saves (see [`remember_signatures`]). Recorded only
-/// once such a caller asked: a long-running process has no use for it.
-static CHECKED: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<[u8; 32]>>> =
-    std::sync::LazyLock::new(Default::default);
-static RECORD_CHECKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Adds memo entries that an earlier process checked ([`signatures_checked`], hex), so that the
-/// signatures of files it kept are not checked again, and starts the record that
-/// [`signatures_checked`] reads. Only for a caller whose store is as trusted as its trust
-/// anchor: whoever can write such entries could as well replace the trusted root keys.
-/// Malformed entries are ignored.
-pub fn remember_signatures<'a>(entries: impl IntoIterator<Item = &'a str>) {
-    RECORD_CHECKED.store(true, std::sync::atomic::Ordering::Relaxed);
-    let Ok(mut v) = VERIFIED.lock() else { return };
-    for e in entries {
-        let mut k = [0u8; 32];
-        if hex::decode_to_slice(e, &mut k).is_ok() && v.len() < VERIFIED_MAX {
-            v.insert(k);
-        }
-    }
-}
-
-/// The memo entries (hex, sorted) of every signature checked in this process so far: those of
-/// the files a run read and published, to be given to [`remember_signatures`] next time.
-pub fn signatures_checked() -> Vec<String> {
-    CHECKED
-        .lock()
-        .map(|c| c.iter().map(hex::encode).collect())
-        .unwrap_or_default()
-}
-
-fn verified_key(msg_digest: &[u8], key_id: &str, method: &str, sig: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    // Fixed-length digest and ID first, then length-prefixed variable parts: unambiguous.
-    h.update(msg_digest);
-    h.update(key_id.as_bytes());
-    for part in [method.as_bytes(), sig] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part);
-    }
-    h.finalize().into()
-}
-
-/// Counts distinct listed keys with a valid signature over `env`'s canonical `signed`.
+/// Counts distinct listed keys with a valid signature over `env`'s canonical `signed`, every
+/// signature verified.
 pub fn count_valid(env: &Envelope, keys: &BTreeMap<String, PublicKey>, listed: &[String]) -> usize {
+    count_valid_with(env, keys, listed, None)
+}
+
+/// As [`count_valid`], through the caller's memo if given: a signature it holds is not verified
+/// again, one found valid is added.
+pub fn count_valid_with(
+    env: &Envelope,
+    keys: &BTreeMap<String, PublicKey>,
+    listed: &[String],
+    memo: Option<&SignatureMemo>,
+) -> usize {
     use sha2::Digest;
     let Ok(msg) = env.signed_bytes() else {
         return 0;
@@ -430,23 +398,14 @@ pub fn count_valid(env: &Envelope, keys: &BTreeMap<String, PublicKey>, listed: &
         let Ok(sig) = B64.decode(&s.sig) else {
             continue;
         };
-        // The key ID is a digest of the key's type and bytes (checked just above), so it
-        // stands for the key in the memo.
-        let memo = verified_key(&msg_digest, &s.keyid, &s.method, &sig);
-        let known = VERIFIED.lock().map(|v| v.contains(&memo)).unwrap_or(false);
-        if known || k.verify(&s.method, &msg, &sig) {
-            if !known && let Ok(mut v) = VERIFIED.lock() {
-                if v.len() >= VERIFIED_MAX {
-                    v.clear();
-                }
-                v.insert(memo);
-            }
-            if RECORD_CHECKED.load(std::sync::atomic::Ordering::Relaxed)
-                && let Ok(mut c) = CHECKED.lock()
-                && c.len() < VERIFIED_MAX
-            {
-                c.insert(memo);
-            }
+        let verify = || k.verify(&s.method, &msg, &sig);
+        let valid = match memo {
+            // The key ID is a digest of the key's type and bytes (checked just above), so it
+            // stands for the key in the memo.
+            Some(m) => m.check(memo::entry(&msg_digest, &s.keyid, &s.method, &sig), verify),
+            None => verify(),
+        };
+        if valid {
             ok.insert(s.keyid.clone());
         }
     }
@@ -459,11 +418,12 @@ fn check_threshold(
     keys: &BTreeMap<String, PublicKey>,
     listed: &[String],
     threshold: u64,
+    memo: Option<&SignatureMemo>,
 ) -> Result<()> {
     if threshold < 1 {
         return Err(Error::invalid(role, "threshold below 1"));
     }
-    let valid = count_valid(env, keys, listed);
+    let valid = count_valid_with(env, keys, listed, memo);
     if (valid as u64) < threshold {
         return Err(Error::ThresholdNotMet {
             role: role.to_string(),
@@ -475,14 +435,13 @@ fn check_threshold(
     Ok(())
 }
 
-fn check_root_role(root: &Root, env: &Envelope, signer: &Root, role_name: &str) -> Result<()> {
+/// Whether `env` (a root) meets the root threshold of `signer` (itself, or the root before it).
+fn check_root_role(env: &Envelope, signer: &Root, memo: Option<&SignatureMemo>) -> Result<()> {
     let rk = signer
         .roles
         .get("root")
-        .ok_or_else(|| Error::invalid(role_name, "no root role"))?;
-    check_threshold(role_name, env, &signer.keys, &rk.keyids, rk.threshold)?;
-    let _ = root;
-    Ok(())
+        .ok_or_else(|| Error::invalid("root", "no root role"))?;
+    check_threshold("root", env, &signer.keys, &rk.keyids, rk.threshold, memo)
 }
 
 fn root_key_ids(root: &Root) -> Vec<String> {
@@ -698,21 +657,44 @@ fn restrict(parent: &[String], own: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The update algorithm over any file source. If root changes while reading (the snapshot
-/// announces another root than the one fetched), the update runs once more. With a trusted
-/// state and a cached root, the root is not downloaded; if anything then fails to verify except
-/// the network, the update runs again on a freshly fetched root (the Go client's order: a
-/// rotated root shows as a failed timestamp or snapshot check).
+/// The update algorithm over any file source, every signature verified (see
+/// [`update_with_memo`]).
 pub async fn update_with<F: Fetch>(
     f: &F,
     gun: &str,
     anchor: &TrustAnchor,
     now: Timestamp,
 ) -> Result<(Repository, TrustState)> {
+    update(f, gun, anchor, now, None).await
+}
+
+/// The update algorithm over any file source, through the caller's signature memo (signatures
+/// it holds are not verified again; those found valid are added). If root changes while
+/// reading (the snapshot announces another root than the one fetched), the update runs once
+/// more. With a trusted state and a cached root, the root is not downloaded; if anything then
+/// fails to verify except the network, the update runs again on a freshly fetched root (the Go
+/// client's order: a rotated root shows as a failed timestamp or snapshot check).
+pub async fn update_with_memo<F: Fetch>(
+    f: &F,
+    gun: &str,
+    anchor: &TrustAnchor,
+    now: Timestamp,
+    memo: &SignatureMemo,
+) -> Result<(Repository, TrustState)> {
+    update(f, gun, anchor, now, Some(memo)).await
+}
+
+async fn update<F: Fetch>(
+    f: &F,
+    gun: &str,
+    anchor: &TrustAnchor,
+    now: Timestamp,
+    memo: Option<&SignatureMemo>,
+) -> Result<(Repository, TrustState)> {
     if let Some(st) = anchor.state()
         && let Some(root) = f.cached_root(gun)
     {
-        match update_once(f, gun, anchor, now, Some((root, st))).await {
+        match update_once(Update::new(f, gun, anchor, now, memo), Some((root, st))).await {
             // A fresh root cannot make an oversized, absurd, missing or mis-hashed file right
             // (its hash comes from a file the root verified): not read again.
             Err(
@@ -731,9 +713,9 @@ pub async fn update_with<F: Fetch>(
             other => return other,
         }
     }
-    let result = match update_once(f, gun, anchor, now, None).await {
+    let result = match update_once(Update::new(f, gun, anchor, now, memo), None).await {
         Err(Error::Tampered { role, by, .. }) if role == "root" && by == "snapshot" => {
-            update_once(f, gun, anchor, now, None).await
+            update_once(Update::new(f, gun, anchor, now, memo), None).await
         }
         other => other,
     };
@@ -748,6 +730,20 @@ pub async fn update_with<F: Fetch>(
         );
     }
     result
+}
+
+/// One pass: root, timestamp, snapshot, targets, delegations, each verified before the next is
+/// read.
+async fn update_once<F: Fetch>(
+    mut u: Update<'_, F>,
+    cached: Option<(Vec<u8>, &TrustState)>,
+) -> Result<(Repository, TrustState)> {
+    let root = u.root(cached).await?;
+    let ts = u.timestamp(&root.root).await?;
+    let snap = u.snapshot(&root, &ts).await?;
+    let mut roles = vec![u.targets(&root.root, &snap.body).await?];
+    let declared = u.delegations(&snap.body, &mut roles).await?;
+    Ok(u.assemble(root, ts, snap, roles, declared))
 }
 
 /// The pinned keys among root's `root` keys (by TUF or canonical ID).
@@ -767,7 +763,13 @@ fn pinned_in(root: &Root, pins: &[String]) -> Vec<String> {
 }
 
 /// Whether signatures by pinned keys alone meet `root`'s root threshold.
-fn check_pinned(gun: &str, root: &Root, env: &Envelope, pins: &[String]) -> Result<()> {
+fn check_pinned(
+    gun: &str,
+    root: &Root,
+    env: &Envelope,
+    pins: &[String],
+    memo: Option<&SignatureMemo>,
+) -> Result<()> {
     let rk = &root.roles["root"];
     let listed = pinned_in(root, pins);
     if listed.is_empty() {
@@ -779,352 +781,458 @@ fn check_pinned(gun: &str, root: &Root, env: &Envelope, pins: &[String]) -> Resu
             ),
         });
     }
-    check_threshold("root", env, &root.keys, &listed, rk.threshold)
+    check_threshold("root", env, &root.keys, &listed, rk.threshold, memo)
 }
 
-/// A pin holds over a kept state: `root` is signed by the pinned keys, or is reached from a root
-/// they sign by valid rotations (each older root's keys sign the next one), found by walking
-/// back through `N.root.json`.
-async fn check_pins_reach<F: Fetch>(
-    f: &F,
-    gun: &str,
-    pins: &[String],
-    root: &Root,
-    env: &Envelope,
-    budget: &mut Budget,
-) -> Result<()> {
-    if check_pinned(gun, root, env, pins).is_ok() {
-        return Ok(());
-    }
-    let (mut newer, mut newer_env) = (root.clone(), env.clone());
-    let oldest = root.version.saturating_sub(MAX_ROOT_ROTATIONS).max(1);
-    let mut v = root.version;
-    while v > oldest {
-        v -= 1;
-        let Some(b) =
-            fetch_within(f, gun, &format!("{v}.root.json"), MAX_ROOT_BYTES, budget).await?
-        else {
-            break;
-        };
-        let e = Envelope::parse("root", &b)?;
-        let r: Root = metadata::view(&e, "root", "Root")?;
-        if r.version != v || !r.roles.contains_key("root") {
-            break;
-        }
-        if check_root_role(&newer, &newer_env, &r, "root").is_err() {
-            break;
-        }
-        if check_pinned(gun, &r, &e, pins).is_ok() {
-            return Ok(());
-        }
-        (newer, newer_env) = (r, e);
-    }
-    Err(Error::UntrustedRoot {
-        gun: gun.into(),
-        reason: format!(
-            "its root (version {}, root keys {:?}, continuing the kept trust) is not signed by \
-             the pinned root keys {pins:?}, nor reached by valid rotations from a root they sign",
-            root.version,
-            root_key_ids(root)
-        ),
-    })
+fn parse_root(bytes: &[u8]) -> Result<(Envelope, Root)> {
+    let env = Envelope::parse("root", bytes)?;
+    let root = metadata::view(&env, "root", "Root")?;
+    Ok((env, root))
 }
 
-async fn update_once<F: Fetch>(
-    f: &F,
-    gun: &str,
-    anchor: &TrustAnchor,
+/// One update of one GUN: the file source, the anchor it continues from, the caller's memo and
+/// what it may still read. One method per role.
+struct Update<'a, F> {
+    f: &'a F,
+    gun: &'a str,
+    anchor: &'a TrustAnchor,
     now: Timestamp,
-    cached: Option<(Vec<u8>, &TrustState)>,
-) -> Result<(Repository, TrustState)> {
-    let state = anchor.state();
-    let mut budget = Budget::of(f);
-    // 1. Root: the cached one only if it is exactly the trusted version.
-    let root_bytes = match cached {
-        Some((bytes, st)) => {
-            let env = Envelope::parse("root", &bytes)?;
-            let r: Root = metadata::view(&env, "root", "Root")?;
-            if r.version != st.root_version {
-                return Err(Error::invalid(
-                    "root",
-                    "cached root is not the trusted version",
-                ));
-            }
-            bytes
+    memo: Option<&'a SignatureMemo>,
+    budget: Budget,
+}
+
+/// The verified root: its exact file and body.
+struct RootFile {
+    bytes: Vec<u8>,
+    root: Root,
+    cert_expires: Option<Timestamp>,
+}
+
+/// The verified snapshot: its exact file, envelope and body.
+struct SnapshotFile {
+    bytes: Vec<u8>,
+    env: Envelope,
+    body: Meta,
+}
+
+impl<'a, F: Fetch> Update<'a, F> {
+    fn new(
+        f: &'a F,
+        gun: &'a str,
+        anchor: &'a TrustAnchor,
+        now: Timestamp,
+        memo: Option<&'a SignatureMemo>,
+    ) -> Self {
+        Update {
+            f,
+            gun,
+            anchor,
+            now,
+            memo,
+            budget: Budget::of(f),
         }
-        None => fetch_within(f, gun, "root.json", MAX_ROOT_BYTES, &mut budget)
-            .await?
-            .ok_or_else(|| Error::UnknownRepository { gun: gun.into() })?,
-    };
-    let root_env = Envelope::parse("root", &root_bytes)?;
-    let root: Root = metadata::view(&root_env, "root", "Root")?;
-    check_version("root", root.version)?;
-    let root_cert_expires = check_root_shape(&root, gun, now)?;
-    match anchor {
-        TrustAnchor::FirstUse => check_root_role(&root, &root_env, &root, "root")?,
-        TrustAnchor::PinnedKeys(pins) => check_pinned(gun, &root, &root_env, pins)?,
-        TrustAnchor::State(st) | TrustAnchor::PinnedState { state: st, .. } => {
-            if root.version < st.root_version {
-                return Err(Error::Rollback {
-                    role: "root".into(),
-                    trusted: st.root_version,
-                    offered: root.version,
-                });
-            }
-            // Re-establish the trusted root, then walk every version up to the current one.
-            if root.version - st.root_version > MAX_ROOT_ROTATIONS {
-                return Err(Error::UntrustedRoot {
-                    gun: gun.into(),
-                    reason: format!(
-                        "root jumps from the trusted version {} to {}, more than {MAX_ROOT_ROTATIONS} rotations at once",
-                        st.root_version, root.version
-                    ),
-                });
-            }
-            let mut prev: Root = if root.version == st.root_version {
-                root.clone()
-            } else {
-                let b = fetch_within(
-                    f,
-                    gun,
-                    &format!("{}.root.json", st.root_version),
-                    MAX_ROOT_BYTES,
-                    &mut budget,
-                )
-                .await?
-                .ok_or_else(|| Error::NotFound {
-                    what: format!("{gun} {}.root.json", st.root_version),
-                })?;
-                let e = Envelope::parse("root", &b)?;
-                metadata::view(&e, "root", "Root")?
-            };
-            if root_key_ids(&prev) != st.root_key_ids {
-                return Err(Error::UntrustedRoot {
-                    gun: gun.into(),
-                    reason: format!(
-                        "root version {} lists keys {:?}, the trusted state says {:?}",
-                        prev.version,
-                        root_key_ids(&prev),
-                        st.root_key_ids
-                    ),
-                });
-            }
-            for v in st.root_version + 1..=root.version {
-                let (e, r) = if v == root.version {
-                    (root_env.clone(), root.clone())
-                } else {
-                    let b = fetch_within(
-                        f,
-                        gun,
-                        &format!("{v}.root.json"),
-                        MAX_ROOT_BYTES,
-                        &mut budget,
-                    )
-                    .await?
-                    .ok_or_else(|| Error::NotFound {
-                        what: format!("{gun} {v}.root.json"),
-                    })?;
-                    let e = Envelope::parse("root", &b)?;
-                    let r: Root = metadata::view(&e, "root", "Root")?;
-                    (e, r)
-                };
-                if r.version != v {
+    }
+
+    async fn fetch(&mut self, name: &str, own_max: u64) -> Result<Option<Vec<u8>>> {
+        fetch_within(self.f, self.gun, name, own_max, &mut self.budget).await
+    }
+
+    async fn fetch_meta(
+        &mut self,
+        role: &str,
+        meta: &FileMeta,
+        by: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        fetch_meta(self.f, self.gun, role, meta, by, &mut self.budget).await
+    }
+
+    /// `N.root.json`.
+    async fn fetch_root_version(&mut self, v: u64) -> Result<Option<Vec<u8>>> {
+        self.fetch(&format!("{v}.root.json"), MAX_ROOT_BYTES).await
+    }
+
+    /// A base role's signatures against root's keys and threshold for it.
+    fn base_check(&self, root: &Root, role: &str, env: &Envelope) -> Result<()> {
+        let rk = &root.roles[role];
+        check_threshold(role, env, &root.keys, &rk.keyids, rk.threshold, self.memo)
+    }
+
+    /// A version that can be incremented and is not below the trusted one.
+    fn check_versions(&self, role: &str, version: u64) -> Result<()> {
+        check_version(role, version)?;
+        rollback(self.anchor.state(), role, version)
+    }
+
+    fn check_expiry(&self, role: &str, expires: Timestamp) -> Result<()> {
+        if expires < self.now {
+            return Err(Error::Expired {
+                role: role.into(),
+                expires,
+            });
+        }
+        Ok(())
+    }
+
+    /// Root (step 1): the cached one only if it is exactly the trusted version, else `root.json`;
+    /// well formed, trusted by the anchor, not expired.
+    async fn root(&mut self, cached: Option<(Vec<u8>, &TrustState)>) -> Result<RootFile> {
+        let (bytes, env, root) = match cached {
+            Some((bytes, st)) => {
+                let (env, root) = parse_root(&bytes)?;
+                if root.version != st.root_version {
                     return Err(Error::invalid(
                         "root",
-                        format!("{v}.root.json has version {}", r.version),
+                        "cached root is not the trusted version",
                     ));
                 }
-                check_root_role(&r, &e, &prev, "root")?;
-                prev = r;
+                (bytes, env, root)
             }
-            check_root_role(&root, &root_env, &root, "root")?;
-            if let TrustAnchor::PinnedState { pins, .. } = anchor {
-                check_pins_reach(f, gun, pins, &root, &root_env, &mut budget).await?;
+            None => {
+                let bytes = self
+                    .fetch("root.json", MAX_ROOT_BYTES)
+                    .await?
+                    .ok_or_else(|| Error::UnknownRepository {
+                        gun: self.gun.into(),
+                    })?;
+                let (env, root) = parse_root(&bytes)?;
+                (bytes, env, root)
             }
-        }
-    }
-    if root.expires < now {
-        return Err(Error::Expired {
-            role: "root".into(),
-            expires: root.expires,
-        });
-    }
-    let base_check = |role: &str, env: &Envelope| -> Result<()> {
-        let rk = &root.roles[role];
-        check_threshold(role, env, &root.keys, &rk.keyids, rk.threshold)
-    };
-
-    // 2. Timestamp.
-    let ts_bytes = fetch_within(f, gun, "timestamp.json", MAX_TIMESTAMP_BYTES, &mut budget)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            what: format!("{gun} timestamp.json"),
-        })?;
-    let ts_env = Envelope::parse("timestamp", &ts_bytes)?;
-    let ts: Meta = metadata::view(&ts_env, "timestamp", "Timestamp")?;
-    base_check("timestamp", &ts_env)?;
-    check_version("timestamp", ts.version)?;
-    rollback(state, "timestamp", ts.version)?;
-    if ts.expires < now {
-        return Err(Error::Expired {
-            role: "timestamp".into(),
-            expires: ts.expires,
-        });
-    }
-
-    // 3. Snapshot.
-    let snap_meta = ts
-        .meta
-        .get("snapshot")
-        .ok_or_else(|| Error::invalid("timestamp", "no snapshot entry"))?;
-    let snap_bytes = fetch_meta(f, gun, "snapshot", snap_meta, "timestamp", &mut budget)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            what: format!("{gun} snapshot"),
-        })?;
-    let snap_env = Envelope::parse("snapshot", &snap_bytes)?;
-    let snap: Meta = metadata::view(&snap_env, "snapshot", "Snapshot")?;
-    base_check("snapshot", &snap_env)?;
-    check_version("snapshot", snap.version)?;
-    rollback(state, "snapshot", snap.version)?;
-    if snap.expires < now {
-        return Err(Error::Expired {
-            role: "snapshot".into(),
-            expires: snap.expires,
-        });
-    }
-    if let Some(m) = snap.meta.get("root") {
-        m.check(&root_bytes).map_err(|what| Error::Tampered {
-            role: "root".into(),
-            by: "snapshot".into(),
-            what: format!("{what} (root changed while reading? retry)"),
-        })?;
-    }
-
-    // 4. Targets.
-    let t_meta = snap
-        .meta
-        .get("targets")
-        .ok_or_else(|| Error::invalid("snapshot", "no targets entry"))?;
-    let t_bytes = fetch_meta(f, gun, "targets", t_meta, "snapshot", &mut budget)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            what: format!("{gun} targets"),
-        })?;
-    let t_env = Envelope::parse("targets", &t_bytes)?;
-    let t: Targets = metadata::view(&t_env, "targets", "Targets")?;
-    base_check("targets", &t_env)?;
-    check_version("targets", t.version)?;
-    rollback(state, "targets", t.version)?;
-
-    let mut roles = Vec::new();
-    let mut declared = Vec::new();
-    let top = make_role("targets", t, t_env, t_bytes, vec![String::new()], now, None);
-    let mut queue: VecDeque<usize> = VecDeque::new();
-    roles.push(top);
-    queue.push_back(0);
-
-    // 5. Delegations, breadth first.
-    while let Some(pi) = queue.pop_front() {
-        let parent_name = roles[pi].name.clone();
-        let parent_paths = roles[pi].paths.clone();
-        let parent_hidden = match &roles[pi].health {
-            RoleHealth::Valid => None,
-            RoleHealth::HiddenByAncestor(a) => Some(a.clone()),
-            _ => Some(parent_name.clone()),
         };
-        let children = roles[pi].delegations.clone();
-        for d in children {
-            if !is_direct_child(&parent_name, &d.name)
-                || roles.iter().any(|r: &TargetsRole| r.name == d.name)
-            {
-                continue;
+        check_version("root", root.version)?;
+        let cert_expires = check_root_shape(&root, self.gun, self.now)?;
+        match self.anchor {
+            TrustAnchor::FirstUse => check_root_role(&env, &root, self.memo)?,
+            TrustAnchor::PinnedKeys(pins) => check_pinned(self.gun, &root, &env, pins, self.memo)?,
+            TrustAnchor::State(st) | TrustAnchor::PinnedState { state: st, .. } => {
+                self.rotations(st, &root, &env).await?;
+                if let TrustAnchor::PinnedState { pins, .. } = self.anchor {
+                    self.pins_reach(pins, &root, &env).await?;
+                }
             }
-            let eff = restrict(&parent_paths, &d.paths);
-            let Some(m) = snap.meta.get(&d.name) else {
-                declared.push((d.clone(), eff));
-                continue;
-            };
-            // Listed by the snapshot but absent: the Go client (and so `docker pull`) fails.
-            let bytes = fetch_meta(f, gun, &d.name, m, "snapshot", &mut budget)
-                .await?
-                .ok_or_else(|| Error::MissingRoleFile {
-                    gun: gun.into(),
-                    role: d.name.clone(),
-                })?;
-            let env = Envelope::parse(&d.name, &bytes)?;
-            let body: Targets = metadata::view(&env, &d.name, "Targets")?;
-            check_version(&d.name, body.version)?;
-            rollback(state, &d.name, body.version)?;
-            let sig_err = check_threshold(
-                &d.name,
-                &env,
-                &d.keys,
-                &d.keys.keys().cloned().collect::<Vec<_>>(),
-                d.threshold,
-            )
-            .err()
-            .map(|e| e.to_string());
-            let mut role = make_role(&d.name, body, env, bytes, eff, now, sig_err);
-            if let Some(a) = &parent_hidden
-                && role.health == RoleHealth::Valid
-            {
-                role.health = RoleHealth::HiddenByAncestor(a.clone());
-            }
-            roles.push(role);
-            queue.push_back(roles.len() - 1);
         }
+        self.check_expiry("root", root.expires)?;
+        Ok(RootFile {
+            bytes,
+            root,
+            cert_expires,
+        })
     }
 
-    let mut versions = BTreeMap::new();
-    versions.insert("timestamp".to_string(), ts.version);
-    versions.insert("snapshot".to_string(), snap.version);
-    for r in &roles {
-        versions.insert(r.name.clone(), r.version);
-    }
-    // Never lower what was trusted (a role may have vanished from the snapshot).
-    if let Some(st) = state {
-        // Absurd floors (see `rollback`) are dropped.
-        for (k, v) in st.versions.iter().filter(|(_, v)| **v <= MAX_VERSION) {
-            let e = versions.entry(k.clone()).or_insert(*v);
-            *e = (*e).max(*v);
+    /// Re-establishes the trusted root, then walks every version up to the current one: each
+    /// signed by the root before it, the current one also by itself.
+    async fn rotations(&mut self, st: &TrustState, root: &Root, env: &Envelope) -> Result<()> {
+        if root.version < st.root_version {
+            return Err(Error::Rollback {
+                role: "root".into(),
+                trusted: st.root_version,
+                offered: root.version,
+            });
         }
+        if root.version - st.root_version > MAX_ROOT_ROTATIONS {
+            return Err(Error::UntrustedRoot {
+                gun: self.gun.into(),
+                reason: format!(
+                    "root jumps from the trusted version {} to {}, more than {MAX_ROOT_ROTATIONS} rotations at once",
+                    st.root_version, root.version
+                ),
+            });
+        }
+        let mut prev: Cow<'_, Root> = if root.version == st.root_version {
+            Cow::Borrowed(root)
+        } else {
+            let b = self
+                .fetch_root_version(st.root_version)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("{} {}.root.json", self.gun, st.root_version),
+                })?;
+            Cow::Owned(parse_root(&b)?.1)
+        };
+        if root_key_ids(&prev) != st.root_key_ids {
+            return Err(Error::UntrustedRoot {
+                gun: self.gun.into(),
+                reason: format!(
+                    "root version {} lists keys {:?}, the trusted state says {:?}",
+                    prev.version,
+                    root_key_ids(&prev),
+                    st.root_key_ids
+                ),
+            });
+        }
+        for v in st.root_version + 1..root.version {
+            let b = self
+                .fetch_root_version(v)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("{} {v}.root.json", self.gun),
+                })?;
+            let (e, r) = parse_root(&b)?;
+            if r.version != v {
+                return Err(Error::invalid(
+                    "root",
+                    format!("{v}.root.json has version {}", r.version),
+                ));
+            }
+            check_root_role(&e, &prev, self.memo)?;
+            prev = Cow::Owned(r);
+        }
+        if root.version > st.root_version {
+            check_root_role(env, &prev, self.memo)?;
+        }
+        check_root_role(env, root, self.memo)
     }
-    let new_state = TrustState {
-        root_key_ids: root_key_ids(&root),
-        root_version: root.version,
-        versions,
-    };
-    let repo = Repository {
-        gun: gun.into(),
-        root_cert_expires,
-        root_info: RoleInfo {
-            name: "root".into(),
-            version: root.version,
-            expires: root.expires,
-            expired: root.expires < now,
-        },
-        root,
-        snapshot_info: RoleInfo {
-            name: "snapshot".into(),
-            version: snap.version,
-            expires: snap.expires,
-            expired: snap.expires < now,
-        },
-        timestamp_info: RoleInfo {
-            name: "timestamp".into(),
-            version: ts.version,
-            expires: ts.expires,
-            expired: ts.expires < now,
-        },
-        snapshot: snap_env,
-        root_file: root_bytes,
-        snapshot_file: snap_bytes,
-        snapshot_meta: snap.meta,
-        roles,
-        declared,
-    };
-    Ok((repo, new_state))
+
+    /// A pin holds over a kept state: `root` is signed by the pinned keys, or is reached from a
+    /// root they sign by valid rotations (each older root's keys sign the next one), found by
+    /// walking back through `N.root.json`.
+    async fn pins_reach(&mut self, pins: &[String], root: &Root, env: &Envelope) -> Result<()> {
+        if check_pinned(self.gun, root, env, pins, self.memo).is_ok() {
+            return Ok(());
+        }
+        let mut newer_env: Cow<'_, Envelope> = Cow::Borrowed(env);
+        let oldest = root.version.saturating_sub(MAX_ROOT_ROTATIONS).max(1);
+        let mut v = root.version;
+        while v > oldest {
+            v -= 1;
+            let Some(b) = self.fetch_root_version(v).await? else {
+                break;
+            };
+            let (e, r) = parse_root(&b)?;
+            if r.version != v || !r.roles.contains_key("root") {
+                break;
+            }
+            if check_root_role(&newer_env, &r, self.memo).is_err() {
+                break;
+            }
+            if check_pinned(self.gun, &r, &e, pins, self.memo).is_ok() {
+                return Ok(());
+            }
+            newer_env = Cow::Owned(e);
+        }
+        Err(Error::UntrustedRoot {
+            gun: self.gun.into(),
+            reason: format!(
+                "its root (version {}, root keys {:?}, continuing the kept trust) is not signed by \
+                 the pinned root keys {pins:?}, nor reached by valid rotations from a root they sign",
+                root.version,
+                root_key_ids(root)
+            ),
+        })
+    }
+
+    /// Timestamp (step 2): signed by root's timestamp keys, no rollback, not expired.
+    async fn timestamp(&mut self, root: &Root) -> Result<Meta> {
+        let bytes = self
+            .fetch("timestamp.json", MAX_TIMESTAMP_BYTES)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("{} timestamp.json", self.gun),
+            })?;
+        let env = Envelope::parse("timestamp", &bytes)?;
+        let ts: Meta = metadata::view(&env, "timestamp", "Timestamp")?;
+        self.base_check(root, "timestamp", &env)?;
+        self.check_versions("timestamp", ts.version)?;
+        self.check_expiry("timestamp", ts.expires)?;
+        Ok(ts)
+    }
+
+    /// Snapshot (step 3), by the hash the timestamp names: signed by root's snapshot keys, no
+    /// rollback, not expired, and naming the root read (if it names one).
+    async fn snapshot(&mut self, root: &RootFile, ts: &Meta) -> Result<SnapshotFile> {
+        let m = ts
+            .meta
+            .get("snapshot")
+            .ok_or_else(|| Error::invalid("timestamp", "no snapshot entry"))?;
+        let bytes = self
+            .fetch_meta("snapshot", m, "timestamp")
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("{} snapshot", self.gun),
+            })?;
+        let env = Envelope::parse("snapshot", &bytes)?;
+        let body: Meta = metadata::view(&env, "snapshot", "Snapshot")?;
+        self.base_check(&root.root, "snapshot", &env)?;
+        self.check_versions("snapshot", body.version)?;
+        self.check_expiry("snapshot", body.expires)?;
+        if let Some(m) = body.meta.get("root") {
+            m.check(&root.bytes).map_err(|what| Error::Tampered {
+                role: "root".into(),
+                by: "snapshot".into(),
+                what: format!("{what} (root changed while reading? retry)"),
+            })?;
+        }
+        Ok(SnapshotFile { bytes, env, body })
+    }
+
+    /// Targets (step 4), by the hash the snapshot names: signed by root's targets keys, no
+    /// rollback. Expired is flagged, not refused.
+    async fn targets(&mut self, root: &Root, snap: &Meta) -> Result<TargetsRole> {
+        let m = snap
+            .meta
+            .get("targets")
+            .ok_or_else(|| Error::invalid("snapshot", "no targets entry"))?;
+        let bytes = self
+            .fetch_meta("targets", m, "snapshot")
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("{} targets", self.gun),
+            })?;
+        let env = Envelope::parse("targets", &bytes)?;
+        let t: Targets = metadata::view(&env, "targets", "Targets")?;
+        self.base_check(root, "targets", &env)?;
+        self.check_versions("targets", t.version)?;
+        Ok(make_role(
+            "targets",
+            t,
+            env,
+            bytes,
+            vec![String::new()],
+            self.now,
+            None,
+        ))
+    }
+
+    /// Delegations (step 5), breadth first from `roles` (the targets role), each appended to it;
+    /// returns those declared but absent from the snapshot. A role under an expired or badly
+    /// signed one is hidden (Go skips the subtree).
+    async fn delegations(
+        &mut self,
+        snap: &Meta,
+        roles: &mut Vec<TargetsRole>,
+    ) -> Result<Vec<(Delegation, Vec<String>)>> {
+        let mut declared = Vec::new();
+        let mut queue: VecDeque<usize> = (0..roles.len()).collect();
+        while let Some(pi) = queue.pop_front() {
+            let parent_name = roles[pi].name.clone();
+            let parent_paths = roles[pi].paths.clone();
+            let parent_hidden = match &roles[pi].health {
+                RoleHealth::Valid => None,
+                RoleHealth::HiddenByAncestor(a) => Some(a.clone()),
+                _ => Some(parent_name.clone()),
+            };
+            let children = roles[pi].delegations.clone();
+            for d in children {
+                if !is_direct_child(&parent_name, &d.name)
+                    || roles.iter().any(|r: &TargetsRole| r.name == d.name)
+                {
+                    continue;
+                }
+                let eff = restrict(&parent_paths, &d.paths);
+                let Some(m) = snap.meta.get(&d.name) else {
+                    declared.push((d.clone(), eff));
+                    continue;
+                };
+                let mut role = self.delegation(&d, m, eff).await?;
+                if let Some(a) = &parent_hidden
+                    && role.health == RoleHealth::Valid
+                {
+                    role.health = RoleHealth::HiddenByAncestor(a.clone());
+                }
+                roles.push(role);
+                queue.push_back(roles.len() - 1);
+            }
+        }
+        Ok(declared)
+    }
+
+    /// One delegation listed by the snapshot: no rollback; signatures below its threshold are
+    /// flagged, not refused.
+    async fn delegation(
+        &mut self,
+        d: &Delegation,
+        m: &FileMeta,
+        eff: Vec<String>,
+    ) -> Result<TargetsRole> {
+        // Listed by the snapshot but absent: the Go client (and so `docker pull`) fails.
+        let bytes = self
+            .fetch_meta(&d.name, m, "snapshot")
+            .await?
+            .ok_or_else(|| Error::MissingRoleFile {
+                gun: self.gun.into(),
+                role: d.name.clone(),
+            })?;
+        let env = Envelope::parse(&d.name, &bytes)?;
+        let body: Targets = metadata::view(&env, &d.name, "Targets")?;
+        self.check_versions(&d.name, body.version)?;
+        let sig_err = check_threshold(
+            &d.name,
+            &env,
+            &d.keys,
+            &d.keys.keys().cloned().collect::<Vec<_>>(),
+            d.threshold,
+            self.memo,
+        )
+        .err()
+        .map(|e| e.to_string());
+        Ok(make_role(&d.name, body, env, bytes, eff, self.now, sig_err))
+    }
+
+    /// The repository and the new trusted state: never lower than what was trusted.
+    fn assemble(
+        self,
+        root: RootFile,
+        ts: Meta,
+        snap: SnapshotFile,
+        roles: Vec<TargetsRole>,
+        declared: Vec<(Delegation, Vec<String>)>,
+    ) -> (Repository, TrustState) {
+        let now = self.now;
+        let mut versions = BTreeMap::new();
+        versions.insert("timestamp".to_string(), ts.version);
+        versions.insert("snapshot".to_string(), snap.body.version);
+        for r in &roles {
+            versions.insert(r.name.clone(), r.version);
+        }
+        // Never lower what was trusted (a role may have vanished from the snapshot).
+        if let Some(st) = self.anchor.state() {
+            // Absurd floors (see `rollback`) are dropped.
+            for (k, v) in st.versions.iter().filter(|(_, v)| **v <= MAX_VERSION) {
+                let e = versions.entry(k.clone()).or_insert(*v);
+                *e = (*e).max(*v);
+            }
+        }
+        let RootFile {
+            bytes: root_bytes,
+            root,
+            cert_expires,
+        } = root;
+        let new_state = TrustState {
+            root_key_ids: root_key_ids(&root),
+            root_version: root.version,
+            versions,
+        };
+        let repo = Repository {
+            gun: self.gun.into(),
+            root_cert_expires: cert_expires,
+            root_info: RoleInfo {
+                name: "root".into(),
+                version: root.version,
+                expires: root.expires,
+                expired: root.expires < now,
+            },
+            root,
+            snapshot_info: RoleInfo {
+                name: "snapshot".into(),
+                version: snap.body.version,
+                expires: snap.body.expires,
+                expired: snap.body.expires < now,
+            },
+            timestamp_info: RoleInfo {
+                name: "timestamp".into(),
+                version: ts.version,
+                expires: ts.expires,
+                expired: ts.expires < now,
+            },
+            snapshot: snap.env,
+            root_file: root_bytes,
+            snapshot_file: snap.bytes,
+            snapshot_meta: snap.body.meta,
+            roles,
+            declared,
+            memo: self.memo.cloned(),
+        };
+        (repo, new_state)
+    }
 }
 
 /// Expired = `expires` before `now` (Go's `IsExpired`).
@@ -1193,20 +1301,24 @@ mod tests {
             signed,
             signatures: vec![key.sign(&msg, &id)],
         };
+        let memo = SignatureMemo::default();
+        let count = |env: &Envelope, keys: &BTreeMap<String, PublicKey>| {
+            count_valid_with(env, keys, &listed, Some(&memo))
+        };
         // Twice: the second answer comes from the memo.
-        assert_eq!(count_valid(&good, &keys, &listed), 1);
-        assert_eq!(count_valid(&good, &keys, &listed), 1);
+        assert_eq!(count(&good, &keys), 1);
+        assert_eq!(count(&good, &keys), 1);
         let mut other_content = good.clone();
         other_content.signed["version"] = 8.into();
-        assert_eq!(count_valid(&other_content, &keys, &listed), 0);
+        assert_eq!(count(&other_content, &keys), 0);
         let mut other_sig = good.clone();
         let mut raw = B64.decode(&other_sig.signatures[0].sig).unwrap();
         raw[40] ^= 1;
         other_sig.signatures[0].sig = B64.encode(raw);
-        assert_eq!(count_valid(&other_sig, &keys, &listed), 0);
+        assert_eq!(count(&other_sig, &keys), 0);
         let stranger = crate::notary::SigningKey::generate_ecdsa("targets/releases", "").unwrap();
         let stranger_keys = BTreeMap::from([(id.clone(), stranger.public().clone())]);
-        assert_eq!(count_valid(&good, &stranger_keys, &listed), 0);
+        assert_eq!(count(&good, &stranger_keys), 0);
     }
 
     /// The memo a caller keeps between processes: what a run checked comes back out, and what
@@ -1222,7 +1334,7 @@ mod tests {
         let msg = crate::notary::canonical::to_vec(&signed).unwrap();
         let entry = |env: &Envelope| {
             let s = &env.signatures[0];
-            hex::encode(verified_key(
+            hex::encode(memo::entry(
                 &sha2::Sha256::digest(&msg),
                 &s.keyid,
                 &s.method,
@@ -1233,21 +1345,34 @@ mod tests {
             signed,
             signatures: vec![key.sign(&msg, &id)],
         };
-        remember_signatures([]);
-        assert_eq!(count_valid(&good, &keys, &listed), 1);
-        assert!(signatures_checked().contains(&entry(&good)));
+        // Each test (and each caller) has its own memo: nothing another one remembered counts.
+        let memo = SignatureMemo::default();
+        let count = |env: &Envelope| count_valid_with(env, &keys, &listed, Some(&memo));
+        assert_eq!(count(&good), 1);
+        assert!(
+            memo.checked().is_empty(),
+            "no record before one is asked for"
+        );
+        memo.remember([]);
+        assert_eq!(count(&good), 1);
+        assert!(memo.checked().contains(&entry(&good)));
 
         let mut forged = good.clone();
         let mut raw = B64.decode(&forged.signatures[0].sig).unwrap();
         raw[10] ^= 1;
         forged.signatures[0].sig = B64.encode(raw);
-        assert_eq!(count_valid(&forged, &keys, &listed), 0);
-        assert!(!signatures_checked().contains(&entry(&forged)));
+        assert_eq!(count(&forged), 0);
+        assert!(!memo.checked().contains(&entry(&forged)));
         // Malformed entries are ignored; a well-formed one is believed.
-        remember_signatures(["zz", "00", &entry(&forged)[1..]]);
+        memo.remember(["zz", "00", &entry(&forged)[1..]]);
+        assert_eq!(count(&forged), 0);
+        memo.remember([entry(&forged).as_str()]);
+        assert_eq!(count(&forged), 1);
+        assert!(memo.checked().contains(&entry(&forged)));
+        // Believed by that memo only: another caller's memo, and no memo, check it.
+        let other = SignatureMemo::default();
+        assert_eq!(count_valid_with(&forged, &keys, &listed, Some(&other)), 0);
         assert_eq!(count_valid(&forged, &keys, &listed), 0);
-        remember_signatures([entry(&forged).as_str()]);
-        assert_eq!(count_valid(&forged, &keys, &listed), 1);
     }
 
     #[test]

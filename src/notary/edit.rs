@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::canonical;
-use super::client::{Repository, count_valid};
+use super::client::{Repository, count_valid_with};
 use super::error::{Error, Result};
 use super::keys::SigningKey;
 use super::metadata::{FileMeta, file_bytes};
@@ -330,7 +330,7 @@ impl<'a> Editor<'a> {
         let env = super::metadata::Envelope::parse(role, bytes)?;
         let s = self.repo.signers_of(role)?;
         let listed: Vec<String> = s.keys.keys().cloned().collect();
-        let valid = count_valid(&env, &s.keys, &listed);
+        let valid = count_valid_with(&env, &s.keys, &listed, self.repo.memo.as_ref());
         if (valid as u64) < s.threshold {
             return Err(Error::ThresholdNotMet {
                 role: role.into(),

@@ -9,6 +9,9 @@
 //! - [`keys`]: [`PublicKey`] (TUF and canonical IDs, verification of `ecdsa`, `rsapss`,
 //!   `rsapkcs1v15`, `eddsa`), [`SigningKey`] (import of notary's PEM files, signing).
 //! - [`client`]: TUF update and verification; [`Repository`], [`TrustAnchor`], [`TrustState`].
+//! - [`memo`]: [`SignatureMemo`], signatures found valid, a value its owner passes to the update.
+//! - [`cache`]: verified metadata kept so that it is not downloaded again (and the list of the
+//!   caching layers, their owners and bounds).
 //! - [`edit`]: [`Editor`] (staged changes) → [`SignedFile`]s.
 //! - [`server`]: [`NotaryClient`] (HTTP API, auth, limits, publish).
 //! - [`init`]: creating a repository as Docker does ([`create_repository`]): root certificate,
@@ -78,6 +81,7 @@ pub mod edit;
 pub mod error;
 pub mod init;
 pub mod keys;
+pub mod memo;
 pub mod metadata;
 pub mod server;
 pub mod time;
@@ -90,4 +94,5 @@ pub use init::{
     create_repository_with_new_keys,
 };
 pub use keys::{PrivateKey, PublicKey, SigningKey};
+pub use memo::SignatureMemo;
 pub use server::{Auth, NotaryClient, ServerConfig};
