@@ -22,7 +22,9 @@ use super::{schedule, status};
 use crate::api::{self, SignedImageSpec, SignedImageStatus, TrustStatus, reasons};
 use crate::notary::cache::{CachedFetch, Files, MetadataCache};
 use crate::notary::client::update_with;
-use crate::notary::{self, Repository, SigningKey, TrustAnchor, TrustState};
+use crate::notary::{
+    self, KeySource as _, PemKeySource, Repository, Signer, SigningKey, TrustAnchor, TrustState,
+};
 use crate::registry::{self, ImageRef, RegistryClient, TagSelector};
 
 /// Publishes tried per run when other writers keep winning the race and none is seen to make
@@ -220,13 +222,14 @@ fn fetch_failure(e: notary::Error) -> Failure {
     }
 }
 
-/// Loads the signing keys (all blocks of the PEM) on a thread of its own, beside the first
+/// Loads the signing keys (all blocks of the PEM, as [`Signer`]s from a [`PemKeySource`]) on a
+/// thread of its own, beside the first
 /// requests: the key derivation of an encrypted key costs about as much CPU as they do. That
 /// thread runs at the lowest CPU priority. The keys are needed only once the repository is read,
 /// while the TLS handshake and the timestamp fetch are on the critical path, and on a machine
 /// with few cores the derivation competed with them and with the notary server for the CPU
 /// (witness on the testbed: `ts fetched` 1.64-1.75 -> 1.45-1.49 ms, medians of 25).
-pub async fn load_keys(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
+pub async fn load_keys(creds: &Credentials) -> Result<Vec<Box<dyn Signer>>, Failure> {
     let input = std::sync::Arc::new((creds.signing_key_pem.clone(), creds.passphrase.clone()));
     let theirs = input.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -261,7 +264,7 @@ fn lower_priority() {
 fn load_keys_from(
     pem: &[u8],
     passphrase: Option<&secrecy::SecretString>,
-) -> Result<Vec<SigningKey>, Failure> {
+) -> Result<Vec<Box<dyn Signer>>, Failure> {
     if pem.is_empty() {
         return Err(Failure::new(
             reasons::BAD_KEY,
@@ -276,7 +279,7 @@ fn load_keys_from(
              targets) or a delegation key (`notary key list` shows each key's role)",
         ));
     }
-    let keys = SigningKey::from_pem(pem, passphrase)?;
+    let keys = PemKeySource { pem, passphrase }.signers()?;
     if keys.is_empty() {
         return Err(Failure::new(
             reasons::BAD_KEY,
@@ -441,7 +444,7 @@ fn vanished(resolved: &Resolved, view: &RepoView) -> BTreeSet<String> {
 pub fn sign_changes(
     repo: &Repository,
     plan: &Plan,
-    keys: &[SigningKey],
+    keys: &[impl Signer],
     now: Timestamp,
 ) -> Result<Vec<notary::SignedFile>, Failure> {
     let mut editor = repo.edit();
