@@ -330,3 +330,57 @@ async fn another_signer_signs_through_the_editor_and_verifies() {
     assert!(t.targets.contains_key("v2"));
     assert!(after.lookup("v2").is_some(), "the new target is served");
 }
+
+/// A signer that fails, or that answers ECDSA in DER (as KMSs do), makes the editor refuse with
+/// the key's ID and what to fix, producing no file.
+#[tokio::test]
+async fn a_signer_that_fails_or_answers_der_produces_nothing() {
+    use trustkeeper::notary::{PublicKey, SignatureAlgorithm, Signer};
+    #[derive(Debug)]
+    struct Misbehaving(SigningKey, bool);
+    impl Signer for Misbehaving {
+        fn key_id(&self) -> &str {
+            self.0.key_id()
+        }
+        fn public_key(&self) -> &PublicKey {
+            self.0.public()
+        }
+        fn algorithm(&self) -> SignatureAlgorithm {
+            Signer::algorithm(&self.0)
+        }
+        fn sign(&self, msg: &[u8]) -> trustkeeper::notary::Result<Vec<u8>> {
+            if self.1 {
+                return Err(Error::Signing {
+                    key: self.key_id().into(),
+                    reason: "the key store did not answer".into(),
+                });
+            }
+            let raw = Signer::sign(&self.0, msg)?;
+            let sig = p256::ecdsa::Signature::from_slice(&raw).unwrap();
+            Ok(sig.to_der().as_bytes().to_vec())
+        }
+    }
+    let repo = repo("html-escape-and-custom", "example.com/research/app").await;
+    let mut ed = repo.edit();
+    ed.witness("targets/releases", None).unwrap();
+    let id = delegation_key().key_id().to_string();
+    for (fails, says) in [
+        (true, "the key store did not answer"),
+        (
+            false,
+            "not the 64 of EcdsaP256Sha256 (ECDSA as r‖s, not DER)",
+        ),
+    ] {
+        let e = ed
+            .sign(&[Misbehaving(delegation_key(), fails)], now())
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Signing { key, .. } if *key == id),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(text.contains(says) && text.contains(&id), "{text}");
+    }
+    // The same key through the seam as it is signs.
+    assert_eq!(ed.sign(&[delegation_key()], now()).unwrap().len(), 1);
+}

@@ -22,9 +22,8 @@ use super::{schedule, status};
 use crate::api::{self, SignedImageSpec, SignedImageStatus, TrustStatus, reasons};
 use crate::notary::cache::{CachedFetch, Files, MetadataCache};
 use crate::notary::client::update_with;
-use crate::notary::{
-    self, KeySource as _, PemKeySource, Repository, Signer, SigningKey, TrustAnchor, TrustState,
-};
+use crate::notary::{self, Repository, SigningKey, TrustAnchor, TrustState};
+use crate::notary::{KeySource as _, PemKeySource, Signer};
 use crate::registry::{self, ImageRef, RegistryClient, TagSelector};
 
 /// Publishes tried per run when other writers keep winning the race and none is seen to make
@@ -222,8 +221,7 @@ fn fetch_failure(e: notary::Error) -> Failure {
     }
 }
 
-/// Loads the signing keys (all blocks of the PEM, as [`Signer`]s from a [`PemKeySource`]) on a
-/// thread of its own, beside the first
+/// Loads the signing keys (all blocks of the PEM) on a thread of its own, beside the first
 /// requests: the key derivation of an encrypted key costs about as much CPU as they do. That
 /// thread runs at the lowest CPU priority. The keys are needed only once the repository is read,
 /// while the TLS handshake and the timestamp fetch are on the critical path, and on a machine

@@ -36,9 +36,22 @@ pub(crate) fn tuf_signature(
     msg: &[u8],
 ) -> Result<Signature> {
     let raw = signer.sign(msg)?;
+    let alg = signer.algorithm();
+    // A signer outside this crate (a KMS answers ECDSA in DER) is told so here, not by a
+    // verification failure later.
+    if raw.len() != alg.signature_len() {
+        return Err(Error::Signing {
+            key: signer.key_id().to_string(),
+            reason: format!(
+                "it returned {} signature bytes, not the {} of {alg:?} (ECDSA as r‖s, not DER)",
+                raw.len(),
+                alg.signature_len()
+            ),
+        });
+    }
     Ok(Signature {
         keyid: label_key_id.to_string(),
-        method: tuf_method(signer.algorithm()).to_string(),
+        method: tuf_method(alg).to_string(),
         sig: B64.encode(raw),
     })
 }

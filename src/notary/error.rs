@@ -213,7 +213,7 @@ pub enum Error {
     /// produced.
     #[error(
         "key {key} could not sign: {reason}; nothing was published: check that the key store \
-         holding the key is reachable and allows this key to sign"
+         holding the key is reachable, lets this key sign, and answers in the signer's encoding"
     )]
     Signing { key: String, reason: String },
 }

@@ -537,6 +537,15 @@ pub enum SignatureAlgorithm {
     Ed25519,
 }
 
+impl SignatureAlgorithm {
+    /// The length of every signature of this algorithm, in the encoding documented above.
+    pub const fn signature_len(self) -> usize {
+        match self {
+            SignatureAlgorithm::EcdsaP256Sha256 | SignatureAlgorithm::Ed25519 => 64,
+        }
+    }
+}
+
 /// A private key that signs bytes, wherever it lives (a PEM file's key, a KMS key later). It
 /// knows nothing of TUF: the notary editor wraps what [`Signer::sign`] returns into a TUF
 /// signature, another format into its own.
