@@ -63,6 +63,7 @@ impl From<NotaryError> for Failure {
             E::RepositoryExists { .. } => reasons::CONFLICT,
             E::KeyExport { .. } | E::Certificate { .. } => reasons::BAD_KEY,
             E::KeyEncryption { .. } => reasons::BAD_KEY,
+            E::Signing { .. } => reasons::BAD_KEY,
         };
         Failure::new(reason, e.to_string())
     }

@@ -23,6 +23,7 @@ use crate::api::{self, SignedImageSpec, SignedImageStatus, TrustStatus, reasons}
 use crate::notary::cache::{CachedFetch, Files, MetadataCache};
 use crate::notary::client::update_with_memo;
 use crate::notary::{self, Repository, SigningKey, TrustAnchor, TrustState};
+use crate::notary::{KeySource as _, PemKeySource, Signer};
 use crate::registry::{self, ImageRef, RegistryClient, TagSelector};
 
 /// Publishes tried per run when other writers keep winning the race and none is seen to make
@@ -226,7 +227,7 @@ fn fetch_failure(e: notary::Error) -> Failure {
 /// while the TLS handshake and the timestamp fetch are on the critical path, and on a machine
 /// with few cores the derivation competed with them and with the notary server for the CPU
 /// (witness on the testbed: `ts fetched` 1.64-1.75 -> 1.45-1.49 ms, medians of 25).
-pub async fn load_keys(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
+pub async fn load_keys(creds: &Credentials) -> Result<Vec<Box<dyn Signer>>, Failure> {
     let input = std::sync::Arc::new((creds.signing_key_pem.clone(), creds.passphrase.clone()));
     let theirs = input.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -261,7 +262,7 @@ fn lower_priority() {
 fn load_keys_from(
     pem: &[u8],
     passphrase: Option<&secrecy::SecretString>,
-) -> Result<Vec<SigningKey>, Failure> {
+) -> Result<Vec<Box<dyn Signer>>, Failure> {
     if pem.is_empty() {
         return Err(Failure::new(
             reasons::BAD_KEY,
@@ -276,7 +277,7 @@ fn load_keys_from(
              targets) or a delegation key (`notary key list` shows each key's role)",
         ));
     }
-    let keys = SigningKey::from_pem(pem, passphrase)?;
+    let keys = PemKeySource { pem, passphrase }.signers()?;
     if keys.is_empty() {
         return Err(Failure::new(
             reasons::BAD_KEY,
@@ -441,7 +442,7 @@ fn vanished(resolved: &Resolved, view: &RepoView) -> BTreeSet<String> {
 pub fn sign_changes(
     repo: &Repository,
     plan: &Plan,
-    keys: &[SigningKey],
+    keys: &[impl Signer],
     now: Timestamp,
 ) -> Result<Vec<notary::SignedFile>, Failure> {
     let mut editor = repo.edit();

@@ -15,9 +15,46 @@ use serde_json::{Map, Value, json};
 use super::canonical;
 use super::client::{Repository, count_valid_with};
 use super::error::{Error, Result};
-use super::keys::SigningKey;
-use super::metadata::{FileMeta, file_bytes};
+use super::keys::{SignatureAlgorithm, Signer};
+use super::metadata::{FileMeta, Signature, file_bytes};
 use super::time;
+
+/// The TUF `method` of a signature made with `alg`.
+pub(crate) fn tuf_method(alg: SignatureAlgorithm) -> &'static str {
+    match alg {
+        SignatureAlgorithm::EcdsaP256Sha256 => "ecdsa",
+        SignatureAlgorithm::Ed25519 => "eddsa",
+    }
+}
+
+/// `signer`'s signature over `msg` (canonical bytes) as a TUF signature labelled
+/// `label_key_id` (the TUF ID the role lists, which differs from the signer's for a
+/// certificate key).
+pub(crate) fn tuf_signature(
+    signer: &dyn Signer,
+    label_key_id: &str,
+    msg: &[u8],
+) -> Result<Signature> {
+    let raw = signer.sign(msg)?;
+    let alg = signer.algorithm();
+    // A signer outside this crate (a KMS answers ECDSA in DER) is told so here, not by a
+    // verification failure later.
+    if raw.len() != alg.signature_len() {
+        return Err(Error::Signing {
+            key: signer.key_id().to_string(),
+            reason: format!(
+                "it returned {} signature bytes, not the {} of {alg:?} (ECDSA as r‖s, not DER)",
+                raw.len(),
+                alg.signature_len()
+            ),
+        });
+    }
+    Ok(Signature {
+        keyid: label_key_id.to_string(),
+        method: tuf_method(alg).to_string(),
+        sig: B64.encode(raw),
+    })
+}
 
 /// One file to upload: `role` is the multipart filename.
 #[derive(Clone, PartialEq, Eq)]
@@ -165,7 +202,8 @@ impl<'a> Editor<'a> {
     /// Signs every changed role (and the snapshot if one of `keys` is root's snapshot key).
     /// Unchanged roles (identical adds, absent removes, no witness) produce nothing. Refuses
     /// before producing anything if a changed role cannot be signed with `keys`.
-    pub fn sign(&self, keys: &[SigningKey], now: Timestamp) -> Result<Vec<SignedFile>> {
+    /// Any [`Signer`] signs: `&[SigningKey]`, `&[Box<dyn Signer>]` (a [`super::keys::KeySource`]'s).
+    pub fn sign<S: Signer>(&self, keys: &[S], now: Timestamp) -> Result<Vec<SignedFile>> {
         let mut out = Vec::new();
         // Pass 1: build bodies and check signers for all roles.
         let mut planned = Vec::new();
@@ -239,10 +277,10 @@ impl<'a> Editor<'a> {
         let mut snap_updates = Vec::new();
         for (role, version, body, signers) in planned {
             let msg = canonical::to_vec(&body).map_err(|e| Error::invalid(&role, e.to_string()))?;
-            let sigs: Vec<_> = signers
+            let sigs = signers
                 .iter()
-                .map(|(label, k)| k.sign(&msg, label))
-                .collect();
+                .map(|(label, k)| tuf_signature(*k, label, &msg))
+                .collect::<Result<Vec<_>>>()?;
             let bytes = file_bytes(&msg, &sigs);
             self.self_check(&role, &bytes)?;
             snap_updates.push((role.clone(), FileMeta::of_file(&bytes)));
@@ -274,10 +312,10 @@ impl<'a> Editor<'a> {
             obj.insert("version".into(), json!(next));
             let msg =
                 canonical::to_vec(&body).map_err(|e| Error::invalid("snapshot", e.to_string()))?;
-            let sigs: Vec<_> = signers
+            let sigs = signers
                 .iter()
-                .map(|(label, k)| k.sign(&msg, label))
-                .collect();
+                .map(|(label, k)| tuf_signature(*k, label, &msg))
+                .collect::<Result<Vec<_>>>()?;
             out.push(SignedFile {
                 role: "snapshot".into(),
                 version: next,
@@ -289,11 +327,11 @@ impl<'a> Editor<'a> {
 
     /// (label TUF ID, key) for each listed key we hold, matched by canonical ID; errors if none
     /// or fewer than the threshold.
-    fn pick_signers<'k>(
+    fn pick_signers<'k, S: Signer>(
         &self,
         role: &str,
-        keys: &'k [SigningKey],
-    ) -> Result<Vec<(String, &'k SigningKey)>> {
+        keys: &'k [S],
+    ) -> Result<Vec<(String, &'k S)>> {
         let signers = self.repo.signers_of(role)?;
         let mut picked = Vec::new();
         let mut used = BTreeSet::new();

@@ -208,6 +208,14 @@ pub enum Error {
 
     #[error("cannot make the root certificate for {gun}: {reason}")]
     Certificate { gun: String, reason: String },
+
+    /// A signer that could not sign (a remote key store's refusal or outage); nothing was
+    /// produced.
+    #[error(
+        "key {key} could not sign: {reason}; nothing was published: check that the key store \
+         holding the key is reachable, lets this key sign, and answers in the signer's encoding"
+    )]
+    Signing { key: String, reason: String },
 }
 
 impl Error {

@@ -26,7 +26,7 @@ use super::canonical;
 use super::client::{TrustAnchor, count_valid};
 use super::edit::SignedFile;
 use super::error::{Error, Result};
-use super::keys::{PublicKey, SigningKey};
+use super::keys::{PublicKey, Signer, SigningKey};
 use super::metadata::{Envelope, file_bytes};
 use super::server::NotaryClient;
 use super::time;
@@ -96,13 +96,14 @@ impl InitialMetadata {
 #[derive(Debug)]
 pub struct NewRepository<'a> {
     pub gun: &'a str,
+    /// The root key signs the root certificate too, which takes a local ECDSA P-256 key.
     pub root: &'a SigningKey,
-    pub targets: &'a SigningKey,
+    pub targets: &'a dyn Signer,
     pub delegations: Vec<InitialDelegation>,
 }
 
 impl<'a> NewRepository<'a> {
-    pub fn new(gun: &'a str, root: &'a SigningKey, targets: &'a SigningKey) -> Self {
+    pub fn new(gun: &'a str, root: &'a SigningKey, targets: &'a dyn Signer) -> Self {
         NewRepository {
             gun,
             root,
@@ -144,7 +145,7 @@ impl<'a> NewRepository<'a> {
     ) -> Result<InitialMetadata> {
         check_gun(self.gun)?;
         let root_key = root_certificate(self.root, self.gun, now)?;
-        let targets_pub = self.targets.public().clone();
+        let targets_pub = self.targets.public_key().clone();
         let root_body = root_body(
             &root_key,
             &targets_pub,
@@ -217,7 +218,7 @@ pub async fn create_repository(
     client: &NotaryClient,
     gun: &str,
     root: &SigningKey,
-    targets: &SigningKey,
+    targets: &dyn Signer,
     now: Timestamp,
 ) -> Result<InitialMetadata> {
     NewRepository::new(gun, root, targets)
@@ -467,10 +468,10 @@ fn targets_body(delegations: &[InitialDelegation], expires: Timestamp) -> Value 
 
 /// Signs `body` with `key`, labelled with `listed`'s TUF ID (the certificate's for root), into
 /// Go's file bytes, and checks the signature against the listed key as a reader will.
-fn sign_v1(role: &str, body: &Value, key: &SigningKey, listed: &PublicKey) -> Result<SignedFile> {
+fn sign_v1(role: &str, body: &Value, key: &dyn Signer, listed: &PublicKey) -> Result<SignedFile> {
     let msg = canonical::to_vec(body).map_err(|e| Error::invalid(role, e.to_string()))?;
     let id = listed.key_id();
-    let bytes = file_bytes(&msg, &[key.sign(&msg, &id)]);
+    let bytes = file_bytes(&msg, &[super::edit::tuf_signature(key, &id, &msg)?]);
     let env = Envelope::parse(role, &bytes)?;
     let keys = [(id.clone(), listed.clone())].into();
     if count_valid(&env, &keys, std::slice::from_ref(&id)) != 1 {

@@ -500,26 +500,158 @@ impl SigningKey {
         self.headers.get("gun").map(String::as_str)
     }
 
-    /// Signs `msg` (canonical bytes), labelling the signature with `label_key_id` (the TUF ID
-    /// the role lists, which differs from ours for certificate keys).
+    /// The TUF signature over `msg` (canonical bytes), labelled with `label_key_id` (the TUF ID
+    /// the role lists, which differs from ours for certificate keys). The raw bytes alone, for
+    /// other formats, come from [`Signer::sign`].
     pub fn sign(&self, msg: &[u8], label_key_id: &str) -> Signature {
+        super::edit::tuf_signature(self, label_key_id, msg)
+            .expect("a local key signs without failing")
+    }
+
+    /// The raw signature ([`SignatureAlgorithm`] says its encoding); never fails.
+    fn sign_raw(&self, msg: &[u8]) -> Vec<u8> {
         use ed25519_dalek::Signer as _;
-        let (method, sig) = match &self.secret {
+        match &self.secret {
             Secret::P256(pair) => {
                 // Fixed-length r‖s, as notary writes; aws-lc draws the nonce itself. It fails
                 // only on an internal error (allocation), as the p256 crate would panic then.
                 let s = pair
                     .sign(&aws_lc_rs::rand::SystemRandom::new(), msg)
                     .expect("ECDSA P-256 signing with a checked key");
-                ("ecdsa", s.as_ref().to_vec())
+                s.as_ref().to_vec()
             }
-            Secret::Ed25519(sk) => ("eddsa", sk.sign(msg).to_bytes().to_vec()),
-        };
-        Signature {
-            keyid: label_key_id.to_string(),
-            method: method.to_string(),
-            sig: B64.encode(sig),
+            Secret::Ed25519(sk) => sk.sign(msg).to_bytes().to_vec(),
         }
+    }
+}
+
+/// What a [`Signer`] computes and how its signature bytes are encoded. A format maps it to its
+/// own name (TUF: [`SignatureAlgorithm::EcdsaP256Sha256`] is method `ecdsa`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignatureAlgorithm {
+    /// ECDSA over P-256 of the message's SHA-256; the signature is `r‖s`, each 32 bytes
+    /// big-endian (64 bytes, not DER).
+    EcdsaP256Sha256,
+    /// Ed25519 (RFC 8032, pure) over the message; 64 bytes.
+    Ed25519,
+}
+
+impl SignatureAlgorithm {
+    /// The length of every signature of this algorithm, in the encoding documented above.
+    pub const fn signature_len(self) -> usize {
+        match self {
+            SignatureAlgorithm::EcdsaP256Sha256 | SignatureAlgorithm::Ed25519 => 64,
+        }
+    }
+}
+
+/// A private key that signs bytes, wherever it lives (a PEM file's key, a KMS key later). It
+/// knows nothing of TUF: the notary editor wraps what [`Signer::sign`] returns into a TUF
+/// signature, another format into its own.
+///
+/// `Debug` must show no key material (the ID is enough).
+pub trait Signer: fmt::Debug + Send + Sync {
+    /// Notary's canonical key ID (hex SHA-256 of the plain key object; for a certificate key
+    /// the ID of its public key, not of the certificate).
+    fn key_id(&self) -> &str;
+
+    /// The public key, as metadata lists it.
+    fn public_key(&self) -> &PublicKey;
+
+    fn algorithm(&self) -> SignatureAlgorithm;
+
+    /// Signs `msg` (the bytes themselves; the algorithm hashes them), returning the signature
+    /// encoded as [`Signer::algorithm`] says. A remote signer's failure is
+    /// [`Error::Signing`].
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>>;
+}
+
+impl Signer for SigningKey {
+    fn key_id(&self) -> &str {
+        &self.id
+    }
+
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        match self.secret {
+            Secret::P256(_) => SignatureAlgorithm::EcdsaP256Sha256,
+            Secret::Ed25519(_) => SignatureAlgorithm::Ed25519,
+        }
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.sign_raw(msg))
+    }
+}
+
+impl<S: Signer + ?Sized> Signer for Box<S> {
+    fn key_id(&self) -> &str {
+        (**self).key_id()
+    }
+    fn public_key(&self) -> &PublicKey {
+        (**self).public_key()
+    }
+    fn algorithm(&self) -> SignatureAlgorithm {
+        (**self).algorithm()
+    }
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        (**self).sign(msg)
+    }
+}
+
+impl<S: Signer + ?Sized> Signer for &S {
+    fn key_id(&self) -> &str {
+        (**self).key_id()
+    }
+    fn public_key(&self) -> &PublicKey {
+        (**self).public_key()
+    }
+    fn algorithm(&self) -> SignatureAlgorithm {
+        (**self).algorithm()
+    }
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        (**self).sign(msg)
+    }
+}
+
+/// Where signing keys come from: a PEM file or Secret today ([`PemKeySource`]), a KMS later.
+/// One source may hold several keys (a PEM file has a block per key).
+pub trait KeySource: fmt::Debug + Send + Sync {
+    fn signers(&self) -> Result<Vec<Box<dyn Signer>>>;
+}
+
+/// Keys in notary's PEM files ([`SigningKey::from_pem`]), borrowed from the caller, which keeps
+/// them zeroized. `Debug` shows the size only.
+pub struct PemKeySource<'a> {
+    pub pem: &'a [u8],
+    pub passphrase: Option<&'a SecretString>,
+}
+
+impl fmt::Debug for PemKeySource<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PemKeySource({} bytes, passphrase {})",
+            self.pem.len(),
+            if self.passphrase.is_some() {
+                "given"
+            } else {
+                "none"
+            }
+        )
+    }
+}
+
+impl KeySource for PemKeySource<'_> {
+    fn signers(&self) -> Result<Vec<Box<dyn Signer>>> {
+        Ok(SigningKey::from_pem(self.pem, self.passphrase)?
+            .into_iter()
+            .map(|k| Box::new(k) as Box<dyn Signer>)
+            .collect())
     }
 }
 
@@ -1149,6 +1281,60 @@ mod tests {
             public: vec![0; 32],
         };
         assert!(format!("{k:?}").starts_with("PublicKey(ed25519 "));
+    }
+
+    /// Keys from a PEM source come out as `Signer`s: their raw signatures verify under the
+    /// public key and algorithm they report (ECDSA and Ed25519), and neither the signers nor
+    /// the source print the PEM, the passphrase or the scalar.
+    #[test]
+    fn pem_source_gives_signers_that_show_no_secret() {
+        let ecdsa = SigningKey::generate_ecdsa("targets", "example.com/a").unwrap();
+        let pass = SecretString::from("pass-for-the-test".to_string());
+        let pem = ecdsa.export_pem(&pass).unwrap();
+        let ed_pem = "-----BEGIN PRIVATE KEY-----\n\
+                      MC4CAQAwBQYDK2VwBCIEIBPTAaDPkHMlRCzgrFbzUjkLyZGmJJXe2dsyM1F8ksxR\n\
+                      -----END PRIVATE KEY-----\n";
+        let scalar = {
+            use aws_lc_rs::encoding::AsBigEndian;
+            let Secret::P256(pair) = &ecdsa.secret else {
+                unreachable!()
+            };
+            hex::encode(pair.private_key().as_be_bytes().unwrap().as_ref())
+        };
+        let source = PemKeySource {
+            pem: pem.as_bytes(),
+            passphrase: Some(&pass),
+        };
+        let mut signers = source.signers().unwrap();
+        signers.extend(
+            PemKeySource {
+                pem: ed_pem.as_bytes(),
+                passphrase: None,
+            }
+            .signers()
+            .unwrap(),
+        );
+        let shown = format!("{signers:?} {source:?}");
+        for secret in [pem.as_str(), "pass-for-the-test", &scalar, "MC4CAQAw"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains(ecdsa.key_id()), "{shown}");
+        let algorithms: Vec<_> = signers.iter().map(|s| s.algorithm()).collect();
+        assert_eq!(
+            algorithms,
+            [
+                SignatureAlgorithm::EcdsaP256Sha256,
+                SignatureAlgorithm::Ed25519
+            ]
+        );
+        for s in &signers {
+            let raw = s.sign(b"the message").unwrap();
+            let method = super::super::edit::tuf_method(s.algorithm());
+            assert_eq!(raw.len(), 64);
+            assert!(s.public_key().verify(method, b"the message", &raw));
+            assert!(!s.public_key().verify(method, b"another message", &raw));
+            assert_eq!(s.key_id(), s.public_key().canonical_id().unwrap());
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - [`metadata`]: serde view of the files ([`metadata::Envelope`] keeps `signed` as raw JSON so
 //!   members we don't model survive a re-sign; [`metadata::file_bytes`] = Go's encoder).
 //! - [`keys`]: [`PublicKey`] (TUF and canonical IDs, verification of `ecdsa`, `rsapss`,
-//!   `rsapkcs1v15`, `eddsa`), [`SigningKey`] (import of notary's PEM files, signing).
+//!   `rsapkcs1v15`, `eddsa`), [`SigningKey`] (import of notary's PEM files, signing), the
+//!   signing seam [`Signer`] (raw signature bytes, no TUF type) and [`KeySource`].
 //! - [`client`]: TUF update and verification; [`Repository`], [`TrustAnchor`], [`TrustState`].
 //! - [`memo`]: [`SignatureMemo`], signatures found valid, a value its owner passes to the update.
 //! - [`cache`]: verified metadata kept so that it is not downloaded again (and the list of the
@@ -46,6 +47,10 @@
 //!   `SigningKey::from_pem_with(&[u8], Fn(&headers) -> Option<SecretString>)`;
 //!   `.key_id()`, `.public()`, `.headers()`, `.role()`, `.gun()`, `.sign(msg, label_id)`.
 //!   Debug prints only the ID. Alias [`PrivateKey`].
+//! - `trait Signer: Debug + Send + Sync { key_id, public_key, algorithm, sign(msg) -> Result<Vec<u8>> }`
+//!   (`SignatureAlgorithm::{EcdsaP256Sha256 (r‖s), Ed25519}`); `SigningKey`, `Box<S>`, `&S`
+//!   implement it. `trait KeySource { signers() -> Result<Vec<Box<dyn Signer>>> }`;
+//!   `PemKeySource { pem, passphrase }`.
 //!   `SigningKey::generate_ecdsa(role, gun)`; `.export_pem(&SecretString) -> String`
 //!   (`notary key export` layout), `.export_pem_unencrypted() -> SecretString`.
 //! - `PublicKey { keytype, public }`: `from_pem`, `key_id`, `canonical_id`, `verify`.
@@ -62,8 +67,8 @@
 //!   `declared_without_file()`, `edit()`.
 //! - `Editor`: `add_target(role, name, &[u8; 32], len)`, `remove_target(role, name)`,
 //!   `witness(role, Option<expires>)`, `set_expiry(role, expires)`,
-//!   `sign(&[SigningKey], now) -> Result<Vec<SignedFile>>` (changed roles, plus `snapshot`
-//!   when a key for it is given).
+//!   `sign(&[impl Signer], now) -> Result<Vec<SignedFile>>` (changed roles, plus `snapshot`
+//!   when a key for it is given); the TUF `method` follows the signer's algorithm.
 //! - `create_repository(&client, gun, &root, &targets, now) -> Result<InitialMetadata>`
 //!   ([`Error::RepositoryExists`] if the GUN has trust data), `create_repository_with_new_keys`,
 //!   `NewRepository::new(..).with_delegation(name, key, paths)?.create(&client, now)`;
@@ -93,6 +98,8 @@ pub use init::{
     InitialMetadata, NewRepository, RepositoryKeys, create_repository,
     create_repository_with_new_keys,
 };
-pub use keys::{PrivateKey, PublicKey, SigningKey};
+pub use keys::{
+    KeySource, PemKeySource, PrivateKey, PublicKey, SignatureAlgorithm, Signer, SigningKey,
+};
 pub use memo::SignatureMemo;
 pub use server::{Auth, NotaryClient, ServerConfig};
