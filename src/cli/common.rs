@@ -345,20 +345,11 @@ fn allow_insecure_realms(g: &Global, spec: &mut SignedImageSpec) {
 /// (as `docker --tlscacert` and the notary client's `root_ca` are); a SignedImage's own CA
 /// (`reconcile -f`) is trusted alone for its server.
 pub fn engine(g: &Global) -> Result<Engine, CliError> {
-    let t =
-        api::parse_go_duration(&g.timeout).map_err(|e| CliError::new(format!("--timeout: {e}")))?;
-    let d = api::parse_go_duration(&g.deadline)
-        .map_err(|e| CliError::new(format!("--deadline: {e}")))?;
     Ok(Engine {
-        timeout: t.0.unsigned_abs(),
-        deadline: d.0.unsigned_abs(),
+        timeout: g.timeout,
+        deadline: g.deadline,
         extra_ca: ca(g)?,
-        max_metadata_bytes: parse_size(&g.max_metadata_size).map_err(|e| {
-            CliError::new(format!(
-                "--max-metadata-size / TRUSTKEEPER_MAX_METADATA_SIZE {:?}: {e}",
-                g.max_metadata_size
-            ))
-        })?,
+        max_metadata_bytes: g.max_metadata_size,
         ..Default::default()
     })
 }
