@@ -42,7 +42,7 @@
 //! - `SigningKey::from_pem(&[u8], Option<&SecretString>) -> Result<Vec<SigningKey>>`,
 //!   `SigningKey::from_pem_with(&[u8], Fn(&headers) -> Option<SecretString>)`;
 //!   `.key_id()`, `.public()`, `.headers()`, `.role()`, `.gun()`, `.sign(msg, label_id)`.
-//!   Debug prints only the ID. Alias [`PrivateKey`].
+//!   Debug prints only the ID.
 //!   `SigningKey::generate_ecdsa(role, gun)`; `.export_pem(&SecretString) -> String`
 //!   (`notary key export` layout), `.export_pem_unencrypted() -> SecretString`.
 //! - `PublicKey { keytype, public }`: `from_pem`, `key_id`, `canonical_id`, `verify`.
@@ -89,5 +89,5 @@ pub use init::{
     InitialMetadata, NewRepository, RepositoryKeys, create_repository,
     create_repository_with_new_keys,
 };
-pub use keys::{PrivateKey, PublicKey, SigningKey};
+pub use keys::{PublicKey, SigningKey};
 pub use server::{Auth, NotaryClient, ServerConfig};
