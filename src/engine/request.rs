@@ -55,6 +55,17 @@ pub struct ReconcileRequest<'a> {
     pub pinned: BTreeMap<String, Manifest>,
 }
 
+/// Policy for one run that the caller picks (the CLI's flags); the operator runs with the
+/// default. Kept off the long-lived [`super::Engine`], which is shared by every run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Re-sign every role the key holds now, due or not (`trustkeeper witness`).
+    pub force_renew: bool,
+    /// The key ID the signing key must have (`--key-id`), plain or in the certificate form a
+    /// role lists: a run with another key fails before anything is signed.
+    pub key_id: Option<String>,
+}
+
 /// Severity of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
