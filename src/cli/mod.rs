@@ -21,7 +21,7 @@ mod trust_dir;
 
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 pub use common::CliError;
 
@@ -172,12 +172,6 @@ pub fn command() -> clap::Command {
     cmd
 }
 
-fn try_parse_from(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
-    let mut cmd = command();
-    let matches = cmd.try_get_matches_from_mut(args)?;
-    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
-}
-
 /// Parses the command line; usage errors exit with 2 as clap's do, but an argument that looks
 /// like key material (`--key "$(cat key.pem)"`) is never repeated in the message, and neither is
 /// any other argument then.
@@ -187,15 +181,29 @@ pub fn parse() -> Cli {
         .iter()
         .skip(1)
         .any(|a| common::looks_like_key_material(&a.to_string_lossy()));
-    match try_parse_from(&args) {
+    match Cli::try_parse_from(&args) {
         // Key material never belongs on a command line, even where it parses (`--key=PEM`).
         Ok(_) if secret => redacted_usage_error("an argument is not a file name, image or flag"),
         Ok(cli) => cli,
+        // Help is rendered again by `command()`, whose whole tree is built (to hide flags) only
+        // here, never on a run.
+        Err(e) if is_help(&e) => match command().try_get_matches_from(&args) {
+            Err(help) if is_help(&help) => help.exit(),
+            _ => e.exit(),
+        },
         // --help and --version.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) if secret => redacted_usage_error(&e.kind().to_string()),
         Err(e) => e.exit(),
     }
+}
+
+fn is_help(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    )
 }
 
 /// Exits with 2 and the usage error without the arguments: one of them looks like key material.
