@@ -315,7 +315,7 @@ async fn push_tags(tb: &Testbed, seed: &Seed, tags: &[String], manifest: &[u8], 
 /// for every registry, one kept client per registry reused by later runs.
 #[tokio::test]
 async fn engine_clients_pick_credentials_and_ca_per_registry() {
-    use trustkeeper::engine::{Credentials as RunCredentials, Engine, Settings};
+    use trustkeeper::engine::{Engine, RunSecrets, Settings};
     let tb = Testbed::get();
     let seed = tb.seed("reg-pool");
     let basic_host = tb.var("REGISTRY_BASIC_HOST");
@@ -329,7 +329,7 @@ async fn engine_clients_pick_credentials_and_ca_per_registry() {
         extra_ca: Some(tb.ca_pem()),
         ..Default::default()
     };
-    let creds = RunCredentials {
+    let creds = RunSecrets {
         registry_auth: Some(zeroize::Zeroizing::new(doc.to_string().into_bytes())),
         ..Default::default()
     };
@@ -355,7 +355,7 @@ async fn engine_clients_pick_credentials_and_ca_per_registry() {
     }
     // Without the docker config the basic-auth registry refuses.
     let anonymous = engine
-        .clients(&settings(&basic), &RunCredentials::default())
+        .clients(&settings(&basic), &RunSecrets::default())
         .unwrap();
     assert!(matches!(
         anonymous.registry.resolve(&basic, "v1").await,

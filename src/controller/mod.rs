@@ -6,7 +6,7 @@
 //! | `args.rs` | `trustkeeper controller` flags ([`ControllerArgs`]) and [`main`] |
 //! | `runner.rs` | [`run`] / [`run_with`]: HTTP server, leader election, the kube-runtime Controllers |
 //! | `reconcile.rs` | one reconcile: suspended? → Secrets → engine → status → Events → metrics |
-//! | `secrets.rs` | [`SecretSource`] (kube API or a map) and building `engine::Credentials` |
+//! | `secrets.rs` | [`SecretSource`] (kube API or a map) and building `engine::RunSecrets` |
 //! | `status.rs` | controller-side statuses (Suspended, SecretNotFound/Invalid) and the SSA body |
 //! | `lease.rs` | [`LeaderElector`] on a coordination.k8s.io/v1 Lease (get/create/replace) |
 //! | `http.rs` | `/metrics`, `/healthz`, `/readyz`, `POST /notifications` |

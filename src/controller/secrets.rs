@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::api::{CaRef, SignedImageSpec, reasons};
-use crate::engine::{Credentials, NotaryAuth};
+use crate::engine::{NotaryAuth, RunSecrets};
 
 /// `type` of a docker config Secret.
 pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
@@ -287,7 +287,7 @@ pub async fn gather<S: SecretSource>(
     source: &S,
     ns: &str,
     spec: &SignedImageSpec,
-) -> Result<Credentials, GatherError> {
+) -> Result<RunSecrets, GatherError> {
     let key = &spec.signing_key;
     let field = "spec.signingKey.secretRef";
     let mut secret = get_secret(source, ns, &key.secret_ref.name, field).await?;
@@ -345,7 +345,7 @@ pub async fn gather<S: SecretSource>(
         Some(ca) => Some(ca_bundle(source, ns, ca, "spec.notary.ca").await?),
         None => None,
     };
-    Ok(Credentials {
+    Ok(RunSecrets {
         signing_key_pem,
         passphrase,
         registry_auth,
@@ -451,7 +451,7 @@ mod tests {
         )
     }
 
-    fn problem(r: Result<Credentials, GatherError>) -> SecretProblem {
+    fn problem(r: Result<RunSecrets, GatherError>) -> SecretProblem {
         match r {
             Err(GatherError::Problem(p)) => p,
             Err(GatherError::Api(e)) => panic!("api error {e}"),

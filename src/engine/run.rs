@@ -15,8 +15,7 @@ use super::failure::Failure;
 use super::model::{Manifest, RepoView};
 use super::plan::{ChangeKind, Plan, PlanInput, apply_to_view, plan};
 use super::request::{
-    Credentials, EngineEvent, EventType, Outcome, ReconcileRequest, Reconciler, Requests,
-    RunOptions,
+    EngineEvent, EventType, Outcome, ReconcileRequest, Reconciler, Requests, RunOptions, RunSecrets,
 };
 use super::view::repo_view;
 use super::{schedule, status};
@@ -220,7 +219,7 @@ fn fetch_failure(e: notary::Error) -> Failure {
 /// while the TLS handshake and the timestamp fetch are on the critical path, and on a machine
 /// with few cores the derivation competed with them and with the notary server for the CPU
 /// (witness on the testbed: `ts fetched` 1.64-1.75 -> 1.45-1.49 ms, medians of 25).
-pub async fn load_keys(creds: &Credentials) -> Result<Vec<SigningKey>, Failure> {
+pub async fn load_keys(creds: &RunSecrets) -> Result<Vec<SigningKey>, Failure> {
     let input = std::sync::Arc::new((creds.signing_key_pem.clone(), creds.passphrase.clone()));
     let theirs = input.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -1056,7 +1055,7 @@ mod tests {
                 spec: &spec,
                 generation: None,
                 previous: None,
-                credentials: Credentials {
+                credentials: RunSecrets {
                     // A valid P-256 key (of the bad-input corpus: it signs for no role).
                     signing_key_pem: zeroize::Zeroizing::new(
                         include_bytes!("../../tests/bad_input/keys/not-a-signer.pem").to_vec(),
@@ -1111,7 +1110,7 @@ mod tests {
                 spec: &spec,
                 generation: None,
                 previous: None,
-                credentials: Credentials {
+                credentials: RunSecrets {
                     signing_key_pem: zeroize::Zeroizing::new(b"not a key".to_vec()),
                     ..Default::default()
                 },
