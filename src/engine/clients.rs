@@ -22,11 +22,11 @@ const MAX_KEPT: usize = 256;
 
 /// Client pairs by what they were built from (a digest: credentials are not kept as keys),
 /// with their last use.
-type Kept = HashMap<[u8; 32], (Clients, Instant)>;
+type KeptClients = HashMap<[u8; 32], (Clients, Instant)>;
 
 #[derive(Clone, Default)]
 pub struct ClientPool {
-    kept: Arc<Mutex<Kept>>,
+    kept: Arc<Mutex<KeptClients>>,
 }
 
 impl std::fmt::Debug for ClientPool {
