@@ -8,7 +8,7 @@ use crate::api::SignedImageSpec;
 /// `{"events": [...]}` as the registry POSTs it
 /// (`application/vnd.docker.distribution.events.v1+json`).
 #[derive(Debug, Deserialize)]
-pub struct Envelope {
+pub struct Notification {
     #[serde(default)]
     pub events: Vec<NotifyEvent>,
 }
@@ -52,7 +52,7 @@ pub struct Push {
 }
 
 /// The manifest pushes in an envelope.
-pub fn pushes(envelope: &Envelope) -> Vec<Push> {
+pub fn pushes(envelope: &Notification) -> Vec<Push> {
     envelope
         .events
         .iter()
