@@ -358,7 +358,7 @@ fn main() {
 
 async fn in_process(tb: &Testbed, seed: &common::Seed, tag: &str, pass: &str) -> Duration {
     use secrecy::SecretString;
-    use trustkeeper::engine::{Credentials, Engine, ReconcileRequest};
+    use trustkeeper::engine::{Engine, ReconcileRequest, RunSecrets};
     use zeroize::Zeroizing;
     let yaml = format!(
         "image: {}\ntags: [{tag}]\nroles: [targets/releases]\nsigningKey: {{secretRef: {{name: k}}}}\nnotary: {{url: {:?}}}\n",
@@ -367,7 +367,7 @@ async fn in_process(tb: &Testbed, seed: &common::Seed, tag: &str, pass: &str) ->
     );
     let spec: trustkeeper::api::SignedImageSpec = serde_saphyr::from_str(&yaml).unwrap();
     let ca = tb.ca_pem();
-    let creds = Credentials {
+    let creds = RunSecrets {
         signing_key_pem: Zeroizing::new(std::fs::read(seed.var("DELEGATION_KEY")).unwrap()),
         passphrase: Some(SecretString::from(pass.to_string())),
         registry_ca: Some(ca.clone()),

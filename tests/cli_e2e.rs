@@ -300,7 +300,7 @@ fn bad_input_gets_a_specific_message_and_exit_code_and_publishes_nothing() {
         (
             "bad duration",
             cli.run(tb, &["sign", &good, "--key", key, "--timeout", "3d"]),
-            1,
+            2,
             "Go duration",
         ),
         (

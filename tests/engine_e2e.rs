@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use common::{Seed, Testbed, ready};
 use secrecy::SecretString;
 use trustkeeper::api::{SignedImageSpec, SignedImageStatus};
-use trustkeeper::engine::{Credentials, Engine, Outcome, ReconcileRequest};
+use trustkeeper::engine::{Engine, Outcome, ReconcileRequest, RunSecrets};
 use zeroize::Zeroizing;
 
 /// `notary list GUN [-r ROLE]` as tag → (sha256 hex, size, role).
@@ -37,9 +37,9 @@ fn spec(tb: &Testbed, seed: &Seed, tags: &[&str], roles: &[&str]) -> SignedImage
     s
 }
 
-fn creds(tb: &Testbed, key: &str, pass_file: &str) -> Credentials {
+fn creds(tb: &Testbed, key: &str, pass_file: &str) -> RunSecrets {
     let ca = tb.ca_pem();
-    Credentials {
+    RunSecrets {
         signing_key_pem: Zeroizing::new(std::fs::read(key).unwrap()),
         passphrase: Some(SecretString::from(
             std::fs::read_to_string(pass_file)
@@ -54,7 +54,7 @@ fn creds(tb: &Testbed, key: &str, pass_file: &str) -> Credentials {
     }
 }
 
-fn delegation_creds(tb: &Testbed, seed: &Seed) -> Credentials {
+fn delegation_creds(tb: &Testbed, seed: &Seed) -> RunSecrets {
     creds(
         tb,
         seed.var("DELEGATION_KEY"),
@@ -64,7 +64,7 @@ fn delegation_creds(tb: &Testbed, seed: &Seed) -> Credentials {
 
 async fn run(
     spec: &SignedImageSpec,
-    creds: Credentials,
+    creds: RunSecrets,
     prev: Option<&SignedImageStatus>,
 ) -> Outcome {
     trustkeeper::tls::install_crypto_provider();

@@ -15,7 +15,7 @@ use common::{Testbed, ready};
 use hostile_registry::{Hostile, Reply, Seen};
 use secrecy::SecretString;
 use trustkeeper::api::{SignedImageSpec, reasons};
-use trustkeeper::engine::{Credentials, Engine, Outcome, ReconcileRequest};
+use trustkeeper::engine::{Engine, Outcome, ReconcileRequest, RunSecrets};
 use trustkeeper::notary::{self, NotaryClient, ServerConfig};
 use trustkeeper::registry::manifest::{DOCKER_MANIFEST_V2, sha256_digest};
 use trustkeeper::registry::{ImageRef, RegistryClient, RegistryOptions, RetryPolicy};
@@ -381,9 +381,9 @@ async fn the_notary_token_realm_must_be_https_unless_allowed() {
     );
 }
 
-fn creds(tb: &Testbed) -> Credentials {
+fn creds(tb: &Testbed) -> RunSecrets {
     let keys = std::path::Path::new(tb.var("TESTBED_KEYS_DIR"));
-    Credentials {
+    RunSecrets {
         signing_key_pem: Zeroizing::new(std::fs::read(keys.join("delegation.key.pem")).unwrap()),
         passphrase: Some(SecretString::from(
             std::fs::read_to_string(keys.join("delegation.passphrase"))
@@ -400,7 +400,7 @@ fn creds(tb: &Testbed) -> Credentials {
 
 async fn run(
     spec: &SignedImageSpec,
-    creds: Credentials,
+    creds: RunSecrets,
     prev: Option<&trustkeeper::api::SignedImageStatus>,
 ) -> Outcome {
     trustkeeper::tls::install_crypto_provider();

@@ -310,9 +310,12 @@ async fn push_tags(tb: &Testbed, seed: &Seed, tags: &[String], manifest: &[u8], 
     }
 }
 
+/// The clients the engine builds for a run (the product's only way to a registry): credentials
+/// from the docker config entry of the image's registry (a credential helper never run), the CA
+/// for every registry, one kept client per registry reused by later runs.
 #[tokio::test]
-async fn pool_picks_credentials_and_ca_per_registry() {
-    use trustkeeper::registry::RegistryPool;
+async fn engine_clients_pick_credentials_and_ca_per_registry() {
+    use trustkeeper::engine::{Engine, RunSecrets, Settings};
     let tb = Testbed::get();
     let seed = tb.seed("reg-pool");
     let basic_host = tb.var("REGISTRY_BASIC_HOST");
@@ -322,28 +325,47 @@ async fn pool_picks_credentials_and_ca_per_registry() {
         tb.var("REGISTRY_BASIC_PASSWORD")
     ));
     let doc = serde_json::json!({"auths": {basic_host: {"auth": auth}}, "credsStore": "desktop"});
-    let cfg = DockerConfig::from_json(doc.to_string().as_bytes()).unwrap();
-    let pool = RegistryPool::new(RegistryOptions::default(), Some(cfg))
-        .with_ca(basic_host, tb.ca_pem())
-        .with_ca(
-            &format!("https://{}/", tb.var("REGISTRY_HOST")),
-            tb.ca_pem(),
-        );
+    let engine = Engine {
+        extra_ca: Some(tb.ca_pem()),
+        ..Default::default()
+    };
+    let creds = RunSecrets {
+        registry_auth: Some(zeroize::Zeroizing::new(doc.to_string().into_bytes())),
+        ..Default::default()
+    };
+    let settings = |image: &ImageRef| Settings {
+        image: image.clone(),
+        gun: image.gun(),
+        notary_url: tb.var("NOTARY_URL").to_string(),
+        validity: jiff::SignedDuration::from_hours(1),
+        renew_before: jiff::SignedDuration::from_mins(10),
+        interval: jiff::SignedDuration::from_mins(10),
+        insecure_registry_realm: false,
+        insecure_notary_realm: false,
+    };
     let anon = ImageRef::parse(&seed.gun).unwrap();
     let basic = on_host(basic_host, &seed);
     let want = seed_var(&seed, "v1", "DIGEST");
-    for image in [&anon, &basic, &anon] {
-        let c = pool.client_for(image).unwrap();
-        assert_eq!(c.resolve(image, "v1").await.unwrap().digest, want);
+    // The basic-auth registry's first HEAD is answered 401, then sent again with the password;
+    // the kept client sends it at once from then on.
+    for (image, heads) in [(&anon, 1), (&basic, 2), (&anon, 1), (&basic, 1)] {
+        let c = engine.clients(&settings(image), &creds).unwrap();
+        assert_eq!(c.registry.resolve(image, "v1").await.unwrap().digest, want);
+        assert_eq!(c.registry.stats().head, heads, "{image:?}");
     }
-    let stats = pool.stats();
-    assert_eq!(stats.len(), 2);
-    let anon_stats = stats
-        .iter()
-        .find(|(h, _)| h == anon.registry_host())
-        .unwrap()
-        .1;
-    assert_eq!(anon_stats.head, 2, "one shared client per registry");
+    // Without the docker config the basic-auth registry refuses.
+    let anonymous = engine
+        .clients(&settings(&basic), &RunSecrets::default())
+        .unwrap();
+    assert!(matches!(
+        anonymous.registry.resolve(&basic, "v1").await,
+        Err(RegistryError::Unauthorized { .. })
+    ));
+    assert_eq!(
+        format!("{:?}", engine.client_pool),
+        "ClientPool(3)",
+        "one kept client pair per registry and credentials"
+    );
 }
 
 fn base64_encode(s: &str) -> String {

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use common::{Seed, Testbed, ready};
 use secrecy::SecretString;
 use trustkeeper::api::{SignedImageSpec, SignedImageStatus, reasons};
-use trustkeeper::engine::{Credentials, Engine, Outcome, ReconcileRequest};
+use trustkeeper::engine::{Engine, Outcome, ReconcileRequest, RunSecrets};
 use zeroize::Zeroizing;
 
 const WRONG: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -102,9 +102,9 @@ fn spec(tb: &Testbed, seed: &Seed, pins: &[&str]) -> SignedImageSpec {
     serde_saphyr::from_str(&yaml).unwrap()
 }
 
-fn creds(tb: &Testbed, seed: &Seed) -> Credentials {
+fn creds(tb: &Testbed, seed: &Seed) -> RunSecrets {
     let ca = tb.ca_pem();
-    Credentials {
+    RunSecrets {
         signing_key_pem: Zeroizing::new(std::fs::read(seed.var("DELEGATION_KEY")).unwrap()),
         passphrase: Some(SecretString::from(
             std::fs::read_to_string(seed.var("DELEGATION_PASSPHRASE_FILE"))
@@ -121,7 +121,7 @@ fn creds(tb: &Testbed, seed: &Seed) -> Credentials {
 
 async fn run(
     spec: &SignedImageSpec,
-    creds: Credentials,
+    creds: RunSecrets,
     prev: Option<&SignedImageStatus>,
 ) -> Outcome {
     trustkeeper::tls::install_crypto_provider();

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::Global;
 use crate::api::{self, NotarySpec, SignedImageSpec, SigningKeyRef};
-use crate::engine::{Credentials, Engine, NotaryAuth};
+use crate::engine::{Engine, NotaryAuth, RunSecrets};
 
 /// A failure with a one-line cause that says what to do.
 #[derive(Debug)]
@@ -224,17 +224,17 @@ fn ca(g: &Global) -> Result<Option<Vec<u8>>, CliError> {
 }
 
 /// Credentials for a run from the key file, docker config, CA file and `NOTARY_AUTH`.
-pub fn credentials(g: &Global, key: Option<&Path>) -> Result<Credentials, CliError> {
+pub fn credentials(g: &Global, key: Option<&Path>) -> Result<RunSecrets, CliError> {
     credentials_with(g, key.map(|k| key_input(Some(k))).transpose()?)
 }
 
 /// Like [`credentials`] for a command that signs: without `--key` the key comes from
 /// `TRUSTKEEPER_KEY`.
-pub fn signing_credentials(g: &Global, key: Option<&Path>) -> Result<Credentials, CliError> {
+pub fn signing_credentials(g: &Global, key: Option<&Path>) -> Result<RunSecrets, CliError> {
     credentials_with(g, Some(key_input(key)?))
 }
 
-fn credentials_with(g: &Global, key: Option<KeyInput>) -> Result<Credentials, CliError> {
+fn credentials_with(g: &Global, key: Option<KeyInput>) -> Result<RunSecrets, CliError> {
     let (signing_key_pem, passphrase) = match key {
         Some(KeyInput { pem, label }) => {
             let encrypted = pem.windows(9).any(|w| w == b"ENCRYPTED");
@@ -285,7 +285,7 @@ fn credentials_with(g: &Global, key: Option<KeyInput>) -> Result<Credentials, Cl
         }
         _ => None,
     };
-    Ok(Credentials {
+    Ok(RunSecrets {
         signing_key_pem,
         passphrase,
         registry_auth,
@@ -345,20 +345,11 @@ fn allow_insecure_realms(g: &Global, spec: &mut SignedImageSpec) {
 /// (as `docker --tlscacert` and the notary client's `root_ca` are); a SignedImage's own CA
 /// (`reconcile -f`) is trusted alone for its server.
 pub fn engine(g: &Global) -> Result<Engine, CliError> {
-    let t =
-        api::parse_go_duration(&g.timeout).map_err(|e| CliError::new(format!("--timeout: {e}")))?;
-    let d = api::parse_go_duration(&g.deadline)
-        .map_err(|e| CliError::new(format!("--deadline: {e}")))?;
     Ok(Engine {
-        timeout: t.0.unsigned_abs(),
-        deadline: d.0.unsigned_abs(),
+        timeout: g.timeout,
+        deadline: g.deadline,
         extra_ca: ca(g)?,
-        max_metadata_bytes: parse_size(&g.max_metadata_size).map_err(|e| {
-            CliError::new(format!(
-                "--max-metadata-size / TRUSTKEEPER_MAX_METADATA_SIZE {:?}: {e}",
-                g.max_metadata_size
-            ))
-        })?,
+        max_metadata_bytes: g.max_metadata_size,
         ..Default::default()
     })
 }

@@ -21,7 +21,7 @@ mod trust_dir;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 pub use common::CliError;
 
@@ -79,9 +79,10 @@ pub struct Global {
         long,
         env = "TRUSTKEEPER_TIMEOUT",
         default_value = "30s",
+        value_parser = flag_duration,
         global = true
     )]
-    pub timeout: String,
+    pub timeout: std::time::Duration,
     /// The most trust metadata read for one repository, every file together, whatever the
     /// server announces (bytes, or with KiB/MiB/GiB). The operator runs --concurrency updates at
     /// once: keep their product within its memory limit.
@@ -89,18 +90,28 @@ pub struct Global {
         long,
         env = "TRUSTKEEPER_MAX_METADATA_SIZE",
         default_value = "4MiB",
+        value_parser = common::parse_size,
         global = true
     )]
-    pub max_metadata_size: String,
+    pub max_metadata_size: u64,
     /// Longest time one run (one reconcile in `reconcile` and the controller) may take, every
     /// request, retry and backoff included; a Go duration.
     #[arg(
         long,
         env = "TRUSTKEEPER_DEADLINE",
         default_value = "5m",
+        value_parser = flag_duration,
         global = true
     )]
-    pub deadline: String,
+    pub deadline: std::time::Duration,
+}
+
+/// A Go duration flag, checked at parse time so that a bad one is a usage error (exit 2) that
+/// names the flag.
+fn flag_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::api::parse_go_duration(text)
+        .map(|d| d.0.unsigned_abs())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +140,38 @@ pub enum Command {
     Crd,
 }
 
+/// The global flags (by id) that `controller` accepts, as every subcommand does, but never reads:
+/// its `--help` leaves them out. The ones it reads: `--ca-file`, `--timeout`, `--deadline`,
+/// `--max-metadata-size`.
+const IGNORED_BY_CONTROLLER: &[&str] = &[
+    "docker_config",
+    "notary_url",
+    "insecure_token_realm",
+    "trust_dir",
+    "root_key_ids",
+    "passphrase_file",
+    "output",
+];
+
+/// The command line as the binary parses it: [`Cli`], with the global flags the controller
+/// ignores hidden from `controller --help` (still accepted there, so that a shared environment
+/// such as `TRUSTKEEPER_TRUST_DIR` never stops it).
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    // Global flags reach the subcommands when the command is built; only then can they be hidden.
+    cmd.build();
+    if let Some(c) = cmd.find_subcommand_mut("controller") {
+        *c = std::mem::take(c).mut_args(|a| {
+            if IGNORED_BY_CONTROLLER.contains(&a.get_id().as_str()) {
+                a.hide(true)
+            } else {
+                a
+            }
+        });
+    }
+    cmd
+}
+
 /// Parses the command line; usage errors exit with 2 as clap's do, but an argument that looks
 /// like key material (`--key "$(cat key.pem)"`) is never repeated in the message, and neither is
 /// any other argument then.
@@ -142,11 +185,25 @@ pub fn parse() -> Cli {
         // Key material never belongs on a command line, even where it parses (`--key=PEM`).
         Ok(_) if secret => redacted_usage_error("an argument is not a file name, image or flag"),
         Ok(cli) => cli,
+        // Help is rendered again by `command()`, whose whole tree is built (to hide flags) only
+        // here, never on a run.
+        Err(e) if is_help(&e) => match command().try_get_matches_from(&args) {
+            Err(help) if is_help(&help) => help.exit(),
+            _ => e.exit(),
+        },
         // --help and --version.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) if secret => redacted_usage_error(&e.kind().to_string()),
         Err(e) => e.exit(),
     }
+}
+
+fn is_help(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    )
 }
 
 /// Exits with 2 and the usage error without the arguments: one of them looks like key material.

@@ -528,7 +528,7 @@ mod tests {
         std::fs::write(dir.join(object).join(key), vec![b'A'; len]).unwrap();
     }
 
-    fn problem(r: Result<crate::engine::Credentials, GatherError>) -> SecretProblem {
+    fn problem(r: Result<crate::engine::RunSecrets, GatherError>) -> SecretProblem {
         match r {
             Err(GatherError::Problem(p)) => p,
             Err(GatherError::Read(e)) => panic!("read error {e}"),

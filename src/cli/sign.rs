@@ -10,6 +10,7 @@ use super::trust_dir;
 use super::{Global, Output};
 use crate::api::SignedImageSpec;
 use crate::engine::model::Manifest;
+use crate::engine::request::RunOptions;
 use crate::engine::{Engine, Outcome, ReconcileRequest};
 use crate::registry::ImageRef;
 
@@ -94,11 +95,11 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         }
         _ => BTreeMap::new(),
     };
-    let engine = Engine {
+    let options = RunOptions {
         key_id: a.key_id,
-        ..engine
+        ..Default::default()
     };
-    run(g, &spec, engine, a.key.as_deref(), pinned).await
+    run(g, &spec, engine, &options, a.key.as_deref(), pinned).await
 }
 
 /// `--digest` and `--size` checked against the registry: it must serve that manifest with
@@ -221,18 +222,27 @@ fn pinned_manifest(digest: &str, size: u64) -> Result<Manifest, CliError> {
 pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
     let r = ImageRef::parse(&a.image).map_err(|e| CliError::new(e.to_string()))?;
     let spec = common::spec(g, &r.gun(), vec![], a.roles);
-    let engine = Engine {
+    let options = RunOptions {
         force_renew: true,
         key_id: a.key_id,
-        ..common::engine(g)?
     };
-    run(g, &spec, engine, a.key.as_deref(), BTreeMap::new()).await
+    let engine = common::engine(g)?;
+    run(
+        g,
+        &spec,
+        engine,
+        &options,
+        a.key.as_deref(),
+        BTreeMap::new(),
+    )
+    .await
 }
 
 async fn run(
     g: &Global,
     spec: &SignedImageSpec,
     engine: Engine,
+    options: &RunOptions,
     key: Option<&std::path::Path>,
     pinned: BTreeMap<String, Manifest>,
 ) -> Result<(), CliError> {
@@ -263,14 +273,17 @@ async fn run(
     };
     engine.cache.put(&server, &gun, kept.files.clone());
     let outcome = engine
-        .run(ReconcileRequest {
-            id: &gun,
-            spec,
-            generation: None,
-            previous: previous.as_ref(),
-            credentials,
-            pinned,
-        })
+        .run_with(
+            ReconcileRequest {
+                id: &gun,
+                spec,
+                generation: None,
+                previous: previous.as_ref(),
+                credentials,
+                pinned,
+            },
+            options,
+        )
         .await;
     if let Some(t) = &outcome.status.trust {
         let now = engine.cache.get(&server, &gun);

@@ -33,9 +33,6 @@ pub enum Error {
     /// The Kubernetes client could not be built.
     #[error("kubernetes client: {0}")]
     Client(#[source] kube::Error),
-    /// The watch on SignedImages failed for good.
-    #[error("controller stopped: {0}")]
-    Stopped(String),
 }
 
 impl Error {
@@ -49,7 +46,6 @@ impl Error {
             Error::Listen { .. } => "ListenError",
             Error::Config(_) => "ConfigError",
             Error::Client(_) => "ClientError",
-            Error::Stopped(_) => "Stopped",
         }
     }
 }

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::{info, warn};
 
 use super::metrics::{CONTENT_TYPE, Metrics};
-use super::notify::{Envelope, concerns, pushes};
+use super::notify::{Notification, concerns, pushes};
 use crate::api::SignedImage;
 
 /// A running controller's view for notifications: its cache and its trigger.
@@ -119,7 +119,7 @@ async fn notifications(
         )
             .into_response();
     }
-    let envelope: Envelope = match serde_json::from_slice(&body) {
+    let envelope: Notification = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => {
             return (

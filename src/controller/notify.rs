@@ -10,7 +10,7 @@ use crate::registry::reference::{DOCKER_HUB, ImageRef, is_docker_hub};
 /// `{"events": [...]}` as the registry POSTs it
 /// (`application/vnd.docker.distribution.events.v1+json`).
 #[derive(Debug, Deserialize)]
-pub struct Envelope {
+pub struct Notification {
     #[serde(default)]
     pub events: Vec<NotifyEvent>,
 }
@@ -54,7 +54,7 @@ pub struct Push {
 }
 
 /// The manifest pushes in an envelope.
-pub fn pushes(envelope: &Envelope) -> Vec<Push> {
+pub fn pushes(envelope: &Notification) -> Vec<Push> {
     envelope
         .events
         .iter()

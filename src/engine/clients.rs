@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use super::failure::Failure;
-use super::request::{Credentials, NotaryAuth};
+use super::request::{NotaryAuth, RunSecrets};
 use super::run::{Engine, Settings};
 use crate::api::reasons;
 use crate::notary::{self, NotaryClient, ServerConfig};
@@ -22,11 +22,11 @@ const MAX_KEPT: usize = 256;
 
 /// Client pairs by what they were built from (a digest: credentials are not kept as keys),
 /// with their last use.
-type Kept = HashMap<[u8; 32], (Clients, Instant)>;
+type KeptClients = HashMap<[u8; 32], (Clients, Instant)>;
 
 #[derive(Clone, Default)]
 pub struct ClientPool {
-    kept: Arc<Mutex<Kept>>,
+    kept: Arc<Mutex<KeptClients>>,
 }
 
 impl std::fmt::Debug for ClientPool {
@@ -58,7 +58,7 @@ impl ClientPool {
 }
 
 /// Everything a client pair is built from.
-fn client_key(engine: &Engine, settings: &Settings, creds: &Credentials) -> [u8; 32] {
+fn client_key(engine: &Engine, settings: &Settings, creds: &RunSecrets) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut part = |b: &[u8]| {
         h.update((b.len() as u64).to_le_bytes());
@@ -130,7 +130,7 @@ fn join_ca(a: &Option<Vec<u8>>, b: &Option<Vec<u8>>) -> Option<Vec<u8>> {
 impl Engine {
     /// The clients a run needs: forks of clients kept from earlier runs with the same servers,
     /// CAs and credentials (no new TLS handshakes), else new ones.
-    pub fn clients(&self, settings: &Settings, creds: &Credentials) -> Result<Clients, Failure> {
+    pub fn clients(&self, settings: &Settings, creds: &RunSecrets) -> Result<Clients, Failure> {
         let key = client_key(self, settings, creds);
         if let Some(c) = self.client_pool.get(&key) {
             return Ok(c);
@@ -140,7 +140,7 @@ impl Engine {
         Ok(c)
     }
 
-    fn build_clients(&self, settings: &Settings, creds: &Credentials) -> Result<Clients, Failure> {
+    fn build_clients(&self, settings: &Settings, creds: &RunSecrets) -> Result<Clients, Failure> {
         let docker_config = match &creds.registry_auth {
             Some(bytes) => Some(DockerConfig::from_json(bytes).map_err(|e| {
                 Failure::new(

@@ -15,7 +15,6 @@ pub mod view;
 
 pub use failure::Failure;
 pub use request::{
-    Credentials, EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler,
-    Requests,
+    EngineEvent, EventType, NotaryAuth, Outcome, ReconcileRequest, Reconciler, Requests, RunSecrets,
 };
 pub use run::{Engine, Settings};

@@ -131,10 +131,6 @@ impl Plan {
     pub fn is_noop(&self) -> bool {
         self.changes.is_empty()
     }
-
-    pub fn may_publish(&self) -> bool {
-        self.problems.is_empty() && !self.changes.is_empty()
-    }
 }
 
 /// Whether one of our keys can sign `role` alone.

@@ -24,7 +24,7 @@ pub enum NotaryAuth {
 
 /// Everything secret or file-based that a reconcile needs, gathered by the caller.
 #[derive(Default)]
-pub struct Credentials {
+pub struct RunSecrets {
     /// The PEM written by `notary key export` (one or more blocks).
     pub signing_key_pem: Zeroizing<Vec<u8>>,
     /// Its passphrase; `None` for an unencrypted key.
@@ -49,10 +49,21 @@ pub struct ReconcileRequest<'a> {
     pub generation: Option<i64>,
     /// The status written last time: trust anchor, last versions seen, conditions, failures.
     pub previous: Option<&'a SignedImageStatus>,
-    pub credentials: Credentials,
+    pub credentials: RunSecrets,
     /// Tags whose manifest the caller already knows (the CLI's `--digest` and `--size`):
     /// signed as given without asking the registry, as `notary addhash` does.
     pub pinned: BTreeMap<String, Manifest>,
+}
+
+/// Policy for one run that the caller picks (the CLI's flags); the operator runs with the
+/// default. Kept off the long-lived [`super::Engine`], which is shared by every run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Re-sign every role the key holds now, due or not (`trustkeeper witness`).
+    pub force_renew: bool,
+    /// The key ID the signing key must have (`--key-id`), plain or in the certificate form a
+    /// role lists: a run with another key fails before anything is signed.
+    pub key_id: Option<String>,
 }
 
 /// Severity of an event.

@@ -15,7 +15,7 @@ use super::failure::Failure;
 use super::model::{Manifest, RepoView};
 use super::plan::{ChangeKind, Plan, PlanInput, apply_to_view, plan};
 use super::request::{
-    Credentials, EngineEvent, EventType, Outcome, ReconcileRequest, Reconciler, Requests,
+    EngineEvent, EventType, Outcome, ReconcileRequest, Reconciler, Requests, RunOptions, RunSecrets,
 };
 use super::view::repo_view;
 use super::{schedule, status};
@@ -42,8 +42,6 @@ pub struct Engine {
     pub deadline: Duration,
     /// Registry requests in flight at once.
     pub registry_concurrency: usize,
-    /// Re-sign every role the key holds now, due or not (`trustkeeper witness`).
-    pub force_renew: bool,
     /// CA certificates (PEM) trusted for every registry and notary server, on top of the system
     /// roots and of each SignedImage's own CAs (the chart's `extraCaBundle`).
     pub extra_ca: Option<Vec<u8>>,
@@ -55,9 +53,6 @@ pub struct Engine {
     /// The most trust metadata one repository update reads, every file together, whatever the
     /// server announces (`--max-metadata-size`): runs at once times this must fit the memory.
     pub max_metadata_bytes: u64,
-    /// The key ID the signing key must have (`--key-id`), plain or in the certificate form a
-    /// role lists: a run with another key fails before anything is signed.
-    pub key_id: Option<String>,
 }
 
 /// The deadline of a run when none is configured.
@@ -69,12 +64,10 @@ impl Default for Engine {
             timeout: Duration::from_secs(30),
             deadline: DEFAULT_DEADLINE,
             registry_concurrency: 8,
-            force_renew: false,
             extra_ca: None,
             client_pool: ClientPool::default(),
             cache: MetadataCache::default(),
             max_metadata_bytes: notary::client::DEFAULT_MAX_METADATA_BYTES,
-            key_id: None,
         }
     }
 }
@@ -227,7 +220,7 @@ fn fetch_failure(e: notary::Error) -> Failure {
 /// while the TLS handshake and the timestamp fetch are on the critical path, and on a machine
 /// with few cores the derivation competed with them and with the notary server for the CPU
 /// (witness on the testbed: `ts fetched` 1.64-1.75 -> 1.45-1.49 ms, medians of 25).
-pub async fn load_keys(creds: &Credentials) -> Result<Vec<Box<dyn Signer>>, Failure> {
+pub async fn load_keys(creds: &RunSecrets) -> Result<Vec<Box<dyn Signer>>, Failure> {
     let input = std::sync::Arc::new((creds.signing_key_pem.clone(), creds.passphrase.clone()));
     let theirs = input.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -643,6 +636,7 @@ impl Engine {
     async fn attempt(
         &self,
         req: &ReconcileRequest<'_>,
+        options: &RunOptions,
         settings: &Settings,
         clients: &Clients,
         now: Timestamp,
@@ -710,7 +704,7 @@ impl Engine {
             };
             notary.remember(&repo);
             let view = repo_view(&repo);
-            if let Some(expected) = &self.key_id {
+            if let Some(expected) = &options.key_id {
                 check_key_id(expected, &key_ids, &view)?;
             }
             let vanished = vanished(&resolved, &view);
@@ -733,7 +727,7 @@ impl Engine {
                 now,
                 validity: settings.validity,
                 renew_before: settings.renew_before,
-                force_renew: self.force_renew,
+                force_renew: options.force_renew,
             });
             if let Some(first) = p.problems.first() {
                 let message = p
@@ -817,8 +811,15 @@ impl Engine {
         }
     }
 
-    /// Runs one reconcile. Never fails: a failure is a status reason.
+    /// Runs one reconcile with the default [`RunOptions`] (the operator's). Never fails: a
+    /// failure is a status reason.
     pub async fn run(&self, req: ReconcileRequest<'_>) -> Outcome {
+        self.run_with(req, &RunOptions::default()).await
+    }
+
+    /// Runs one reconcile under the caller's per-run policy. Never fails: a failure is a status
+    /// reason.
+    pub async fn run_with(&self, req: ReconcileRequest<'_>, options: &RunOptions) -> Outcome {
         let now = Timestamp::now();
         let jitter: f64 = rand::random();
         let prev = req.previous;
@@ -849,7 +850,7 @@ impl Engine {
         // is sent after it.
         let result = tokio::time::timeout(
             self.deadline,
-            self.attempt(&req, &settings, &clients, now, &progress)
+            self.attempt(&req, options, &settings, &clients, now, &progress)
                 .instrument(span),
         )
         .await
@@ -1058,7 +1059,7 @@ mod tests {
                 spec: &spec,
                 generation: None,
                 previous: None,
-                credentials: Credentials {
+                credentials: RunSecrets {
                     // A valid P-256 key (of the bad-input corpus: it signs for no role).
                     signing_key_pem: zeroize::Zeroizing::new(
                         include_bytes!("../../tests/bad_input/keys/not-a-signer.pem").to_vec(),
@@ -1113,7 +1114,7 @@ mod tests {
                 spec: &spec,
                 generation: None,
                 previous: None,
-                credentials: Credentials {
+                credentials: RunSecrets {
                     signing_key_pem: zeroize::Zeroizing::new(b"not a key".to_vec()),
                     ..Default::default()
                 },

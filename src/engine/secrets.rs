@@ -1,5 +1,5 @@
 //! Credentials a SignedImage refers to: its Secrets and ConfigMaps, read through a
-//! [`SecretSource`] and turned into the engine's [`Credentials`] by [`gather`]. Knows nothing of
+//! [`SecretSource`] and turned into the engine's [`RunSecrets`] by [`gather`]. Knows nothing of
 //! Kubernetes: the controller reads them from the API (`controller::secrets::KubeSecrets`),
 //! `reconcile -f` from files, tests from a [`MapSecrets`]. Secret bytes are `Zeroizing` from the
 //! moment a source hands them over.
@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::api::{CaRef, SignedImageSpec, reasons};
-use crate::engine::{Credentials, NotaryAuth};
+use crate::engine::{NotaryAuth, RunSecrets};
 
 /// `type` of a docker config Secret.
 pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
@@ -275,7 +275,7 @@ pub async fn gather<S: SecretSource>(
     source: &S,
     ns: &str,
     spec: &SignedImageSpec,
-) -> Result<Credentials, GatherError> {
+) -> Result<RunSecrets, GatherError> {
     let key = &spec.signing_key;
     let field = "spec.signingKey.secretRef";
     let mut secret = get_secret(source, ns, &key.secret_ref.name, field).await?;
@@ -337,7 +337,7 @@ pub async fn gather<S: SecretSource>(
         Some(ca) => Some(ca_bundle(source, ns, ca, "spec.notary.ca").await?),
         None => None,
     };
-    Ok(Credentials {
+    Ok(RunSecrets {
         signing_key_pem,
         passphrase,
         registry_auth,
@@ -443,7 +443,7 @@ mod tests {
         )
     }
 
-    fn problem(r: Result<Credentials, GatherError>) -> SecretProblem {
+    fn problem(r: Result<RunSecrets, GatherError>) -> SecretProblem {
         match r {
             Err(GatherError::Problem(p)) => p,
             Err(GatherError::Read(e)) => panic!("read error {e}"),

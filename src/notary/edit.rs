@@ -77,7 +77,7 @@ impl std::fmt::Debug for SignedFile {
 }
 
 #[derive(Debug, Default, Clone)]
-struct RoleChange {
+struct StagedRole {
     add: BTreeMap<String, (String, u64)>,
     remove: BTreeSet<String>,
     witness: bool,
@@ -88,7 +88,7 @@ struct RoleChange {
 #[derive(Debug)]
 pub struct Editor<'a> {
     repo: &'a Repository,
-    changes: BTreeMap<String, RoleChange>,
+    changes: BTreeMap<String, StagedRole>,
 }
 
 impl Repository {
@@ -138,7 +138,7 @@ impl<'a> Editor<'a> {
             .ok_or_else(|| Error::UnknownRole { role: role.into() })
     }
 
-    fn entry(&mut self, role: &str) -> Result<&mut RoleChange> {
+    fn entry(&mut self, role: &str) -> Result<&mut StagedRole> {
         if !(role == "targets" || role.starts_with("targets/")) {
             return Err(Error::UnknownRole { role: role.into() });
         }

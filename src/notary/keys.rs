@@ -275,9 +275,6 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-/// Alias: the engine calls it `PrivateKey` too.
-pub type PrivateKey = SigningKey;
-
 const OID_EC: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
 /// `secp256r1` (prime256v1), the named curve of notary's ECDSA keys.
 const OID_P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];

@@ -46,7 +46,7 @@
 //! - `SigningKey::from_pem(&[u8], Option<&SecretString>) -> Result<Vec<SigningKey>>`,
 //!   `SigningKey::from_pem_with(&[u8], Fn(&headers) -> Option<SecretString>)`;
 //!   `.key_id()`, `.public()`, `.headers()`, `.role()`, `.gun()`, `.sign(msg, label_id)`.
-//!   Debug prints only the ID. Alias [`PrivateKey`].
+//!   Debug prints only the ID.
 //! - `trait Signer: Debug + Send + Sync { key_id, public_key, algorithm, sign(msg) -> Result<Vec<u8>> }`
 //!   (`SignatureAlgorithm::{EcdsaP256Sha256 (r‖s), Ed25519}`); `SigningKey`, `Box<S>`, `&S`
 //!   implement it. `trait KeySource { signers() -> Result<Vec<Box<dyn Signer>>> }`;
@@ -99,7 +99,7 @@ pub use init::{
     create_repository_with_new_keys,
 };
 pub use keys::{
-    KeySource, PemKeySource, PrivateKey, PublicKey, SignatureAlgorithm, Signer, SigningKey,
+    KeySource, PemKeySource, PublicKey, SignatureAlgorithm, Signer, SigningKey,
 };
 pub use memo::SignatureMemo;
 pub use server::{Auth, NotaryClient, ServerConfig};

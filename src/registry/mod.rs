@@ -8,7 +8,6 @@
 //! | [`ImageRef`] | parse `name[:tag][@sha256:…]`, `host[:port]/path…`; Docker Hub defaults (`docker.io`, `library/`, API host `registry-1.docker.io`, legacy `index.docker.io`); [`ImageRef::gun`] is the notary GUN |
 //! | [`DockerConfig`] / [`Credentials`] | `.dockerconfigjson` / `~/.docker/config.json` → credentials per registry (`auth`, `username`/`password`, `identitytoken`, `registrytoken`). **Credential helpers (`credsStore`, `credHelpers`) are never executed**: such hosts get anonymous access and a warning |
 //! | [`RegistryClient`] | one registry's HTTP client: tag lists, manifest digests, raw manifests, auth, retries, counters |
-//! | [`RegistryPool`] | one shared [`RegistryClient`] per registry host, credentials from a [`DockerConfig`], CA per registry |
 //! | [`TagSelector`] / [`Selection`] | exact tags and globs; patterns that matched nothing are reported |
 //! | [`RegistryError`] | typed errors whose messages say what to do |
 //!
@@ -79,7 +78,6 @@ mod client;
 pub mod credentials;
 pub mod error;
 pub mod manifest;
-mod pool;
 pub mod reference;
 pub mod retry;
 pub mod stats;
@@ -90,7 +88,6 @@ pub use client::{RegistryClient, RegistryOptions};
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
 pub use manifest::{ManifestDescriptor, RawManifest};
-pub use pool::RegistryPool;
 pub use reference::ImageRef;
 pub use retry::RetryPolicy;
 pub use stats::RequestStats;

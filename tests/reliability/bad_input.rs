@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use trustkeeper::api::SignedImageSpec;
-use trustkeeper::engine::Credentials;
+use trustkeeper::engine::RunSecrets;
 use zeroize::Zeroizing;
 
 use crate::common::{Seed, Testbed};
@@ -167,7 +167,7 @@ async fn engine_bad_input_gets_its_reason_and_publishes_nothing() {
         } else {
             corpus().join(key).display().to_string()
         };
-        let mut cr: Credentials = creds(tb, &seed);
+        let mut cr: RunSecrets = creds(tb, &seed);
         cr.signing_key_pem = Zeroizing::new(std::fs::read(&key_path).unwrap_or_default());
         cr.passphrase = pass_of(&seed, pass).map(SecretString::from);
         let mut spec_changes = String::new();

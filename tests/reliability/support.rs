@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use trustkeeper::api::{SignedImageSpec, SignedImageStatus};
-use trustkeeper::engine::{Credentials, Engine, Outcome, ReconcileRequest};
+use trustkeeper::engine::{Engine, Outcome, ReconcileRequest, RunSecrets};
 use zeroize::Zeroizing;
 
 pub use crate::common::ready;
@@ -42,9 +42,9 @@ pub fn spec(gun: &str, notary_url: &str, tags: &[&str]) -> SignedImageSpec {
     serde_saphyr::from_str(&yaml).unwrap()
 }
 
-pub fn creds(tb: &Testbed, seed: &Seed) -> Credentials {
+pub fn creds(tb: &Testbed, seed: &Seed) -> RunSecrets {
     let ca = tb.ca_pem();
-    Credentials {
+    RunSecrets {
         signing_key_pem: Zeroizing::new(std::fs::read(seed.var("DELEGATION_KEY")).unwrap()),
         passphrase: Some(SecretString::from(passphrase(seed))),
         registry_auth: None,
@@ -57,7 +57,7 @@ pub fn creds(tb: &Testbed, seed: &Seed) -> Credentials {
 pub async fn run_engine(
     timeout: Duration,
     spec: &SignedImageSpec,
-    creds: Credentials,
+    creds: RunSecrets,
     prev: Option<&SignedImageStatus>,
 ) -> Outcome {
     trustkeeper::tls::install_crypto_provider();
