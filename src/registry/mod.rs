@@ -74,7 +74,6 @@
 //! # Ok(()) }
 //! ```
 mod auth;
-pub mod challenge;
 mod client;
 pub mod credentials;
 pub mod error;
@@ -82,10 +81,10 @@ pub mod manifest;
 mod pool;
 pub mod reference;
 pub mod retry;
-pub mod stats;
 pub mod tags;
 mod transport;
 
+pub use crate::http_auth::RequestStats;
 pub use client::{RegistryClient, RegistryOptions};
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
@@ -93,5 +92,4 @@ pub use manifest::{ManifestDescriptor, RawManifest};
 pub use pool::RegistryPool;
 pub use reference::ImageRef;
 pub use retry::RetryPolicy;
-pub use stats::RequestStats;
 pub use tags::{Selection, TagSelector};

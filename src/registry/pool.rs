@@ -8,7 +8,7 @@ use super::client::{RegistryClient, RegistryOptions};
 use super::credentials::{DockerConfig, normalize_registry_key};
 use super::error::Result;
 use super::reference::ImageRef;
-use super::stats::RequestStats;
+use crate::http_auth::RequestStats;
 
 /// Hands out one shared [`RegistryClient`] per registry host.
 pub struct RegistryPool {
