@@ -76,10 +76,14 @@ pub enum TokenError {
     /// The body stopped arriving.
     #[error("token response failed: {0}")]
     Body(reqwest::Error),
-    #[error("token endpoint sent invalid JSON: {0}")]
-    Json(serde_json::Error),
+    /// A success status (`status`) whose body is not a token response.
+    #[error("token endpoint sent invalid JSON: {source}")]
+    Json {
+        status: u16,
+        source: serde_json::Error,
+    },
     #[error("token endpoint sent no token")]
-    NoToken,
+    NoToken { status: u16 },
 }
 
 /// A realm must be `https`, or `http` where `insecure_allowed` (logged).
@@ -224,12 +228,18 @@ pub async fn fetch_token(
         access_token: Option<String>,
         expires_in: Option<u64>,
     }
-    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(TokenError::Json)?;
+    let parsed: TokenResponse =
+        serde_json::from_slice(&body).map_err(|source| TokenError::Json {
+            status: status.as_u16(),
+            source,
+        })?;
     let value = parsed
         .token
         .filter(|t| !t.is_empty())
         .or(parsed.access_token.filter(|t| !t.is_empty()))
-        .ok_or(TokenError::NoToken)?;
+        .ok_or(TokenError::NoToken {
+            status: status.as_u16(),
+        })?;
     Ok(Token::new(value, parsed.expires_in))
 }
 

@@ -1,6 +1,7 @@
 //! notary-server HTTP API (notary-v1.md §6, §7): GET roles (current, by version, by hash),
 //! publish (one multipart POST), server-managed keys; anonymous, basic or Docker-style bearer
 //! token auth; custom CA; timeouts; response size limits. One reqwest client (pool) per server.
+//! Challenges, the token flow and the request counters are [`crate::http_auth`]'s.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -253,8 +254,12 @@ impl NotaryClient {
                 TokenError::Status { status, body, .. } => {
                     server(status, String::from_utf8_lossy(&body).into_owned())
                 }
-                TokenError::Json(e) => server(200, format!("bad token response: {e}")),
-                TokenError::NoToken => server(200, "token response without token".into()),
+                TokenError::Json { status, source } => {
+                    server(status, format!("bad token response: {source}"))
+                }
+                TokenError::NoToken { status } => {
+                    server(status, "token response without token".into())
+                }
             })
     }
 

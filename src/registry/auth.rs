@@ -203,8 +203,10 @@ impl Auth {
                 TokenError::TooLarge { limit } => {
                     protocol(format!("response body larger than {limit} bytes"))
                 }
-                TokenError::Json(e) => protocol(format!("token endpoint sent invalid JSON: {e}")),
-                TokenError::NoToken => protocol("token endpoint sent no token".into()),
+                TokenError::Json { source: e, .. } => {
+                    protocol(format!("token endpoint sent invalid JSON: {e}"))
+                }
+                TokenError::NoToken { .. } => protocol("token endpoint sent no token".into()),
             })
     }
 }
