@@ -787,3 +787,65 @@ async fn a_redirect_to_another_host_carries_no_credentials() {
     assert_eq!(theirs.len(), 1);
     no_credentials_in(&theirs);
 }
+
+/// The notary client answers challenges with the shared RFC 7235 parser: an escaped quote in a
+/// parameter no longer cuts off the service and scope after it (the old notary parser did, so
+/// the token came without scope and was refused). And an empty token is refused at the realm,
+/// never sent as `Bearer `.
+#[tokio::test]
+async fn notary_challenges_with_escapes_get_their_scope_and_empty_tokens_are_refused() {
+    let tb = Testbed::get();
+    let realm = tls(tb, |s: &Seen| {
+        let scoped = s.uri.contains("scope=repository%3Ateam%2Fapp%3Apull")
+            && s.uri.contains("service=hostile");
+        if s.path() == "/token" && scoped {
+            return Reply::status(200).body(r#"{"token":"good-token","expires_in":300}"#);
+        }
+        Reply::status(200).body(r#"{"token":""}"#)
+    })
+    .await;
+    let server_for = |path: &'static str| {
+        let realm_url = format!("{}{path}", realm.url);
+        tls(tb, move |s: &Seen| {
+            if s.authorization() == Some("Bearer good-token") {
+                return Reply::status(404);
+            }
+            Reply::status(401).header(
+                "WWW-Authenticate",
+                format!(
+                    r#"Bearer realm="{realm_url}",error="a \"quoted\" word",service="hostile",scope="repository:team/app:pull""#
+                ),
+            )
+        })
+    };
+    let notary = |url: &str| {
+        NotaryClient::new(ServerConfig {
+            ca_pem: Some(tb.ca_pem()),
+            ca_only: true,
+            auth: notary::Auth::Basic {
+                username: "user".into(),
+                password: SecretString::from(PASSWORD),
+            },
+            ..ServerConfig::new(url)
+        })
+        .unwrap()
+    };
+
+    let server = server_for("/token").await;
+    let got = notary(&server.url)
+        .get("team/app", "timestamp.json", 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(got, None, "404 after the token flow with its scope");
+    assert_eq!(server.seen().len(), 2, "the challenge, then the retry");
+
+    let empty = server_for("/empty").await;
+    let err = notary(&empty.url)
+        .get("team/app", "timestamp.json", 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, notary::Error::Server { .. }), "{err:?}");
+    assert!(err.to_string().contains("without token"), "{err}");
+    let seen = empty.seen();
+    assert_eq!(seen.len(), 1, "nothing sent after an empty token: {seen:?}");
+}

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trustkeeper::registry::challenge::parse_challenges;
+use trustkeeper::http_auth::challenge::parse_challenges;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {

@@ -1,10 +1,10 @@
 //! notary-server HTTP API (notary-v1.md §6, §7): GET roles (current, by version, by hash),
 //! publish (one multipart POST), server-managed keys; anonymous, basic or Docker-style bearer
 //! token auth; custom CA; timeouts; response size limits. One reqwest client (pool) per server.
+//! Challenges, the token flow and the request counters are [`crate::http_auth`]'s.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use reqwest::{RequestBuilder, StatusCode};
@@ -15,6 +15,10 @@ use super::client::{self, Fetch, Repository, TrustAnchor, TrustState};
 use super::edit::SignedFile;
 use super::error::{Error, Result};
 use super::keys::PublicKey;
+use crate::http_auth::challenge::{Challenge, parse_challenges};
+pub use crate::http_auth::counters::RequestStats;
+use crate::http_auth::counters::{Counters, Kind};
+use crate::http_auth::token::{Credential, TokenCache, TokenError, TokenRequest};
 
 /// Credentials for the trust server (used for Basic challenges and the token endpoint).
 #[derive(Clone, Default)]
@@ -78,49 +82,14 @@ struct Shared {
     max_metadata_bytes: u64,
     auth: Auth,
     http: reqwest::Client,
-    /// (scope kind, gun) → (bearer token, valid until).
-    tokens: Mutex<HashMap<String, (SecretString, Instant)>>,
+    /// (scope kind, gun) → bearer token.
+    tokens: Mutex<TokenCache>,
     /// The server (or a proxy) asked for Basic auth once: send it up front from then on.
     basic_challenged: std::sync::atomic::AtomicBool,
     /// A plain-`http://` token realm is accepted (the user opted in for this server).
     insecure_token_realm: std::sync::atomic::AtomicBool,
     /// Per-request timeout, for the message when it passes.
     timeout: Duration,
-}
-
-/// How many HTTP requests a [`NotaryClient`] sent. Every attempt counts, also those answered 401.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RequestStats {
-    /// GETs of metadata and keys.
-    pub get: u64,
-    /// POSTs (publishes, key rotations).
-    pub post: u64,
-    /// Token endpoint requests.
-    pub token: u64,
-}
-
-impl RequestStats {
-    pub fn total(&self) -> u64 {
-        self.get + self.post + self.token
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    get: std::sync::atomic::AtomicU64,
-    post: std::sync::atomic::AtomicU64,
-    token: std::sync::atomic::AtomicU64,
-}
-
-impl Counters {
-    fn count(&self, method: &reqwest::Method) {
-        let c = if *method == reqwest::Method::GET {
-            &self.get
-        } else {
-            &self.post
-        };
-        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 impl std::fmt::Debug for NotaryClient {
@@ -132,55 +101,17 @@ impl std::fmt::Debug for NotaryClient {
 /// Largest error body read for messages.
 const MAX_ERROR_BODY: u64 = 64 << 10;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Challenge {
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-        scope: Option<String>,
-    },
+/// The first challenge of the first `WWW-Authenticate` header, as the server means it.
+fn first_challenge(headers: &reqwest::header::HeaderMap) -> Option<Challenge> {
+    let h = headers
+        .get(reqwest::header::WWW_AUTHENTICATE)?
+        .to_str()
+        .ok()?;
+    parse_challenges(h).into_iter().next()
 }
 
-/// Parses a `WWW-Authenticate` value (`Bearer realm="…",service="…",scope="…"`).
-pub(crate) fn parse_challenge(h: &str) -> Option<Challenge> {
-    let h = h.trim();
-    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
-    if scheme.eq_ignore_ascii_case("basic") {
-        return Some(Challenge::Basic);
-    }
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let mut params = HashMap::new();
-    let mut s = rest.trim();
-    while !s.is_empty() {
-        let (k, after) = s.split_once('=')?;
-        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
-        let after = after.trim_start();
-        let (v, remaining) = if let Some(q) = after.strip_prefix('"') {
-            let end = q.find('"')?;
-            (q[..end].to_string(), &q[end + 1..])
-        } else {
-            let end = after.find(',').unwrap_or(after.len());
-            (after[..end].trim().to_string(), &after[end..])
-        };
-        params.insert(k, v);
-        s = remaining.trim_start().trim_start_matches(',').trim_start();
-    }
-    Some(Challenge::Bearer {
-        realm: params.remove("realm")?,
-        service: params.remove("service"),
-        scope: params.remove("scope"),
-    })
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    token: Option<String>,
-    access_token: Option<String>,
-    expires_in: Option<u64>,
-}
+/// The largest token response read.
+const MAX_TOKEN_RESPONSE: u64 = MAX_ERROR_BODY;
 
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -215,7 +146,7 @@ impl NotaryClient {
                 max_metadata_bytes: cfg.max_metadata_bytes.max(1),
                 auth: cfg.auth,
                 http,
-                tokens: Mutex::new(HashMap::new()),
+                tokens: Mutex::default(),
                 basic_challenged: Default::default(),
                 insecure_token_realm: Default::default(),
                 timeout: cfg.timeout,
@@ -240,19 +171,18 @@ impl NotaryClient {
 
     /// Requests sent so far.
     pub fn stats(&self) -> RequestStats {
-        use std::sync::atomic::Ordering::Relaxed;
-        RequestStats {
-            get: self.counters.get.load(Relaxed),
-            post: self.counters.post.load(Relaxed),
-            token: self.counters.token.load(Relaxed),
-        }
+        self.counters.snapshot()
     }
 
     /// Sends one request, counted by method.
     async fn execute(&self, rb: RequestBuilder) -> Result<reqwest::Response> {
         let (client, req) = rb.build_split();
         let req = req.map_err(|e| self.unreachable(e))?;
-        self.counters.count(req.method());
+        self.counters.sent(if req.method() == reqwest::Method::GET {
+            Kind::Get
+        } else {
+            Kind::Post
+        });
         client.execute(req).await.map_err(|e| self.unreachable(e))
     }
 
@@ -278,78 +208,59 @@ impl NotaryClient {
         realm: &str,
         service: Option<&str>,
         scope: Option<&str>,
-    ) -> Result<(SecretString, Duration)> {
-        let mut q: Vec<(&str, &str)> = Vec::new();
-        if let Some(s) = service {
-            q.push(("service", s));
-        }
-        if let Some(s) = scope {
-            q.push(("scope", s));
-        }
-        if let Auth::Basic { username, .. } = &self.shared.auth {
-            q.push(("account", username));
-        }
-        let url = reqwest::Url::parse_with_params(realm, &q)
-            .map_err(|e| Error::Config(format!("token realm {realm:?}: {e}")))?;
-        // The token request carries the password: never in the clear unless allowed.
-        match url.scheme() {
-            "https" => {}
-            "http"
-                if self
-                    .shared
-                    .insecure_token_realm
-                    .load(std::sync::atomic::Ordering::Relaxed) =>
-            {
-                tracing::warn!(
-                    realm,
-                    "notary token realm is plain http (allowed by insecureTokenRealm)"
-                );
-            }
-            _ => {
-                return Err(Error::Config(format!(
+    ) -> Result<crate::http_auth::token::Token> {
+        let credential = match &self.shared.auth {
+            Auth::Basic { username, password } => Credential::Basic { username, password },
+            Auth::Anonymous => Credential::Anonymous,
+        };
+        let req = TokenRequest {
+            realm,
+            service,
+            scope,
+            credential,
+            insecure_realm: (self.shared.insecure_token_realm)
+                .load(std::sync::atomic::Ordering::Relaxed),
+            max_body: MAX_TOKEN_RESPONSE,
+        };
+        let server = |status: u16, body: String| Error::Server {
+            url: realm.into(),
+            status,
+            body,
+        };
+        crate::http_auth::token::fetch_token(&self.shared.http, &self.counters, &req)
+            .await
+            .map_err(|e| match e {
+                TokenError::BadRealm { detail, .. } => {
+                    Error::Config(format!("token realm {realm:?}: {detail}"))
+                }
+                // The token request carries the password: never in the clear unless allowed.
+                TokenError::Realm(_) => Error::Config(format!(
                     "the trust server {} names the token realm {realm}, which is not https: \
                      credentials would travel in the clear, so nothing was sent; serve it over \
                      https, or allow it with spec.notary.insecureTokenRealm / \
                      --insecure-token-realm HOST",
                     self.shared.base
-                )));
-            }
-        }
-        let mut req = self.shared.http.get(url);
-        if let Auth::Basic { username, password } = &self.shared.auth {
-            req = req.basic_auth(username, Some(password.expose_secret()));
-        }
-        self.counters
-            .token
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Error::Unauthorized {
-                url: realm.to_string(),
-                status: status.as_u16(),
-            });
-        }
-        let body = read_limited(resp, MAX_ERROR_BODY, "token response").await?;
-        if !status.is_success() {
-            return Err(Error::Server {
-                url: realm.into(),
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
-        }
-        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Server {
-            url: realm.into(),
-            status: status.as_u16(),
-            body: format!("bad token response: {e}"),
-        })?;
-        let token = t.token.or(t.access_token).ok_or_else(|| Error::Server {
-            url: realm.into(),
-            status: status.as_u16(),
-            body: "token response without token".into(),
-        })?;
-        let life = Duration::from_secs(t.expires_in.unwrap_or(60).max(10));
-        Ok((SecretString::from(token), life))
+                )),
+                TokenError::Send(e) => self.unreachable(e),
+                TokenError::Body(e) => body_error(e, "token response"),
+                TokenError::TooLarge { limit } => Error::TooLarge {
+                    what: "token response".into(),
+                    limit,
+                },
+                TokenError::Refused { status } => Error::Unauthorized {
+                    url: realm.to_string(),
+                    status,
+                },
+                TokenError::Status { status, body, .. } => {
+                    server(status, String::from_utf8_lossy(&body).into_owned())
+                }
+                TokenError::Json { status, source } => {
+                    server(status, format!("bad token response: {source}"))
+                }
+                TokenError::NoToken { status } => {
+                    server(status, "token response without token".into())
+                }
+            })
     }
 
     /// Sends a request, answering one auth challenge. `make` builds the request (again).
@@ -360,9 +271,7 @@ impl NotaryClient {
     ) -> Result<reqwest::Response> {
         let cached = {
             let t = self.shared.tokens.lock().expect("token cache");
-            t.get(cache_key)
-                .filter(|(_, until)| *until > Instant::now())
-                .map(|(tok, _)| tok.clone())
+            t.fresh(cache_key).map(|tok| tok.value.clone())
         };
         let mut req = make();
         if let Some(tok) = &cached {
@@ -380,13 +289,8 @@ impl NotaryClient {
             return Ok(resp);
         }
         let url = resp.url().to_string();
-        let challenge = resp
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_challenge);
-        let retry = match challenge {
-            Some(Challenge::Basic) => match &self.shared.auth {
+        let retry = match first_challenge(resp.headers()) {
+            Some(c) if c.is_basic() => match &self.shared.auth {
                 Auth::Basic { username, password } => {
                     self.shared
                         .basic_challenged
@@ -395,23 +299,16 @@ impl NotaryClient {
                 }
                 Auth::Anonymous => return Err(Error::Unauthorized { url, status: 401 }),
             },
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope,
-            }) => {
-                let (tok, life) = self
-                    .fetch_token(&realm, service.as_deref(), scope.as_deref())
+            Some(c) if c.is_bearer() && c.param("realm").is_some() => {
+                let realm = c.param("realm").unwrap_or_default();
+                let tok = self
+                    .fetch_token(realm, c.param("service"), c.param("scope"))
                     .await?;
-                let until = Instant::now() + life.saturating_sub(Duration::from_secs(5));
-                self.shared
-                    .tokens
-                    .lock()
-                    .expect("token cache")
-                    .insert(cache_key.to_string(), (tok.clone(), until));
-                make().bearer_auth(tok.expose_secret())
+                let retry = make().bearer_auth(tok.value.expose_secret());
+                (self.shared.tokens.lock().expect("token cache")).insert(cache_key, tok);
+                retry
             }
-            None => return Err(Error::Unauthorized { url, status: 401 }),
+            _ => return Err(Error::Unauthorized { url, status: 401 }),
         };
         let resp = self.execute(retry).await?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
@@ -650,21 +547,18 @@ mod tests {
     }
 
     #[test]
-    fn challenges() {
-        assert_eq!(
-            parse_challenge(
-                r#"Bearer realm="https://127.0.0.1:12396/token",service="testbed-notary",scope="repository:example.com/vectors/auth:pull,push""#
-            ),
-            Some(Challenge::Bearer {
-                realm: "https://127.0.0.1:12396/token".into(),
-                service: Some("testbed-notary".into()),
-                scope: Some("repository:example.com/vectors/auth:pull,push".into()),
-            })
+    fn the_first_challenge_is_the_one_answered() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.append(
+            reqwest::header::WWW_AUTHENTICATE,
+            r#"Bearer realm="https://r/t",service="s",scope="repository:g:pull,push", Basic realm="x""#
+                .parse()
+                .unwrap(),
         );
-        assert_eq!(
-            parse_challenge(r#"Basic realm="x""#),
-            Some(Challenge::Basic)
-        );
-        assert_eq!(parse_challenge("Negotiate"), None);
+        h.append(reqwest::header::WWW_AUTHENTICATE, "Basic".parse().unwrap());
+        let c = first_challenge(&h).unwrap();
+        assert!(c.is_bearer());
+        assert_eq!(c.param("scope"), Some("repository:g:pull,push"));
+        assert!(first_challenge(&reqwest::header::HeaderMap::new()).is_none());
     }
 }

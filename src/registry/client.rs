@@ -21,9 +21,9 @@ use super::manifest::{
 };
 use super::reference::{ImageRef, looks_like_digest, validate_digest, validate_tag};
 use super::retry::{RetryPolicy, parse_retry_after};
-use super::stats::{Counters, Kind, RequestStats};
 use super::tags::{Selection, TagSelector, parse_next_link};
 use super::transport::{read_limited, transport_error};
+use crate::http_auth::counters::{Counters, Kind, RequestStats};
 
 /// Largest manifest read or signed (distribution itself refuses manifests over 4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;

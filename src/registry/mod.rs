@@ -36,6 +36,8 @@
 //!   dropped + re-fetched when the registry answers 401 to it; `Basic` → username/password are
 //!   sent from then on. 401/403 after that → [`RegistryError::Unauthorized`] naming the registry;
 //!   no digest is ever returned on bad credentials.
+//!   The challenge parser, the token request and cache, and the counters are the shared
+//!   [`crate::http_auth`] pieces (the notary client uses them too).
 //! - **Pressure**: 429 waits `Retry-After` (seconds or HTTP date, capped by
 //!   [`RetryPolicy::max_retry_after`]); 5xx, timeouts and connection errors back off
 //!   exponentially with jitter (backon); attempts ([`RetryPolicy::max_attempts`]) and total time
@@ -73,22 +75,20 @@
 //! # Ok(()) }
 //! ```
 mod auth;
-pub mod challenge;
 mod client;
 pub mod credentials;
 pub mod error;
 pub mod manifest;
 pub mod reference;
 pub mod retry;
-pub mod stats;
 pub mod tags;
 mod transport;
 
+pub use crate::http_auth::RequestStats;
 pub use client::{RegistryClient, RegistryOptions};
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
 pub use manifest::{ManifestDescriptor, RawManifest};
 pub use reference::ImageRef;
 pub use retry::RetryPolicy;
-pub use stats::RequestStats;
 pub use tags::{Selection, TagSelector};

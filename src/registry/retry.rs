@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::error::{RegistryError, Result};
-use super::stats::Counters;
+use crate::http_auth::counters::Counters;
 
 /// How transient failures are retried.
 #[derive(Clone, Debug)]

@@ -1,5 +1,6 @@
-//! `WWW-Authenticate` challenge parsing (RFC 7235), with quoted values that contain commas
-//! (`scope="repository:a:pull,push"`) and several challenges in one header.
+//! The one `WWW-Authenticate` challenge parser (RFC 7235) of the notary and registry clients,
+//! with quoted values that contain commas (`scope="repository:a:pull,push"`), escapes, and
+//! several challenges in one header.
 
 use std::collections::BTreeMap;
 
@@ -188,5 +189,36 @@ mod tests {
         // unterminated quote: takes the rest
         let c = parse_challenges(r#"Bearer realm="https://x/t"#);
         assert_eq!(c[0].param("realm"), Some("https://x/t"));
+    }
+
+    /// What notary-server's token mode sends (was the notary client's own parser's test).
+    #[test]
+    fn notary_server_challenges() {
+        let c = parse_challenges(
+            r#"Bearer realm="https://127.0.0.1:12396/token",service="testbed-notary",scope="repository:example.com/vectors/auth:pull,push""#,
+        );
+        assert_eq!(c.len(), 1);
+        assert!(c[0].is_bearer());
+        assert_eq!(c[0].param("realm"), Some("https://127.0.0.1:12396/token"));
+        assert_eq!(c[0].param("service"), Some("testbed-notary"));
+        assert_eq!(
+            c[0].param("scope"),
+            Some("repository:example.com/vectors/auth:pull,push")
+        );
+        assert!(parse_challenges(r#"Basic realm="x""#)[0].is_basic());
+        let c = parse_challenges("Negotiate");
+        assert!(!c[0].is_basic() && !c[0].is_bearer());
+    }
+
+    /// The notary client's old parser ended a quoted value at the first `"`, so an escaped
+    /// quote cut the realm and dropped the service and scope after it.
+    #[test]
+    fn escaped_quote_keeps_the_parameters_after_it() {
+        let c = parse_challenges(
+            r#"Bearer realm="https://r/t?a=\"b\"",service="s",scope="repository:g:pull""#,
+        );
+        assert_eq!(c[0].param("realm"), Some(r#"https://r/t?a="b""#));
+        assert_eq!(c[0].param("service"), Some("s"));
+        assert_eq!(c[0].param("scope"), Some("repository:g:pull"));
     }
 }
