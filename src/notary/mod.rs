@@ -98,8 +98,6 @@ pub use init::{
     InitialMetadata, NewRepository, RepositoryKeys, create_repository,
     create_repository_with_new_keys,
 };
-pub use keys::{
-    KeySource, PemKeySource, PublicKey, SignatureAlgorithm, Signer, SigningKey,
-};
+pub use keys::{KeySource, PemKeySource, PublicKey, SignatureAlgorithm, Signer, SigningKey};
 pub use memo::SignatureMemo;
 pub use server::{Auth, NotaryClient, ServerConfig};
