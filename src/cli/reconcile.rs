@@ -10,7 +10,6 @@ use base64::Engine as _;
 use clap::Args;
 use jiff::Timestamp;
 use serde_json::Value;
-use zeroize::Zeroizing;
 
 use super::common::{self, CliError};
 use super::{Global, Output};
@@ -161,13 +160,7 @@ impl SecretSource for FileSource {
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, GatherError> {
         Ok(self
             .object(ObjectKind::Secret, namespace, name)?
-            .map(|(type_, data)| SecretData {
-                type_,
-                data: data
-                    .into_iter()
-                    .map(|(k, v)| (k, Zeroizing::new(v)))
-                    .collect(),
-            }))
+            .map(|(type_, data)| SecretData::new(type_, data)))
     }
 
     async fn config_map(

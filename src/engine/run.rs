@@ -1032,12 +1032,16 @@ mod tests {
         assert_eq!(publish_attempts_allowed(u64::MAX), MAX_PUBLISH_ATTEMPTS_CAP);
     }
 
-    /// Silent servers end the run at its deadline, with a reason that names both.
-    #[tokio::test]
-    async fn silent_servers_end_the_run_at_its_deadline() {
+    /// A server that accepts connections and never answers, and a spec pointing both the
+    /// registry and the notary server at it.
+    async fn silent_server() -> (
+        std::net::SocketAddr,
+        SignedImageSpec,
+        tokio::task::JoinHandle<()>,
+    ) {
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = silent.local_addr().unwrap();
-        let _keep = tokio::spawn(async move {
+        let keep = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((conn, _)) = silent.accept().await {
                 held.push(conn);
@@ -1046,29 +1050,38 @@ mod tests {
         let yaml = format!(
             "image: {addr}/team/app\ntags: [v1]\nsigningKey: {{secretRef: {{name: k}}}}\nnotary: {{url: \"https://{addr}\"}}\n"
         );
-        let spec: SignedImageSpec = serde_saphyr::from_str(&yaml).unwrap();
+        (addr, serde_saphyr::from_str(&yaml).unwrap(), keep)
+    }
+
+    async fn run_with_key(engine: &Engine, spec: &SignedImageSpec, pem: &[u8]) -> Outcome {
+        engine
+            .run(ReconcileRequest {
+                id: "t",
+                spec,
+                generation: None,
+                previous: None,
+                credentials: RunSecrets {
+                    signing_key_pem: zeroize::Zeroizing::new(pem.to_vec()),
+                    ..Default::default()
+                },
+                pinned: Default::default(),
+            })
+            .await
+    }
+
+    /// Silent servers end the run at its deadline, with a reason that names both.
+    #[tokio::test]
+    async fn silent_servers_end_the_run_at_its_deadline() {
+        let (addr, spec, _keep) = silent_server().await;
         let engine = Engine {
             timeout: Duration::from_secs(20),
             deadline: Duration::from_millis(500),
             ..Engine::default()
         };
         let started = std::time::Instant::now();
-        let outcome = engine
-            .run(ReconcileRequest {
-                id: "t",
-                spec: &spec,
-                generation: None,
-                previous: None,
-                credentials: RunSecrets {
-                    // A valid P-256 key (of the bad-input corpus: it signs for no role).
-                    signing_key_pem: zeroize::Zeroizing::new(
-                        include_bytes!("../../tests/bad_input/keys/not-a-signer.pem").to_vec(),
-                    ),
-                    ..Default::default()
-                },
-                pinned: Default::default(),
-            })
-            .await;
+        // A valid P-256 key (of the bad-input corpus: it signs for no role).
+        let key = include_bytes!("../../tests/bad_input/keys/not-a-signer.pem");
+        let outcome = run_with_key(&engine, &spec, key).await;
         let took = started.elapsed();
         assert_eq!(outcome.failure_reason, Some(reasons::DEADLINE_EXCEEDED));
         let (_, message) = outcome
@@ -1090,37 +1103,13 @@ mod tests {
     /// A bad key is reported at once, not after the servers answer or time out.
     #[tokio::test]
     async fn a_bad_key_does_not_wait_for_a_silent_server() {
-        // Accepts connections and never answers.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = silent.local_addr().unwrap();
-        let _keep = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((conn, _)) = silent.accept().await {
-                held.push(conn);
-            }
-        });
-        let yaml = format!(
-            "image: {addr}/team/app\ntags: [v1]\nsigningKey: {{secretRef: {{name: k}}}}\nnotary: {{url: \"https://{addr}\"}}\n"
-        );
-        let spec: SignedImageSpec = serde_saphyr::from_str(&yaml).unwrap();
+        let (_, spec, _keep) = silent_server().await;
         let engine = Engine {
             timeout: Duration::from_secs(20),
             ..Engine::default()
         };
         let started = std::time::Instant::now();
-        let outcome = engine
-            .run(ReconcileRequest {
-                id: "t",
-                spec: &spec,
-                generation: None,
-                previous: None,
-                credentials: RunSecrets {
-                    signing_key_pem: zeroize::Zeroizing::new(b"not a key".to_vec()),
-                    ..Default::default()
-                },
-                pinned: Default::default(),
-            })
-            .await;
+        let outcome = run_with_key(&engine, &spec, b"not a key").await;
         assert_eq!(outcome.failure_reason, Some(reasons::BAD_KEY));
         assert!(
             started.elapsed() < Duration::from_secs(5),

@@ -28,6 +28,19 @@ pub struct SecretData {
     pub data: BTreeMap<String, Zeroizing<Vec<u8>>>,
 }
 
+impl SecretData {
+    /// A Secret of `type_` whose values are moved into zeroizing buffers.
+    pub fn new(type_: Option<String>, data: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
+        SecretData {
+            type_,
+            data: data
+                .into_iter()
+                .map(|(k, v)| (k, Zeroizing::new(v)))
+                .collect(),
+        }
+    }
+}
+
 /// Where Secrets and ConfigMaps come from. `Ok(None)` means "does not exist".
 pub trait SecretSource: Send + Sync + 'static {
     fn secret(
@@ -398,13 +411,7 @@ impl SecretSource for MapSecrets {
         Ok(self
             .secrets
             .get(&(namespace.to_string(), name.to_string()))
-            .map(|(t, d)| SecretData {
-                type_: t.clone(),
-                data: d
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
-                    .collect(),
-            }))
+            .map(|(t, d)| SecretData::new(t.clone(), d.clone())))
     }
 
     async fn config_map(

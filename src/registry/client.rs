@@ -253,7 +253,7 @@ impl RegistryClient {
             }
             seen_urls.insert(url.clone());
             let f = self
-                .request_with(image, Kind::TagList, &url, &what, None, same_origin)
+                .request(image, Kind::TagList, &url, &what, None, same_origin)
                 .await?;
             bytes += f.body.len();
             if bytes > MAX_TAG_LIST_BYTES {
@@ -325,7 +325,7 @@ impl RegistryClient {
         let what = describe(image, reference);
         let url = self.manifest_url(image, reference);
         let f = self
-            .request(image, Kind::Head, &url, &what, Some(&accept_header()))
+            .request(image, Kind::Head, &url, &what, Some(&accept_header()), true)
             .await?;
         let digest = header_str(&f.headers, DOCKER_CONTENT_DIGEST)
             .filter(|d| validate_digest(d).is_ok())
@@ -460,7 +460,7 @@ impl RegistryClient {
         let what = describe(image, reference);
         let url = self.manifest_url(image, reference);
         let f = self
-            .request(image, Kind::Get, &url, &what, Some(&accept_header()))
+            .request(image, Kind::Get, &url, &what, Some(&accept_header()), true)
             .await?;
         let actual = sha256_digest(&f.body);
         let header_digest = header_str(&f.headers, DOCKER_CONTENT_DIGEST)
@@ -499,21 +499,9 @@ impl RegistryClient {
         )
     }
 
-    /// One logical request: retried on transient failures, authenticated on challenges.
+    /// One logical request: retried on transient failures, authenticated on challenges;
+    /// without `credentials` nothing of ours is sent (another origin).
     async fn request(
-        &self,
-        image: &ImageRef,
-        kind: Kind,
-        url: &str,
-        what: &str,
-        accept: Option<&str>,
-    ) -> Result<Fetched> {
-        self.request_with(image, kind, url, what, accept, true)
-            .await
-    }
-
-    /// [`Self::request`]; without `credentials` nothing of ours is sent (another origin).
-    async fn request_with(
         &self,
         image: &ImageRef,
         kind: Kind,
