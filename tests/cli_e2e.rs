@@ -1228,7 +1228,6 @@ fn key_id_of(tb: &Testbed, cli: &Cli, key: &str) -> String {
 
 #[test]
 fn the_key_as_contents_signs_from_standard_input_and_the_environment() {
-    use std::io::Write as _;
     let tb = Testbed::get();
     let seed = tb.seed("cli-key-contents");
     let cli = Cli::new(&seed);
@@ -1237,20 +1236,10 @@ fn the_key_as_contents_signs_from_standard_input_and_the_environment() {
 
     // --key -: the PEM on standard input.
     let image = format!("{}:multi", seed.gun);
-    let mut child = cli
-        .command(tb, &["sign", &image, "--key", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(pem.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = common::output_with_stdin(
+        &mut cli.command(tb, &["sign", &image, "--key", "-"]),
+        pem.as_bytes(),
+    );
     assert!(o.status.success(), "{:?}", text(&o));
     assert_eq!(
         notary_list(tb, &seed.gun, "targets/releases")["multi"],

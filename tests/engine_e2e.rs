@@ -8,7 +8,6 @@ use common::{Seed, Testbed, ready};
 use secrecy::SecretString;
 use trustkeeper::api::{SignedImageSpec, SignedImageStatus};
 use trustkeeper::engine::{Engine, Outcome, ReconcileRequest, RunSecrets};
-use zeroize::Zeroizing;
 
 /// `notary list GUN [-r ROLE]` as tag → (sha256 hex, size, role).
 pub fn notary_list(
@@ -37,47 +36,12 @@ fn spec(tb: &Testbed, seed: &Seed, tags: &[&str], roles: &[&str]) -> SignedImage
     s
 }
 
-fn creds(tb: &Testbed, key: &str, pass_file: &str) -> RunSecrets {
-    let ca = tb.ca_pem();
-    RunSecrets {
-        signing_key_pem: Zeroizing::new(std::fs::read(key).unwrap()),
-        passphrase: Some(SecretString::from(
-            std::fs::read_to_string(pass_file)
-                .unwrap()
-                .trim()
-                .to_string(),
-        )),
-        registry_auth: None,
-        registry_ca: Some(ca.clone()),
-        notary_auth: None,
-        notary_ca: Some(ca),
-    }
-}
-
-fn delegation_creds(tb: &Testbed, seed: &Seed) -> RunSecrets {
-    creds(
-        tb,
-        seed.var("DELEGATION_KEY"),
-        seed.var("DELEGATION_PASSPHRASE_FILE"),
-    )
-}
-
 async fn run(
     spec: &SignedImageSpec,
     creds: RunSecrets,
     prev: Option<&SignedImageStatus>,
 ) -> Outcome {
-    trustkeeper::tls::install_crypto_provider();
-    Engine::default()
-        .run(ReconcileRequest {
-            id: "test",
-            spec,
-            generation: Some(1),
-            previous: prev,
-            credentials: creds,
-            pinned: Default::default(),
-        })
-        .await
+    common::run_engine_as(Engine::default(), "test", spec, creds, prev).await
 }
 
 #[tokio::test]
@@ -86,7 +50,7 @@ async fn signs_every_manifest_type_into_releases_and_the_go_client_agrees() {
     let seed = tb.seed("engine-sign");
     let tags = ["v1", "latest", "multi", "oci-v1", "oci-multi"];
     let spec = spec(tb, &seed, &tags, &[]);
-    let o = run(&spec, delegation_creds(tb, &seed), None).await;
+    let o = run(&spec, common::seed_creds(tb, &seed), None).await;
     assert_eq!(ready(&o).0, "True", "{:?}", ready(&o));
     assert_eq!(o.publishes, 1, "one publish for all tags and both roles");
     assert_eq!(o.status.tag_summary.as_deref(), Some("5/5"));
@@ -116,7 +80,7 @@ async fn signs_every_manifest_type_into_releases_and_the_go_client_agrees() {
     assert!(trust.versions["targets/releases"] >= 2);
 
     // Nothing new: no publish, Ready stays, no events.
-    let again = run(&spec, delegation_creds(tb, &seed), Some(&o.status)).await;
+    let again = run(&spec, common::seed_creds(tb, &seed), Some(&o.status)).await;
     assert_eq!(ready(&again).0, "True");
     assert_eq!(again.publishes, 0);
     assert!(again.events.is_empty(), "{:?}", again.events);
@@ -133,7 +97,7 @@ async fn renews_near_expiry_and_expired_delegations_keeping_their_targets() {
     let dir = tb.dir.to_str().unwrap();
     tb.run(&["age", dir, &seed.gun, "targets/releases", "+90d"]);
     let spec = spec(tb, &seed, &[], &[]);
-    let o = run(&spec, delegation_creds(tb, &seed), None).await;
+    let o = run(&spec, common::seed_creds(tb, &seed), None).await;
     assert_eq!(ready(&o).0, "True", "{:?}", ready(&o));
     assert_eq!(o.renewed, ["targets/releases"]);
     let releases = o
@@ -160,7 +124,7 @@ async fn renews_near_expiry_and_expired_delegations_keeping_their_targets() {
     // Expired: renewed with its old target kept, and a new tag signed in the same publish.
     tb.run(&["age", dir, &seed.gun, "targets/releases", "-1d"]);
     let spec = self::spec(tb, &seed, &["multi"], &["targets/releases"]);
-    let o = run(&spec, delegation_creds(tb, &seed), Some(&o.status)).await;
+    let o = run(&spec, common::seed_creds(tb, &seed), Some(&o.status)).await;
     assert_eq!(ready(&o).0, "True", "{:?}", ready(&o));
     let listed = notary_list(tb, &seed.gun, Some("targets/releases"));
     assert_eq!(
@@ -176,7 +140,7 @@ async fn key_not_delegated_publishes_nothing() {
     let seed = tb.seed("engine-notdeleg");
     // The repository (targets) key is not a delegation signer: docker's
     // "no valid signing keys for delegation roles".
-    let c = creds(
+    let c = common::key_file_creds(
         tb,
         seed.var("TARGETS_KEY"),
         seed.var("TARGETS_PASSPHRASE_FILE"),
@@ -212,7 +176,7 @@ async fn key_not_delegated_publishes_nothing() {
 async fn wrong_passphrase_and_unknown_tag_are_specific() {
     let tb = Testbed::get();
     let seed = tb.seed("engine-bad");
-    let mut c = delegation_creds(tb, &seed);
+    let mut c = common::seed_creds(tb, &seed);
     c.passphrase = Some(SecretString::from("not-the-passphrase".to_string()));
     let o = run(&spec(tb, &seed, &["v1"], &[]), c, None).await;
     assert_eq!(ready(&o).1, "WrongPassphrase", "{:?}", ready(&o));
@@ -220,7 +184,7 @@ async fn wrong_passphrase_and_unknown_tag_are_specific() {
 
     let o = run(
         &spec(tb, &seed, &["nope"], &[]),
-        delegation_creds(tb, &seed),
+        common::seed_creds(tb, &seed),
         None,
     )
     .await;
@@ -229,7 +193,7 @@ async fn wrong_passphrase_and_unknown_tag_are_specific() {
 
     let o = run(
         &spec(tb, &seed, &["zz*"], &[]),
-        delegation_creds(tb, &seed),
+        common::seed_creds(tb, &seed),
         None,
     )
     .await;
@@ -250,7 +214,7 @@ async fn an_unchanged_repository_costs_one_notary_request() {
     let run_with = |engine: &Engine, prev: Option<SignedImageStatus>| {
         let engine = engine.clone();
         let spec = spec.clone();
-        let creds = delegation_creds(tb, &seed);
+        let creds = common::seed_creds(tb, &seed);
         async move {
             engine
                 .run(ReconcileRequest {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::Testbed;
+use common::{Testbed, stderr_text};
 use hostile_notary::{Body, Hostile, Repo};
 use jiff::Timestamp;
 use trustkeeper::notary::cache::{CachedFetch, Files};
@@ -62,19 +62,8 @@ fn cli(h: &Hostile, trust_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ou
         .arg(trust_dir)
         .arg("--timeout")
         .arg("20s")
-        .env_remove("TRUSTKEEPER_ROOT_KEY_ID")
-        .env_remove("TRUSTKEEPER_MAX_METADATA_SIZE")
-        .env_remove("RUST_LOG")
-        .env_remove("TRUSTKEEPER_LOG")
-        .env("HOME", trust_dir);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+        .env_remove("TRUSTKEEPER_MAX_METADATA_SIZE");
+    common::cli_output(&mut c, trust_dir, env)
 }
 
 /// Peak resident set of the largest child this process has waited for, in KiB.
@@ -204,17 +193,17 @@ async fn listed_delegation_without_a_file_is_refused() {
     );
     let dir = tempfile::tempdir().unwrap();
     let o = cli(&h, dir.path(), &["inspect", GUN], &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr_text(&o));
     assert!(
-        stderr(&o).contains("lists targets/releases"),
+        stderr_text(&o).contains("lists targets/releases"),
         "{}",
-        stderr(&o)
+        stderr_text(&o)
     );
     // Not listed at all: a declared delegation without a file yet, as before.
     repo.list_releases = false;
     h.serve(&repo);
     let o = cli(&h, dir.path(), &["inspect", GUN], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_text(&o));
 }
 
 /// Versions that could never be incremented are refused in every role, before they are
@@ -265,15 +254,19 @@ async fn command_line_against_the_hostile_server() {
     let h = server(&repo).await;
     let dir = tempfile::tempdir().unwrap();
     let o = cli(&h, dir.path(), &["inspect", GUN], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_text(&o));
     // First use says which root it trusted.
     assert!(
-        stderr(&o).contains("on first use") && stderr(&o).contains(&repo.root_key_id),
+        stderr_text(&o).contains("on first use") && stderr_text(&o).contains(&repo.root_key_id),
         "{}",
-        stderr(&o)
+        stderr_text(&o)
     );
     let o = cli(&h, dir.path(), &["inspect", GUN], &[]);
-    assert!(!stderr(&o).contains("on first use"), "{}", stderr(&o));
+    assert!(
+        !stderr_text(&o).contains("on first use"),
+        "{}",
+        stderr_text(&o)
+    );
 
     // An endless snapshot announced as 1 TiB, with a 2 MiB cap from the environment.
     let mut huge = repo.clone();
@@ -290,11 +283,11 @@ async fn command_line_against_the_hostile_server() {
         &[("TRUSTKEEPER_MAX_METADATA_SIZE", "2MiB")],
     );
     let took = started.elapsed();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr_text(&o));
     assert!(
-        stderr(&o).contains("limit of 2097152 bytes"),
+        stderr_text(&o).contains("limit of 2097152 bytes"),
         "{}",
-        stderr(&o)
+        stderr_text(&o)
     );
     assert_eq!(h.requests(&h.snapshot_name()), 1);
     assert!(took < Duration::from_secs(10), "{took:?}");
@@ -320,11 +313,11 @@ async fn command_line_against_the_hostile_server() {
         &["witness", GUN, "--key", key.to_str().unwrap()],
         &[],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr_text(&o));
     assert!(
-        stderr(&o).contains("above the largest usable version"),
+        stderr_text(&o).contains("above the largest usable version"),
         "{}",
-        stderr(&o)
+        stderr_text(&o)
     );
 
     // The timestamp at u64::MAX: refused, and not kept as the rollback floor.
@@ -332,11 +325,11 @@ async fn command_line_against_the_hostile_server() {
     ts.timestamp_version = u64::MAX;
     h.serve(&ts);
     let o = cli(&h, dir.path(), &["inspect", GUN], &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr_text(&o));
     assert!(
-        stderr(&o).contains("timestamp has version 18446744073709551615"),
+        stderr_text(&o).contains("timestamp has version 18446744073709551615"),
         "{}",
-        stderr(&o)
+        stderr_text(&o)
     );
 
     // Sane again: the same trust dir reads the repository.
@@ -344,5 +337,5 @@ async fn command_line_against_the_hostile_server() {
     repo.timestamp_version = 4;
     h.serve(&repo);
     let o = cli(&h, dir.path(), &["inspect", GUN], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_text(&o));
 }

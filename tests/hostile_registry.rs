@@ -11,15 +11,14 @@ mod hostile_registry;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Testbed, ready};
+use common::{Testbed, ready, timestamp_version};
 use hostile_registry::{Hostile, Reply, Seen};
 use secrecy::SecretString;
 use trustkeeper::api::{SignedImageSpec, reasons};
-use trustkeeper::engine::{Engine, Outcome, ReconcileRequest, RunSecrets};
+use trustkeeper::engine::{Engine, Outcome, RunSecrets};
 use trustkeeper::notary::{self, NotaryClient, ServerConfig};
 use trustkeeper::registry::manifest::{DOCKER_MANIFEST_V2, sha256_digest};
 use trustkeeper::registry::{ImageRef, RegistryClient, RegistryOptions, RetryPolicy};
-use zeroize::Zeroizing;
 
 const PASSWORD: &str = "hostile-test-password";
 
@@ -383,19 +382,11 @@ async fn the_notary_token_realm_must_be_https_unless_allowed() {
 
 fn creds(tb: &Testbed) -> RunSecrets {
     let keys = std::path::Path::new(tb.var("TESTBED_KEYS_DIR"));
-    RunSecrets {
-        signing_key_pem: Zeroizing::new(std::fs::read(keys.join("delegation.key.pem")).unwrap()),
-        passphrase: Some(SecretString::from(
-            std::fs::read_to_string(keys.join("delegation.passphrase"))
-                .unwrap()
-                .trim()
-                .to_string(),
-        )),
-        registry_auth: None,
-        registry_ca: Some(tb.ca_pem()),
-        notary_auth: None,
-        notary_ca: Some(tb.ca_pem()),
-    }
+    common::key_file_creds(
+        tb,
+        keys.join("delegation.key.pem"),
+        keys.join("delegation.passphrase"),
+    )
 }
 
 async fn run(
@@ -403,34 +394,11 @@ async fn run(
     creds: RunSecrets,
     prev: Option<&trustkeeper::api::SignedImageStatus>,
 ) -> Outcome {
-    trustkeeper::tls::install_crypto_provider();
-    Engine {
+    let engine = Engine {
         timeout: Duration::from_secs(10),
         ..Engine::default()
-    }
-    .run(ReconcileRequest {
-        id: "hostile",
-        spec,
-        generation: Some(1),
-        previous: prev,
-        credentials: creds,
-        pinned: Default::default(),
-    })
-    .await
-}
-
-/// The real notary server's timestamp version of `gun`.
-async fn timestamp_version(tb: &Testbed, gun: &str) -> u64 {
-    let http = reqwest::Client::builder()
-        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&tb.ca_pem()).unwrap())
-        .build()
-        .unwrap();
-    let url = format!(
-        "{}/v2/{gun}/_trust/tuf/timestamp.json",
-        tb.var("NOTARY_URL")
-    );
-    let v: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-    v["signed"]["version"].as_u64().unwrap()
+    };
+    common::run_engine_as(engine, "hostile", spec, creds, prev).await
 }
 
 /// A manifest no role holds: unique bytes.

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use trustkeeper::notary::init::{NewRepository, RepositoryKeys};
 use trustkeeper::notary::{
-    Error, InitialMetadata, NotaryClient, ServerConfig, SigningKey, create_repository,
+    Error, InitialMetadata, NotaryClient, SigningKey, create_repository,
     create_repository_with_new_keys,
 };
 
@@ -31,16 +31,7 @@ fn client(tb: &Testbed) -> NotaryClient {
 }
 
 fn client_at(tb: &Testbed, url: &str) -> NotaryClient {
-    trustkeeper::tls::install_crypto_provider();
-    NotaryClient::new(ServerConfig {
-        url: url.to_string(),
-        ca_pem: Some(tb.ca_pem()),
-        ca_only: false,
-        auth: Default::default(),
-        timeout: Duration::from_secs(20),
-        max_metadata_bytes: trustkeeper::notary::client::DEFAULT_MAX_METADATA_BYTES,
-    })
-    .unwrap()
+    common::notary_client_at(tb, url)
 }
 
 /// The real Go client with its own trust directory (no cache, no keys but those imported).

@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Duration;
 
 use common::{Seed, Testbed};
 use jiff::Timestamp;
@@ -17,23 +16,14 @@ use trustkeeper::notary::client::RoleHealth;
 use trustkeeper::notary::client::update_with;
 use trustkeeper::notary::metadata::Envelope;
 use trustkeeper::notary::{
-    Error, NotaryClient, Repository, ServerConfig, SignedFile, SigningKey, TrustAnchor, TrustState,
+    Error, NotaryClient, Repository, SignedFile, SigningKey, TrustAnchor, TrustState,
 };
 
 /// (digest hex, size, role) per name.
 type Listing = BTreeMap<String, (String, u64, String)>;
 
 fn client(tb: &Testbed) -> NotaryClient {
-    trustkeeper::tls::install_crypto_provider();
-    NotaryClient::new(ServerConfig {
-        url: tb.var("NOTARY_URL").to_string(),
-        ca_pem: Some(tb.ca_pem()),
-        ca_only: false,
-        auth: Default::default(),
-        timeout: Duration::from_secs(20),
-        max_metadata_bytes: trustkeeper::notary::client::DEFAULT_MAX_METADATA_BYTES,
-    })
-    .unwrap()
+    common::notary_client_at(tb, tb.var("NOTARY_URL"))
 }
 
 fn passphrase(tb: &Testbed, name: &str) -> SecretString {
@@ -623,26 +613,16 @@ async fn role_signed_by_a_removed_key_is_revived_by_witness() {
 /// `N.root.json` to the new root; a pin on the old root key no longer admits it.
 #[tokio::test]
 async fn root_rotation_is_followed_from_trusted_state() {
-    use std::io::Write;
     let tb = Testbed::get();
     let gun = tb.unique_gun("rotate");
     let trust = tempfile::tempdir().unwrap();
     let go_in = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(tb.var("NOTARY_CLIENT"))
-            .env("TESTBED_TRUST_DIR", trust.path())
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = common::output_with_stdin(
+            Command::new(tb.var("NOTARY_CLIENT"))
+                .env("TESTBED_TRUST_DIR", trust.path())
+                .args(args),
+            stdin.as_bytes(),
+        );
         assert!(
             out.status.success(),
             "notary {args:?}: {}",

@@ -7,11 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Seed, Testbed, ready};
-use secrecy::SecretString;
-use trustkeeper::api::{SignedImageSpec, SignedImageStatus, reasons};
-use trustkeeper::engine::{Engine, Outcome, ReconcileRequest, RunSecrets};
-use zeroize::Zeroizing;
+use common::{Seed, Testbed, ready, stderr_text};
+use trustkeeper::api::{SignedImageSpec, reasons};
+use trustkeeper::engine::Engine;
 
 const WRONG: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -21,20 +19,9 @@ fn cli(tb: &Testbed, trust_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> O
         .env("TRUSTKEEPER_TRUST_DIR", trust_dir)
         .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
         .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
-        .env_remove("TRUSTKEEPER_ROOT_KEY_ID")
         .env_remove("TRUSTKEEPER_DOCKER_CONFIG")
-        .env_remove("NOTARY_AUTH")
-        .env_remove("RUST_LOG")
-        .env_remove("TRUSTKEEPER_LOG")
-        .env("HOME", trust_dir);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+        .env_remove("NOTARY_AUTH");
+    common::cli_output(&mut c, trust_dir, env)
 }
 
 /// The root key ID(s) the trust dir keeps for `gun` after `inspect -o json`.
@@ -54,11 +41,11 @@ fn command_line_pins_hold_over_a_kept_root() {
     let seed = tb.seed("pins-cli");
     let dir = tempfile::tempdir().unwrap();
     let o = cli(tb, dir.path(), &["inspect", &seed.gun, "-o", "json"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr_text(&o));
     let ids = kept_root_ids(&o);
     assert_eq!(ids.len(), 1);
     // First use says which root it trusted.
-    let err = stderr(&o);
+    let err = stderr_text(&o);
     assert!(
         err.contains("on first use") && err.contains(&ids[0]),
         "{err}"
@@ -71,7 +58,7 @@ fn command_line_pins_hold_over_a_kept_root() {
             vec!["inspect", &seed.gun]
         };
         let o = cli(tb, dir.path(), &args, &env);
-        let err = stderr(&o);
+        let err = stderr_text(&o);
         assert_eq!(o.status.code(), Some(1), "{env:?}: {err}");
         assert!(
             err.contains("is not trusted") && err.contains(WRONG) && err.contains(&ids[0]),
@@ -87,8 +74,12 @@ fn command_line_pins_hold_over_a_kept_root() {
             &["inspect", &seed.gun, "--root-key-id", pin],
             &[],
         );
-        assert_eq!(o.status.code(), Some(0), "{pin}: {}", stderr(&o));
-        assert!(!stderr(&o).contains("on first use"), "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "{pin}: {}", stderr_text(&o));
+        assert!(
+            !stderr_text(&o).contains("on first use"),
+            "{}",
+            stderr_text(&o)
+        );
     }
 }
 
@@ -102,53 +93,27 @@ fn spec(tb: &Testbed, seed: &Seed, pins: &[&str]) -> SignedImageSpec {
     serde_saphyr::from_str(&yaml).unwrap()
 }
 
-fn creds(tb: &Testbed, seed: &Seed) -> RunSecrets {
-    let ca = tb.ca_pem();
-    RunSecrets {
-        signing_key_pem: Zeroizing::new(std::fs::read(seed.var("DELEGATION_KEY")).unwrap()),
-        passphrase: Some(SecretString::from(
-            std::fs::read_to_string(seed.var("DELEGATION_PASSPHRASE_FILE"))
-                .unwrap()
-                .trim()
-                .to_string(),
-        )),
-        registry_auth: None,
-        registry_ca: Some(ca.clone()),
-        notary_auth: None,
-        notary_ca: Some(ca),
-    }
-}
-
-async fn run(
-    spec: &SignedImageSpec,
-    creds: RunSecrets,
-    prev: Option<&SignedImageStatus>,
-) -> Outcome {
-    trustkeeper::tls::install_crypto_provider();
-    Engine::default()
-        .run(ReconcileRequest {
-            id: "pins",
-            spec,
-            generation: Some(1),
-            previous: prev,
-            credentials: creds,
-            pinned: Default::default(),
-        })
-        .await
-}
-
 #[tokio::test]
 async fn engine_pins_hold_over_a_status_with_trust() {
     let tb = Testbed::get();
     let seed = tb.seed("pins-engine");
-    let first = run(&spec(tb, &seed, &[]), creds(tb, &seed), None).await;
+    let first = common::run_engine_as(
+        Engine::default(),
+        "pins",
+        &spec(tb, &seed, &[]),
+        common::seed_creds(tb, &seed),
+        None,
+    )
+    .await;
     assert_eq!(ready(&first).0, "True", "{:?}", ready(&first));
     let trusted = first.status.trust.clone().expect("trust in the status");
     let id = trusted.root_key_ids[0].clone();
 
-    let wrong = run(
+    let wrong = common::run_engine_as(
+        Engine::default(),
+        "pins",
         &spec(tb, &seed, &[WRONG]),
-        creds(tb, &seed),
+        common::seed_creds(tb, &seed),
         Some(&first.status),
     )
     .await;
@@ -161,9 +126,11 @@ async fn engine_pins_hold_over_a_status_with_trust() {
     // The trust kept is not replaced by a refused root.
     assert_eq!(wrong.status.trust.as_ref(), Some(&trusted));
 
-    let right = run(
+    let right = common::run_engine_as(
+        Engine::default(),
+        "pins",
         &spec(tb, &seed, &[&id]),
-        creds(tb, &seed),
+        common::seed_creds(tb, &seed),
         Some(&first.status),
     )
     .await;

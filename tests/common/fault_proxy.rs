@@ -25,7 +25,6 @@ use axum::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
 
 /// Rewrites a response body (tampering, replaying an old file, padding).
@@ -123,26 +122,8 @@ impl FaultProxy {
     /// Starts a proxy in front of `upstream` (`https://127.0.0.1:PORT`), terminating TLS with
     /// `cert_pem`/`key_pem` and trusting `ca_pem` upstream.
     pub async fn start(upstream: &str, ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Self {
-        trustkeeper::tls::install_crypto_provider();
-        let certs: Vec<rustls::pki_types::CertificateDer<'static>> = pem::parse_many(cert_pem)
-            .unwrap()
-            .into_iter()
-            .filter(|p| p.tag() == "CERTIFICATE")
-            .map(|p| p.into_contents().into())
-            .collect();
-        let key_block = pem::parse_many(key_pem)
-            .unwrap()
-            .into_iter()
-            .find(|p| p.tag().ends_with("PRIVATE KEY"))
-            .expect("a private key in the server key file");
-        let key = rustls::pki_types::PrivateKeyDer::try_from(key_block.into_contents()).unwrap();
-        let config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr, acceptor) =
+            crate::common::loopback::tls_listener(cert_pem, key_pem).await;
         let shared = Arc::new(Shared::default());
         let http = reqwest::Client::builder()
             .tls_certs_merge(reqwest::Certificate::from_pem_bundle(ca_pem).unwrap())

@@ -12,9 +12,6 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls;
 use trustkeeper::notary::metadata::{FileMeta, file_bytes};
 use trustkeeper::notary::{NewRepository, SigningKey, canonical};
 
@@ -44,26 +41,7 @@ pub struct Hostile {
 impl Hostile {
     /// Starts on 127.0.0.1:0 with the testbed's server certificate.
     pub async fn start(cert_pem: &[u8], key_pem: &[u8]) -> Hostile {
-        trustkeeper::tls::install_crypto_provider();
-        let certs: Vec<rustls::pki_types::CertificateDer<'static>> = pem::parse_many(cert_pem)
-            .unwrap()
-            .into_iter()
-            .filter(|p| p.tag() == "CERTIFICATE")
-            .map(|p| p.into_contents().into())
-            .collect();
-        let key_block = pem::parse_many(key_pem)
-            .unwrap()
-            .into_iter()
-            .find(|p| p.tag().contains("PRIVATE KEY"))
-            .expect("a private key in the server key file");
-        let key = rustls::pki_types::PrivateKeyDer::try_from(key_block.into_contents()).unwrap();
-        let config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
+        let (l, addr, acceptor) = crate::common::loopback::tls_listener(cert_pem, key_pem).await;
         let state: Arc<Mutex<State>> = Arc::default();
         let st = state.clone();
         tokio::spawn(async move {

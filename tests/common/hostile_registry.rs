@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
 
 /// One request as the server received it.
@@ -122,31 +121,11 @@ impl Hostile {
         key_pem: &[u8],
         handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
     ) -> Hostile {
-        trustkeeper::tls::install_crypto_provider();
-        let certs: Vec<rustls::pki_types::CertificateDer<'static>> = pem::parse_many(cert_pem)
-            .unwrap()
-            .into_iter()
-            .filter(|p| p.tag() == "CERTIFICATE")
-            .map(|p| p.into_contents().into())
-            .collect();
-        let key = pem::parse_many(key_pem)
-            .unwrap()
-            .into_iter()
-            .find(|p| p.tag().ends_with("PRIVATE KEY"))
-            .expect("a private key");
-        let key = rustls::pki_types::PrivateKeyDer::try_from(key.into_contents()).unwrap();
-        let config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr, acceptor) =
+            crate::common::loopback::tls_listener(cert_pem, key_pem).await;
         let (st, seen) = state(handler);
         let app = axum::Router::new().fallback(serve).with_state(st);
-        let tls = TlsListener {
-            listener,
-            acceptor: TlsAcceptor::from(Arc::new(config)),
-        };
+        let tls = TlsListener { listener, acceptor };
         let task = tokio::spawn(async move {
             let _ = axum::serve(tls, app).await;
         });

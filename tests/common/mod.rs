@@ -6,6 +6,7 @@
 //! - `TRUSTKEEPER_TESTBED_TOKEN`: `up --token` mode (Docker-style bearer tokens)
 #![allow(dead_code)]
 
+pub mod loopback;
 pub mod vectors;
 
 use std::collections::HashMap;
@@ -315,4 +316,117 @@ impl Seed {
             .trim_start_matches("sha256:")
             .to_string()
     }
+}
+
+/// One engine run of `spec` under the request id `id`, with `engine`'s settings.
+pub async fn run_engine_as(
+    engine: trustkeeper::engine::Engine,
+    id: &str,
+    spec: &trustkeeper::api::SignedImageSpec,
+    creds: trustkeeper::engine::RunSecrets,
+    prev: Option<&trustkeeper::api::SignedImageStatus>,
+) -> trustkeeper::engine::Outcome {
+    trustkeeper::tls::install_crypto_provider();
+    engine
+        .run(trustkeeper::engine::ReconcileRequest {
+            id,
+            spec,
+            generation: Some(1),
+            previous: prev,
+            credentials: creds,
+            pinned: Default::default(),
+        })
+        .await
+}
+
+/// The run credentials of a signer with the key PEM in the file `key` and its passphrase in the
+/// file `pass_file`, trusting the testbed CA for both the registry and the notary.
+pub fn key_file_creds(
+    tb: &Testbed,
+    key: impl AsRef<Path>,
+    pass_file: impl AsRef<Path>,
+) -> trustkeeper::engine::RunSecrets {
+    let ca = tb.ca_pem();
+    trustkeeper::engine::RunSecrets {
+        signing_key_pem: zeroize::Zeroizing::new(std::fs::read(key).unwrap()),
+        passphrase: Some(secrecy::SecretString::from(
+            std::fs::read_to_string(pass_file)
+                .unwrap()
+                .trim()
+                .to_string(),
+        )),
+        registry_auth: None,
+        registry_ca: Some(ca.clone()),
+        notary_auth: None,
+        notary_ca: Some(ca),
+    }
+}
+
+/// The run credentials of the delegation key that the Go client seeded `seed` with.
+pub fn seed_creds(tb: &Testbed, seed: &Seed) -> trustkeeper::engine::RunSecrets {
+    key_file_creds(
+        tb,
+        seed.var("DELEGATION_KEY"),
+        seed.var("DELEGATION_PASSPHRASE_FILE"),
+    )
+}
+
+/// The version of the timestamp the real notary server serves for `gun`: every publish raises it.
+pub async fn timestamp_version(tb: &Testbed, gun: &str) -> u64 {
+    trustkeeper::tls::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&tb.ca_pem()).unwrap())
+        .build()
+        .unwrap();
+    let url = format!(
+        "{}/v2/{gun}/_trust/tuf/timestamp.json",
+        tb.var("NOTARY_URL")
+    );
+    let v: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
+    v["signed"]["version"].as_u64().unwrap()
+}
+
+/// A notary client of the testbed's server at `url`, trusting the testbed CA.
+pub fn notary_client_at(tb: &Testbed, url: &str) -> trustkeeper::notary::NotaryClient {
+    trustkeeper::tls::install_crypto_provider();
+    trustkeeper::notary::NotaryClient::new(trustkeeper::notary::ServerConfig {
+        url: url.to_string(),
+        ca_pem: Some(tb.ca_pem()),
+        ca_only: false,
+        auth: Default::default(),
+        timeout: std::time::Duration::from_secs(20),
+        max_metadata_bytes: trustkeeper::notary::client::DEFAULT_MAX_METADATA_BYTES,
+    })
+    .unwrap()
+}
+
+/// Spawns `cmd` with piped standard streams, writes `stdin` to it and waits for its output.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Finishes a `trustkeeper` child command: no inherited root key ID or log settings, `HOME` in
+/// `trust_dir`, then `env` on top; runs it and returns its output.
+pub fn cli_output(c: &mut Command, trust_dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    c.env_remove("TRUSTKEEPER_ROOT_KEY_ID")
+        .env_remove("RUST_LOG")
+        .env_remove("TRUSTKEEPER_LOG")
+        .env("HOME", trust_dir);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// A child's standard error, as text.
+pub fn stderr_text(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -42,20 +42,7 @@ async fn assert_nothing_published(
     assert_eq!(timestamp_version(tb, gun).await, ts, "nothing published");
 }
 
-/// The version of the timestamp the server serves: every publish raises it.
-pub async fn timestamp_version(tb: &Testbed, gun: &str) -> u64 {
-    trustkeeper::tls::install_crypto_provider();
-    let http = reqwest::Client::builder()
-        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&tb.ca_pem()).unwrap())
-        .build()
-        .unwrap();
-    let url = format!(
-        "{}/v2/{gun}/_trust/tuf/timestamp.json",
-        tb.var("NOTARY_URL")
-    );
-    let v: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
-    v["signed"]["version"].as_u64().unwrap()
-}
+pub use crate::common::timestamp_version;
 
 fn pass_of(seed: &Seed, which: &str) -> Option<String> {
     match which {

@@ -5,10 +5,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use secrecy::SecretString;
 use trustkeeper::api::{SignedImageSpec, SignedImageStatus};
-use trustkeeper::engine::{Engine, Outcome, ReconcileRequest, RunSecrets};
-use zeroize::Zeroizing;
+use trustkeeper::engine::{Engine, Outcome, RunSecrets};
 
 pub use crate::common::ready;
 use crate::common::{Seed, Testbed};
@@ -42,17 +40,7 @@ pub fn spec(gun: &str, notary_url: &str, tags: &[&str]) -> SignedImageSpec {
     serde_saphyr::from_str(&yaml).unwrap()
 }
 
-pub fn creds(tb: &Testbed, seed: &Seed) -> RunSecrets {
-    let ca = tb.ca_pem();
-    RunSecrets {
-        signing_key_pem: Zeroizing::new(std::fs::read(seed.var("DELEGATION_KEY")).unwrap()),
-        passphrase: Some(SecretString::from(passphrase(seed))),
-        registry_auth: None,
-        registry_ca: Some(ca.clone()),
-        notary_auth: None,
-        notary_ca: Some(ca),
-    }
-}
+pub use crate::common::seed_creds as creds;
 
 pub async fn run_engine(
     timeout: Duration,
@@ -60,20 +48,11 @@ pub async fn run_engine(
     creds: RunSecrets,
     prev: Option<&SignedImageStatus>,
 ) -> Outcome {
-    trustkeeper::tls::install_crypto_provider();
-    Engine {
+    let engine = Engine {
         timeout,
         ..Engine::default()
-    }
-    .run(ReconcileRequest {
-        id: "reliability",
-        spec,
-        generation: Some(1),
-        previous: prev,
-        credentials: creds,
-        pinned: Default::default(),
-    })
-    .await
+    };
+    crate::common::run_engine_as(engine, "reliability", spec, creds, prev).await
 }
 
 /// Role versions in a status.
