@@ -65,6 +65,26 @@ fn digest(seed: &Seed, tag: &str) -> String {
     seed.digest(tag)
 }
 
+/// The run succeeded and `multi` is listed in `targets/releases` at the seed's digest.
+fn assert_multi_signed(tb: &Testbed, seed: &Seed, o: &Output) {
+    assert!(o.status.success(), "{:?}", text(o));
+    assert_eq!(
+        notary_list(tb, &seed.gun, "targets/releases")["multi"],
+        digest(seed, "multi")
+    );
+}
+
+/// A fresh seed named `name`, a CLI with no passphrase in its environment (it comes from the
+/// Secret in the file), and a temporary folder holding the path of `app.yaml` in it.
+fn reconcile_setup(tb: &Testbed, name: &str) -> (Seed, Cli, tempfile::TempDir, PathBuf) {
+    let seed = tb.seed(name);
+    let mut cli = Cli::new(&seed);
+    cli.passphrase = None;
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("app.yaml");
+    (seed, cli, dir, file)
+}
+
 #[test]
 fn key_inspect_names_the_key_id() {
     let tb = Testbed::get();
@@ -411,12 +431,7 @@ fn ca_file_adds_to_the_system_roots() {
     assert!(!notary_list(tb, &seed.gun, "targets/releases").contains_key("multi"));
     // The system roots hold it: signed.
     let o = sign(Path::new(tb.var("CA_CERT")));
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
-    assert_eq!(
-        notary_list(tb, &seed.gun, "targets/releases")["multi"],
-        digest(&seed, "multi")
-    );
+    assert_multi_signed(tb, &seed, &o);
 }
 
 /// `--digest` and `--size` with `--no-registry-check` sign as `notary addhash` does: the registry is not asked (the tag
@@ -503,11 +518,7 @@ fn resource(seed: &Seed, tb: &Testbed, tags: &str, interval: &str) -> String {
 #[test]
 fn reconcile_from_files_writes_status_beside_them() {
     let tb = Testbed::get();
-    let seed = tb.seed("cli-reconcile");
-    let mut cli = Cli::new(&seed);
-    cli.passphrase = None; // it comes from the Secret in the file
-    let dir = tempfile::tempdir().unwrap();
-    let file: PathBuf = dir.path().join("app.yaml");
+    let (seed, cli, dir, file) = reconcile_setup(tb, "cli-reconcile");
     write(&file, &resource(&seed, tb, "[\"oci-*\", multi]", "5m"));
     let o = cli.run(tb, &["reconcile", "-f", file.to_str().unwrap()]);
     let (out, err) = text(&o);
@@ -547,11 +558,7 @@ fn reconcile_from_files_writes_status_beside_them() {
 #[tokio::test]
 async fn reconcile_watch_signs_new_and_moved_tags() {
     let tb = Testbed::get();
-    let seed = tb.seed("cli-watch");
-    let mut cli = Cli::new(&seed);
-    cli.passphrase = None;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("app.yaml");
+    let (seed, cli, _dir, file) = reconcile_setup(tb, "cli-watch");
     write(&file, &resource(&seed, tb, "[\"rc-*\"]", "1s"));
     tb.retag(&seed, "v1", "rc-1").await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_trustkeeper"))
@@ -1240,11 +1247,7 @@ fn the_key_as_contents_signs_from_standard_input_and_the_environment() {
         &mut cli.command(tb, &["sign", &image, "--key", "-"]),
         pem.as_bytes(),
     );
-    assert!(o.status.success(), "{:?}", text(&o));
-    assert_eq!(
-        notary_list(tb, &seed.gun, "targets/releases")["multi"],
-        digest(&seed, "multi")
-    );
+    assert_multi_signed(tb, &seed, &o);
 
     // TRUSTKEEPER_KEY: the PEM text itself, as a CI secret arrives.
     let image = format!("{}:oci-v1", seed.gun);
@@ -1397,21 +1400,13 @@ fn key_id_mismatch_names_both_ids_and_publishes_nothing() {
     assert_eq!(notary_list(tb, &seed.gun, "targets/releases"), before);
     // The right ID signs.
     let o = cli.run(tb, &["sign", &image, "--key", key, "--key-id", &actual]);
-    assert!(o.status.success(), "{:?}", text(&o));
-    assert_eq!(
-        notary_list(tb, &seed.gun, "targets/releases")["multi"],
-        digest(&seed, "multi")
-    );
+    assert_multi_signed(tb, &seed, &o);
 }
 
 #[test]
 fn reconcile_secrets_dir_files_are_bounded_and_nothing_is_published_past_the_bound() {
     let tb = Testbed::get();
-    let seed = tb.seed("cli-reconcile-secrets-dir");
-    let mut cli = Cli::new(&seed);
-    cli.passphrase = None;
-    let dir = tempfile::tempdir().unwrap();
-    let file: PathBuf = dir.path().join("app.yaml");
+    let (seed, cli, dir, file) = reconcile_setup(tb, "cli-reconcile-secrets-dir");
     let secrets = dir.path().join("secrets");
     std::fs::create_dir_all(secrets.join("hub")).unwrap();
     write(
@@ -1451,11 +1446,7 @@ fn reconcile_secrets_dir_files_are_bounded_and_nothing_is_published_past_the_bou
     // Within the bound the folder's Secret is used and the tag is signed.
     std::fs::write(&config, b"{\"auths\":{}}\n").unwrap();
     let o = cli.run(tb, &args);
-    assert!(o.status.success(), "{:?}", text(&o));
-    assert_eq!(
-        notary_list(tb, &seed.gun, "targets/releases")["multi"],
-        digest(&seed, "multi")
-    );
+    assert_multi_signed(tb, &seed, &o);
 }
 
 #[test]

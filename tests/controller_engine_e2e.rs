@@ -12,7 +12,7 @@ mod hostile;
 
 use std::time::Duration;
 
-use common::Testbed;
+use common::{Seed, Testbed};
 use controller_support::{client, config, eventually, install_crd, ready_of, unique};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
@@ -25,6 +25,58 @@ fn listed(tb: &Testbed, gun: &str) -> std::collections::BTreeMap<String, String>
     tb.notary_digests(gun, Some("targets/releases"))
 }
 
+/// The Secret `signer` in `ns`: the seed's delegation key, its passphrase and the testbed's CA.
+fn signer_secrets(tb: &Testbed, seed: &Seed, ns: &str) -> MapSecrets {
+    let key = std::fs::read(seed.var("DELEGATION_KEY")).unwrap();
+    let pass = std::fs::read(seed.var("DELEGATION_PASSPHRASE_FILE")).unwrap();
+    let ca = tb.ca_pem();
+    MapSecrets::default().with_secret(
+        ns,
+        "signer",
+        None,
+        &[("key.pem", &key), ("passphrase", &pass), ("ca.crt", &ca)],
+    )
+}
+
+/// The controller with `engine` and `secrets`, running on a task until `stop`.
+struct Running {
+    task: tokio::task::JoinHandle<Result<(), trustkeeper::controller::Error>>,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    async fn start(
+        client: &kube::Client,
+        engine: Engine,
+        secrets: MapSecrets,
+        cfg: trustkeeper::controller::ControllerConfig,
+    ) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_with(
+            client.clone(),
+            engine,
+            secrets,
+            cfg,
+            listener,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        Running { task, stop_tx }
+    }
+
+    /// Asks it to stop; it ends cleanly within 20 s.
+    async fn stop(self) {
+        let _ = self.stop_tx.send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_signs_on_the_real_notary_server_and_picks_up_a_pushed_tag() {
     let tb = Testbed::get();
@@ -32,29 +84,10 @@ async fn operator_signs_on_the_real_notary_server_and_picks_up_a_pushed_tag() {
     let client = client().await;
     install_crd(&client).await;
     let ns = unique("op");
-    let key = std::fs::read(seed.var("DELEGATION_KEY")).unwrap();
-    let pass = std::fs::read(seed.var("DELEGATION_PASSPHRASE_FILE")).unwrap();
-    let ca = tb.ca_pem();
-    let secrets = MapSecrets::default().with_secret(
-        &ns,
-        "signer",
-        None,
-        &[("key.pem", &key), ("passphrase", &pass), ("ca.crt", &ca)],
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let secrets = signer_secrets(tb, &seed, &ns);
     let mut cfg = config(&ns, "operator-e2e");
     cfg.lease = None;
-    let task = tokio::spawn(run_with(
-        client.clone(),
-        Engine::default(),
-        secrets,
-        cfg,
-        listener,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let running = Running::start(&client, Engine::default(), secrets, cfg).await;
 
     let api: Api<SignedImage> = Api::namespaced(client.clone(), &ns);
     let obj: SignedImage = serde_json::from_value(json!({
@@ -124,12 +157,7 @@ async fn operator_signs_on_the_real_notary_server_and_picks_up_a_pushed_tag() {
         "published after the delete"
     );
 
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(20), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 /// An encrypted key whose decryption is as expensive as the key loader allows (PBKDF2 just
@@ -169,15 +197,7 @@ async fn hostile_servers_and_keys_never_stop_the_other_tenants() {
     let client = client().await;
     install_crd(&client).await;
     let ns = unique("tenants");
-    let key = std::fs::read(seed.var("DELEGATION_KEY")).unwrap();
-    let pass = std::fs::read(seed.var("DELEGATION_PASSPHRASE_FILE")).unwrap();
-    let ca = tb.ca_pem();
-    let secrets = MapSecrets::default().with_secret(
-        &ns,
-        "signer",
-        None,
-        &[("key.pem", &key), ("passphrase", &pass), ("ca.crt", &ca)],
-    );
+    let secrets = signer_secrets(tb, &seed, &ns);
     let secrets = secrets.with_secret(
         &ns,
         "expensive",
@@ -185,13 +205,11 @@ async fn hostile_servers_and_keys_never_stop_the_other_tenants() {
         &[
             ("key.pem", &expensive_key()),
             ("passphrase", b"hostile"),
-            ("ca.crt", &ca),
+            ("ca.crt", &tb.ca_pem()),
         ],
     );
     let (silent, _silent) = hostile::silent().await;
     let (trickle, _trickle) = hostile::stalling(tb, Some(Duration::from_millis(500))).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut cfg = config(&ns, "tenants-e2e");
     cfg.lease = None;
     cfg.concurrency = 3;
@@ -200,16 +218,7 @@ async fn hostile_servers_and_keys_never_stop_the_other_tenants() {
         deadline: Duration::from_secs(3),
         ..Engine::default()
     };
-    let task = tokio::spawn(run_with(
-        client.clone(),
-        engine,
-        secrets,
-        cfg,
-        listener,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let running = Running::start(&client, engine, secrets, cfg).await;
     let api: Api<SignedImage> = Api::namespaced(client.clone(), &ns);
     let started = std::time::Instant::now();
     let real = tb.var("NOTARY_URL").to_string();
@@ -310,10 +319,5 @@ async fn hostile_servers_and_keys_never_stop_the_other_tenants() {
     assert_eq!(listed.get("multi"), Some(&seed.digest("multi")));
     assert_eq!(listed.get("oci-v1"), Some(&seed.digest("oci-v1")));
 
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(20), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }

@@ -303,16 +303,7 @@ async fn an_https_to_http_redirect_is_never_followed() {
         );
     }
     // The notary client refuses it too.
-    let n = NotaryClient::new(ServerConfig {
-        ca_pem: Some(tb.ca_pem()),
-        ca_only: true,
-        auth: notary::Auth::Basic {
-            username: "user".into(),
-            password: SecretString::from(PASSWORD),
-        },
-        ..ServerConfig::new(h.url.clone())
-    })
-    .unwrap();
+    let n = basic_notary(tb, &h.url);
     let err = n
         .get("team/app", "timestamp.json", 1 << 20)
         .await
@@ -344,16 +335,7 @@ async fn the_notary_token_realm_must_be_https_unless_allowed() {
     })
     .await;
     let notary = |insecure_token_realm: bool| {
-        let n = NotaryClient::new(ServerConfig {
-            ca_pem: Some(tb.ca_pem()),
-            ca_only: true,
-            auth: notary::Auth::Basic {
-                username: "user".into(),
-                password: SecretString::from(PASSWORD),
-            },
-            ..ServerConfig::new(server.url.clone())
-        })
-        .unwrap();
+        let n = basic_notary(tb, &server.url);
         n.allow_insecure_token_realm(insecure_token_realm);
         n
     };
@@ -378,6 +360,20 @@ async fn the_notary_token_realm_must_be_https_unless_allowed() {
             .authorization()
             .is_some_and(|a| a.starts_with("Basic "))
     );
+}
+
+/// A notary client for `url` with the testbed's CA only and basic auth `user`/[`PASSWORD`].
+fn basic_notary(tb: &Testbed, url: &str) -> NotaryClient {
+    NotaryClient::new(ServerConfig {
+        ca_pem: Some(tb.ca_pem()),
+        ca_only: true,
+        auth: notary::Auth::Basic {
+            username: "user".into(),
+            password: SecretString::from(PASSWORD),
+        },
+        ..ServerConfig::new(url)
+    })
+    .unwrap()
 }
 
 fn creds(tb: &Testbed) -> RunSecrets {
@@ -786,18 +782,7 @@ async fn notary_challenges_with_escapes_get_their_scope_and_empty_tokens_are_ref
             )
         })
     };
-    let notary = |url: &str| {
-        NotaryClient::new(ServerConfig {
-            ca_pem: Some(tb.ca_pem()),
-            ca_only: true,
-            auth: notary::Auth::Basic {
-                username: "user".into(),
-                password: SecretString::from(PASSWORD),
-            },
-            ..ServerConfig::new(url)
-        })
-        .unwrap()
-    };
+    let notary = |url: &str| basic_notary(tb, url);
 
     let server = server_for("/token").await;
     let got = notary(&server.url)

@@ -1383,35 +1383,60 @@ mod tests {
         pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", der))
     }
 
-    fn pbkdf2(prf: pbes2::Pbkdf2Prf, iterations: u32, enc: pbes2::EncryptionScheme) -> String {
-        let kdf = pbes2::Pbkdf2Params {
-            salt: [1u8; 8].as_slice().try_into().unwrap(),
-            iteration_count: iterations,
-            key_length: None,
-            prf,
-        };
-        encrypted_with(
-            pbes2::Parameters {
-                kdf: kdf.into(),
-                encryption: enc,
+    /// PBES2 with PBKDF2 over an 8-byte salt of `salt` bytes.
+    fn pbkdf2_params(
+        salt: u8,
+        prf: pbes2::Pbkdf2Prf,
+        iterations: u32,
+        encryption: pbes2::EncryptionScheme,
+    ) -> pbes2::Parameters {
+        pbes2::Parameters {
+            kdf: pbes2::Pbkdf2Params {
+                salt: [salt; 8].as_slice().try_into().unwrap(),
+                iteration_count: iterations,
+                key_length: None,
+                prf,
             }
             .into(),
-        )
+            encryption,
+        }
+    }
+
+    /// PBES2 with scrypt (cost `n`, block size `r`, parallelism `p`) over an 8-byte salt of
+    /// `salt` bytes.
+    fn scrypt_params(
+        salt: u8,
+        n: u64,
+        r: u16,
+        p: u16,
+        encryption: pbes2::EncryptionScheme,
+    ) -> pbes2::Parameters {
+        pbes2::Parameters {
+            kdf: pbes2::ScryptParams {
+                salt: [salt; 8].as_slice().try_into().unwrap(),
+                cost_parameter: n,
+                block_size: r,
+                parallelization: p,
+                key_length: None,
+            }
+            .into(),
+            encryption,
+        }
+    }
+
+    fn pbkdf2(prf: pbes2::Pbkdf2Prf, iterations: u32, enc: pbes2::EncryptionScheme) -> String {
+        encrypted_with(pbkdf2_params(1, prf, iterations, enc).into())
     }
 
     fn scrypt(n: u64, r: u16, p: u16) -> String {
-        let kdf = pbes2::ScryptParams {
-            salt: [1u8; 8].as_slice().try_into().unwrap(),
-            cost_parameter: n,
-            block_size: r,
-            parallelization: p,
-            key_length: None,
-        };
         encrypted_with(
-            pbes2::Parameters {
-                kdf: kdf.into(),
-                encryption: pbes2::EncryptionScheme::Aes256Cbc { iv: [2; 16] },
-            }
+            scrypt_params(
+                1,
+                n,
+                r,
+                p,
+                pbes2::EncryptionScheme::Aes256Cbc { iv: [2; 16] },
+            )
             .into(),
         )
     }
@@ -1534,43 +1559,15 @@ mod tests {
         for (name, params) in [
             (
                 "PBKDF2-SHA512 AES-256",
-                pbes2::Parameters {
-                    kdf: pbes2::Pbkdf2Params {
-                        salt: [3u8; 8].as_slice().try_into().unwrap(),
-                        iteration_count: 2048,
-                        key_length: None,
-                        prf: HmacWithSha512,
-                    }
-                    .into(),
-                    encryption: Aes256Cbc { iv: [4; 16] },
-                },
+                pbkdf2_params(3, HmacWithSha512, 2048, Aes256Cbc { iv: [4; 16] }),
             ),
             (
                 "PBKDF2-SHA256 AES-192",
-                pbes2::Parameters {
-                    kdf: pbes2::Pbkdf2Params {
-                        salt: [3u8; 8].as_slice().try_into().unwrap(),
-                        iteration_count: 2048,
-                        key_length: None,
-                        prf: HmacWithSha256,
-                    }
-                    .into(),
-                    encryption: Aes192Cbc { iv: [4; 16] },
-                },
+                pbkdf2_params(3, HmacWithSha256, 2048, Aes192Cbc { iv: [4; 16] }),
             ),
             (
                 "scrypt 2^14/8/1 (OpenSSL's default)",
-                pbes2::Parameters {
-                    kdf: pbes2::ScryptParams {
-                        salt: [3u8; 8].as_slice().try_into().unwrap(),
-                        cost_parameter: 1 << 14,
-                        block_size: 8,
-                        parallelization: 1,
-                        key_length: None,
-                    }
-                    .into(),
-                    encryption: Aes256Cbc { iv: [4; 16] },
-                },
+                scrypt_params(3, 1 << 14, 8, 1, Aes256Cbc { iv: [4; 16] }),
             ),
         ] {
             let ct = params.encrypt(pass.as_bytes(), &plain).unwrap();

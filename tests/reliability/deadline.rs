@@ -89,6 +89,21 @@ fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
+/// `sign IMAGES... --key KEY --role targets/releases --deadline DEADLINE`.
+fn sign_args(images: &[&str], key: &str, deadline: &str) -> Vec<String> {
+    let mut a = strings(&["sign"]);
+    a.extend(strings(images));
+    a.extend(strings(&[
+        "--key",
+        key,
+        "--role",
+        "targets/releases",
+        "--deadline",
+        deadline,
+    ]));
+    a
+}
+
 /// Ends at the deadline (3 s), not after the slow requests one by one.
 fn assert_deadline(r: &Ran, what: &str) {
     assert_eq!(r.code, Some(1), "{what}: {}", r.stderr);
@@ -147,16 +162,7 @@ async fn sign_ends_at_the_deadline_when_the_trust_server_never_answers() {
     let r = run(
         Arc::new(cli),
         tb,
-        strings(&[
-            "sign",
-            &image,
-            "--key",
-            seed.var("DELEGATION_KEY"),
-            "--role",
-            "targets/releases",
-            "--deadline",
-            "3s",
-        ]),
+        sign_args(&[&image], seed.var("DELEGATION_KEY"), "3s"),
     )
     .await;
     assert_deadline(&r, "sign, trust server never answers");
@@ -185,16 +191,7 @@ async fn sign_ends_at_the_deadline_when_the_registry_never_answers() {
     let r = run(
         Arc::new(cli),
         tb,
-        strings(&[
-            "sign",
-            &image,
-            "--key",
-            seed.var("DELEGATION_KEY"),
-            "--role",
-            "targets/releases",
-            "--deadline",
-            "3s",
-        ]),
+        sign_args(&[&image], seed.var("DELEGATION_KEY"), "3s"),
     )
     .await;
     assert_deadline(&r, "sign, registry never answers");
@@ -228,19 +225,7 @@ async fn a_publish_cut_off_by_the_deadline_is_whole_or_absent() {
         .push(("TRUSTKEEPER_NOTARY_URL".into(), notary.url.clone()));
     let cli = Arc::new(cli);
     let images = [format!("{}:dl-a", seed.gun), format!("{}:dl-b", seed.gun)];
-    let sign = |deadline: &str| {
-        strings(&[
-            "sign",
-            &images[0],
-            &images[1],
-            "--key",
-            &key,
-            "--role",
-            "targets/releases",
-            "--deadline",
-            deadline,
-        ])
-    };
+    let sign = |deadline: &str| sign_args(&[&images[0], &images[1]], &key, deadline);
     let r = run(cli.clone(), tb, sign("3s")).await;
     assert_deadline(&r, "sign, publish answer held");
     assert!(r.stderr.contains("the publish was cut off"), "{}", r.stderr);
