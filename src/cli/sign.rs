@@ -248,13 +248,8 @@ async fn run(
 ) -> Result<(), CliError> {
     // Messages name `--role`, the command line's way to pick roles.
     crate::engine::report::set_surface(crate::engine::report::Surface::Cli);
+    // A root key is refused by the engine's key loading (its header), before any derivation.
     let credentials = common::signing_credentials(g, key)?;
-    let what = match key {
-        Some(k) if k == std::path::Path::new("-") => "the key on standard input".to_string(),
-        Some(k) => k.display().to_string(),
-        None => "the key in TRUSTKEEPER_KEY".to_string(),
-    };
-    refuse_root_key(&what, &credentials.signing_key_pem)?;
     let gun = ImageRef::parse(&spec.image)
         .map_err(|e| CliError::new(e.to_string()))?
         .gun();
@@ -347,18 +342,4 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
         (Some(reason), None) => Err(CliError::new(reason)),
         _ => Ok(()),
     }
-}
-
-/// A root key (its `notary key export` header says `role: root`) signs only root.json: it is
-/// never a signer of a tag, so every run would end in "not a signer". Said before any work (and
-/// before the key is decrypted), with the keys to use instead.
-fn refuse_root_key(what: &str, pem: &[u8]) -> Result<(), CliError> {
-    if crate::notary::SigningKey::pem_holds_only_root_keys(pem) {
-        return Err(CliError::new(format!(
-            "{what} is the root key (its header says role: root): it signs only the root role and is \
-             never a signer of tags or targets; give the repository key (role targets) or a \
-             delegation key (`notary key list` shows each key's role)"
-        )));
-    }
-    Ok(())
 }
