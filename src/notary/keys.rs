@@ -600,21 +600,6 @@ impl<S: Signer + ?Sized> Signer for Box<S> {
     }
 }
 
-impl<S: Signer + ?Sized> Signer for &S {
-    fn key_id(&self) -> &str {
-        (**self).key_id()
-    }
-    fn public_key(&self) -> &PublicKey {
-        (**self).public_key()
-    }
-    fn algorithm(&self) -> SignatureAlgorithm {
-        (**self).algorithm()
-    }
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
-        (**self).sign(msg)
-    }
-}
-
 /// Where signing keys come from: a PEM file or Secret today ([`PemKeySource`]), a KMS later.
 /// One source may hold several keys (a PEM file has a block per key).
 pub trait KeySource: fmt::Debug + Send + Sync {

@@ -48,7 +48,7 @@
 //!   `.key_id()`, `.public()`, `.headers()`, `.role()`, `.gun()`, `.sign(msg, label_id)`.
 //!   Debug prints only the ID.
 //! - `trait Signer: Debug + Send + Sync { key_id, public_key, algorithm, sign(msg) -> Result<Vec<u8>> }`
-//!   (`SignatureAlgorithm::{EcdsaP256Sha256 (r‖s), Ed25519}`); `SigningKey`, `Box<S>`, `&S`
+//!   (`SignatureAlgorithm::{EcdsaP256Sha256 (r‖s), Ed25519}`); `SigningKey` and `Box<S>`
 //!   implement it. `trait KeySource { signers() -> Result<Vec<Box<dyn Signer>>> }`;
 //!   `PemKeySource { pem, passphrase }`.
 //!   `SigningKey::generate_ecdsa(role, gun)`; `.export_pem(&SecretString) -> String`
