@@ -5,10 +5,12 @@
 //! | [`challenge`] | the one `WWW-Authenticate` parser (RFC 7235; fuzzed) |
 //! | [`token`] | the Docker token flow: realm/service/scope, Basic credentials or a refresh token, the https-only realm rule with its per-server opt-in, the bounded token response, the token cache and expiry |
 //! | [`counters`] | the one request counter type ([`RequestStats`]), feeding metrics and the debug line |
+//! | [`body`] | the one bounded reader of response bodies |
 //!
 //! Errors are typed ([`token::TokenError`]); each client maps them to its own errors, so what
 //! is transient, what is retried and what the messages say stay the client's.
 
+pub mod body;
 pub mod challenge;
 pub mod counters;
 pub mod token;
@@ -33,6 +35,7 @@ mod tests {
         ];
         for (file, src) in [
             ("mod.rs", include_str!("mod.rs")),
+            ("body.rs", include_str!("body.rs")),
             ("challenge.rs", include_str!("challenge.rs")),
             ("counters.rs", include_str!("counters.rs")),
             ("token.rs", include_str!("token.rs")),

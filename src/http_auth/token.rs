@@ -244,18 +244,13 @@ pub async fn fetch_token(
 }
 
 /// Reads a token response, refusing more than `limit` bytes before reading them.
-async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, TokenError> {
-    if resp.content_length().is_some_and(|l| l > limit) {
-        return Err(TokenError::TooLarge { limit });
-    }
-    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
-    while let Some(chunk) = resp.chunk().await.map_err(TokenError::Body)? {
-        if (out.len() + chunk.len()) as u64 > limit {
-            return Err(TokenError::TooLarge { limit });
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+async fn read_limited(resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, TokenError> {
+    super::body::read_limited(resp, limit)
+        .await
+        .map_err(|e| match e {
+            super::body::BodyError::TooLarge { limit } => TokenError::TooLarge { limit },
+            super::body::BodyError::Transport(e) => TokenError::Body(e),
+        })
 }
 
 #[cfg(test)]

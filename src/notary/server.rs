@@ -495,25 +495,15 @@ impl Fetch for NotaryClient {
 }
 
 /// Reads a body, failing as soon as it exceeds `limit` bytes.
-async fn read_limited(mut resp: reqwest::Response, limit: u64, what: &str) -> Result<Vec<u8>> {
-    if resp.content_length().is_some_and(|l| l > limit) {
-        return Err(Error::TooLarge {
+async fn read_limited(resp: reqwest::Response, limit: u64, what: &str) -> Result<Vec<u8>> {
+    use crate::http_auth::body::{self, BodyError};
+    body::read_limited(resp, limit).await.map_err(|e| match e {
+        BodyError::TooLarge { limit } => Error::TooLarge {
             what: what.into(),
             limit,
-        });
-    }
-    // Sized once when the server says how much comes (within the limit): no regrowth copies.
-    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
-    while let Some(chunk) = resp.chunk().await.map_err(|e| body_error(e, what))? {
-        if (out.len() + chunk.len()) as u64 > limit {
-            return Err(Error::TooLarge {
-                what: what.into(),
-                limit,
-            });
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+        },
+        BodyError::Transport(e) => body_error(e, what),
+    })
 }
 
 /// A body that failed to arrive. reqwest calls a timeout there "error decoding response body":

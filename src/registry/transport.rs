@@ -39,24 +39,19 @@ pub(crate) fn transport_error(
 
 /// Reads a response body, refusing more than `limit` bytes.
 pub(crate) async fn read_limited(
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     limit: usize,
     registry: &str,
     timeout: Duration,
 ) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
+    use crate::http_auth::body::{self, BodyError};
+    body::read_limited(resp, limit as u64)
         .await
-        .map_err(|e| transport_error(registry, e, timeout))?
-    {
-        if buf.len() + chunk.len() > limit {
-            return Err(RegistryError::Protocol {
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => RegistryError::Protocol {
                 registry: registry.to_string(),
                 detail: format!("response body larger than {limit} bytes"),
-            });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
+            },
+            BodyError::Transport(e) => transport_error(registry, e, timeout),
+        })
 }
