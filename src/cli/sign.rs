@@ -10,6 +10,7 @@ use super::trust_dir;
 use super::{Global, Output};
 use crate::api::SignedImageSpec;
 use crate::engine::model::Manifest;
+use crate::engine::report::Surface;
 use crate::engine::request::RunOptions;
 use crate::engine::{Engine, Outcome, ReconcileRequest};
 use crate::registry::ImageRef;
@@ -97,6 +98,7 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
     };
     let options = RunOptions {
         key_id: a.key_id,
+        surface: Surface::Cli,
         ..Default::default()
     };
     run(g, &spec, engine, &options, a.key.as_deref(), pinned).await
@@ -225,6 +227,7 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
     let options = RunOptions {
         force_renew: true,
         key_id: a.key_id,
+        surface: Surface::Cli,
     };
     let engine = common::engine(g)?;
     run(
@@ -246,8 +249,6 @@ async fn run(
     key: Option<&std::path::Path>,
     pinned: BTreeMap<String, Manifest>,
 ) -> Result<(), CliError> {
-    // Messages name `--role`, the command line's way to pick roles.
-    crate::engine::report::set_surface(crate::engine::report::Surface::Cli);
     // A root key is refused by the engine's key loading (its header), before any derivation.
     let credentials = common::signing_credentials(g, key)?;
     let gun = ImageRef::parse(&spec.image)

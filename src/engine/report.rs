@@ -18,25 +18,11 @@ fn ids(ids: &[String]) -> String {
 
 /// Where the roles to sign into were named: a SignedImage's `spec.roles`, or the command
 /// line's `--role`. Messages name the one the user can change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Surface {
+    #[default]
     Resource,
     Cli,
-}
-
-static CLI_SURFACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Set by `trustkeeper sign` and `witness` (a process runs either those or resources).
-pub fn set_surface(s: Surface) {
-    CLI_SURFACE.store(s == Surface::Cli, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn surface() -> Surface {
-    if CLI_SURFACE.load(std::sync::atomic::Ordering::Relaxed) {
-        Surface::Cli
-    } else {
-        Surface::Resource
-    }
 }
 
 impl Surface {
@@ -91,9 +77,9 @@ impl Problem {
         }
     }
 
-    /// What is wrong and how to fix it, for status, events and the CLI.
+    /// What is wrong and how to fix it, in a resource's words (status and events).
     pub fn message(&self, gun: &str) -> String {
-        self.message_for(gun, surface())
+        self.message_for(gun, Surface::Resource)
     }
 
     /// `message`, naming the roles as `surface` takes them. Every command named is one the

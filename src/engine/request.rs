@@ -64,6 +64,8 @@ pub struct RunOptions {
     /// The key ID the signing key must have (`--key-id`), plain or in the certificate form a
     /// role lists: a run with another key fails before anything is signed.
     pub key_id: Option<String>,
+    /// Whose words the messages use: `spec.roles` for a resource, `--role` for `sign`/`witness`.
+    pub surface: super::report::Surface,
 }
 
 /// Severity of an event.

@@ -733,7 +733,7 @@ impl Engine {
                 let message = p
                     .problems
                     .iter()
-                    .map(|x| x.message(&settings.gun))
+                    .map(|x| x.message_for(&settings.gun, options.surface))
                     .collect::<Vec<_>>()
                     .join("; ");
                 return Err(Failure::new(first.reason(), message));
