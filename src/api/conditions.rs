@@ -1,7 +1,7 @@
 //! Condition types, reasons, and the one rule for updating them: `lastTransitionTime` moves only
 //! when a condition's status flips (cert-manager and stackable keep the same rule).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use super::meta::{Condition, Time};
 
 /// The condition type that carries the overall state.
 pub const READY: &str = "Ready";

@@ -4,12 +4,16 @@
 
 mod conditions;
 mod duration;
+mod meta;
+mod resource;
 mod spec;
 mod status;
 
 pub use conditions::{ConditionStatus, READY, reasons, set_condition};
 pub use duration::human as human_duration;
 pub use duration::{GoDuration, parse_go_duration};
+pub use meta::{Condition, Time};
+pub use resource::{ResourceSpec, SignedImage};
 pub use spec::*;
 pub use status::*;
 

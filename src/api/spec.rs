@@ -1,9 +1,7 @@
 //! `SignedImage.spec`: what to sign, with which key, where, and how far ahead to renew.
 
-use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use super::status::SignedImageStatus;
 
 /// Default lifetime given to re-signed roles: notary's own 3 years for targets and delegations.
 pub const DEFAULT_VALIDITY: &str = "26280h";
@@ -19,27 +17,13 @@ pub const DEFAULT_PASSPHRASE_FIELD: &str = "passphrase";
 /// Keeps an image repository's Docker Content Trust (Notary v1) metadata signed and fresh:
 /// new digests of the selected tags are signed, every role the key can sign is re-signed before it
 /// expires, and each publish is read back and verified.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[kube(
-    group = "trustkeeper.dev",
-    version = "v1alpha1",
-    kind = "SignedImage",
-    doc = "A SignedImage keeps one image repository's Docker Content Trust metadata signed and fresh.",
-    plural = "signedimages",
-    singular = "signedimage",
-    shortname = "si",
-    namespaced,
-    status = "SignedImageStatus",
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Tags","type":"string","jsonPath":".status.tagSummary"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.earliestExpiry"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
-)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new(
-    "!self.validity.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.renewBefore.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.renewBefore) < duration(self.validity)"
-).message("renewBefore must be shorter than validity, or every re-signed role would be due again at once").field_path(".renewBefore"))]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.validity.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.renewBefore.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.renewBefore) < duration(self.validity)",
+    "message": "renewBefore must be shorter than validity, or every re-signed role would be due again at once",
+    "fieldPath": ".renewBefore"
+}]))]
 pub struct SignedImageSpec {
     /// The image repository, which is also the notary GUN, e.g. `docker.io/acme/app` or
     /// `registry.example.com:5000/team/app`. No tag or digest. Docker Hub short forms
@@ -48,7 +32,7 @@ pub struct SignedImageSpec {
     #[schemars(regex(
         pattern = r"^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$"
     ))]
-    #[x_kube(validation = kube::core::Rule::new("!self.matches(':[^/]*$') && !self.contains('@')").message("image names a repository only: remove the :tag or @digest and list tags under spec.tags"))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "!self.matches(':[^/]*$') && !self.contains('@')", "message": "image names a repository only: remove the :tag or @digest and list tags under spec.tags"}]))]
     pub image: String,
 
     /// Tags to keep signed: exact names (`latest`, `v1.2.3`) and globs (`v*`, `release-[0-9]*`).
@@ -61,7 +45,7 @@ pub struct SignedImageSpec {
             regex(pattern = r"^[A-Za-z0-9_*?\[\]!.-]+$")
         )
     )]
-    #[x_kube(validation = kube::core::Rule::new(r#"self.all(t, t.matches(r'^([^\[\]]|\[!?[^\[\]]+\])+$'))"#).message("a tag glob has an unbalanced or empty [...] class"))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": r#"self.all(t, t.matches(r'^([^\[\]]|\[!?[^\[\]]+\])+$'))"#, "message": "a tag glob has an unbalanced or empty [...] class"}]))]
     pub tags: Vec<String>,
 
     /// Roles to sign into, e.g. `targets/releases`. Empty: what `docker trust sign` picks, every
@@ -142,7 +126,7 @@ fn default_passphrase_field() -> String {
 }
 
 /// A Secret in the SignedImage's own namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
@@ -150,7 +134,7 @@ pub struct SecretRef {
 }
 
 /// Where the signing key and its passphrase are.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SigningKeyRef {
     /// The Secret with the key PEM and passphrase.
@@ -166,9 +150,9 @@ pub struct SigningKeyRef {
 }
 
 /// A CA bundle (PEM) from a Secret or a ConfigMap key in the SignedImage's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("has(self.secretKeyRef) != has(self.configMapKeyRef)").message("set exactly one of secretKeyRef and configMapKeyRef"))]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "has(self.secretKeyRef) != has(self.configMapKeyRef)", "message": "set exactly one of secretKeyRef and configMapKeyRef"}]))]
 pub struct CaRef {
     /// A key of a Secret holding PEM certificates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,7 +163,7 @@ pub struct CaRef {
 }
 
 /// One data key of a Secret or ConfigMap.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct KeySelector {
     /// Name of the object.
     #[schemars(length(min = 1, max = 253))]
@@ -190,7 +174,7 @@ pub struct KeySelector {
 }
 
 /// Registry access.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrySpec {
     /// A `kubernetes.io/dockerconfigjson` Secret with credentials for the registry. Credential
@@ -207,7 +191,7 @@ pub struct RegistrySpec {
 }
 
 /// Notary server access and first-time trust.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotarySpec {
     /// Notary server URL (https). Default, as docker picks it: `DOCKER_CONTENT_TRUST_SERVER`,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use super::meta::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -91,9 +91,7 @@ impl Reconciler for FakeReconciler {
         out.status.observed_generation = request.generation;
         if let Some(d) = *self.requeue_after.lock().expect("lock") {
             out.requeue_at = jiff::Timestamp::now() + d;
-            out.status.next_sync_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                out.requeue_at,
-            ));
+            out.status.next_sync_time = Some(crate::api::Time(out.requeue_at));
         }
         for cond in &mut out.status.conditions {
             cond.observed_generation = request.generation;

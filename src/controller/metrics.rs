@@ -309,8 +309,8 @@ impl Drop for ReconcileTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Time;
     use crate::api::{RoleStatus, SignedTag};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     #[test]
     fn series_per_image_and_removal() {

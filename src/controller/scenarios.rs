@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::api::Time;
 use http::{Request, Response, StatusCode};
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource};

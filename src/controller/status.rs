@@ -1,8 +1,8 @@
 //! Status the controller computes itself (suspended, Secret problems) and the server-side apply
 //! body that writes any status. Pure: the caller passes the clock and the jitter.
 
+use crate::api::Condition;
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -75,8 +75,8 @@ pub fn id(obj: &SignedImage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Time;
     use crate::api::{ConditionStatus, reasons, set_condition};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()

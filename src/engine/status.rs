@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::api::Time;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::model::{Manifest, RepoView};
 use super::plan::Warning;

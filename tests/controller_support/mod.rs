@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use trustkeeper::api::Time;
 use trustkeeper::api::{
     ConditionStatus, READY, RoleStatus, SignedImage, SignedImageStatus, SignedTag, reasons,
     set_condition,
