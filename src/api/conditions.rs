@@ -107,7 +107,7 @@ pub fn set_condition(
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
             let transition = if c.status == status.as_str() {
-                c.last_transition_time.clone()
+                c.last_transition_time
             } else {
                 Time(now)
             };
