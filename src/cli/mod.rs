@@ -274,3 +274,48 @@ fn init_logging() {
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+    use crate::engine::report::Surface;
+    use crate::engine::report::examples::{every_problem, quoted};
+
+    /// Every `trustkeeper ...` command a status or error message proposes is one this parser
+    /// takes, and a `witness` it proposes names real roles.
+    #[test]
+    fn remedy_commands_parse() {
+        let gun = "example.com/app";
+        let is_role = |r: &str| {
+            r == "targets"
+                || r.strip_prefix("targets/")
+                    .is_some_and(|r| !r.is_empty() && r.split('/').all(|p| !p.is_empty()))
+        };
+        let mut parsed = 0;
+        for p in every_problem() {
+            for surface in [Surface::Cli, Surface::Resource] {
+                let m = p.message_for(gun, surface);
+                for c in quoted(&m).into_iter().filter(|c| c[0] == "trustkeeper") {
+                    let args = c.iter().map(|a| {
+                        if a.starts_with('<') {
+                            "key.pem"
+                        } else {
+                            a.as_str()
+                        }
+                    });
+                    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+                    if let Command::Witness(w) = cli.command {
+                        assert!(w.roles.iter().all(|r| is_role(r)), "{c:?}");
+                    }
+                    parsed += 1;
+                }
+            }
+        }
+        assert!(
+            parsed > 0,
+            "no message proposes a trustkeeper command any more"
+        );
+    }
+}
