@@ -11,7 +11,7 @@ use super::trust_dir;
 use super::{Global, Output};
 use crate::api;
 use crate::engine::model::{RepoView, RoleState, RoleView, docker_reads};
-use crate::engine::run::{Settings, trust_anchor};
+use crate::engine::settings::{Settings, trust_anchor};
 use crate::engine::view::repo_view;
 use crate::notary::Repository;
 use crate::registry::ImageRef;

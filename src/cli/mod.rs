@@ -266,7 +266,7 @@ fn init_logging() {
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| {
-            EnvFilter::new("warn,trustkeeper::engine::run=error,rustls_platform_verifier=off")
+            EnvFilter::new("warn,trustkeeper_engine::outcome=error,rustls_platform_verifier=off")
         });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -350,7 +350,8 @@ fn write_statuses(
 /// Resources reconciled at once: a slow one (bounded by the deadline) does not hold up the rest.
 const AT_ONCE: usize = 4;
 
-/// One resource's run: its Secrets, then the engine; a missing Secret is a failed outcome.
+/// One resource's run: its Secrets, then the engine; a missing Secret is a failed outcome. A
+/// suspended one reads nothing.
 async fn run_one(
     engine: &crate::engine::Engine,
     src: &FileSource,
@@ -359,6 +360,12 @@ async fn run_one(
     ns: &str,
     previous: Option<&SignedImageStatus>,
 ) -> crate::engine::Outcome {
+    let generation = item.resource.metadata.generation;
+    if let Some(suspended) =
+        crate::engine::suspension(&item.resource.spec, previous, generation, Timestamp::now())
+    {
+        return suspended;
+    }
     let gathered = gather(src, ns, &item.resource.spec)
         .await
         .map_err(|e| match e {
@@ -373,16 +380,16 @@ async fn run_one(
                 .run(ReconcileRequest {
                     id,
                     spec: &item.resource.spec,
-                    generation: item.resource.metadata.generation,
+                    generation,
                     previous,
                     credentials,
                     pinned: Default::default(),
                 })
                 .await
         }
-        Err(f) => crate::engine::Engine::failed(
+        Err(f) => crate::engine::Outcome::failed(
             previous,
-            item.resource.metadata.generation,
+            generation,
             f,
             Timestamp::now(),
             rand::random(),
@@ -466,7 +473,9 @@ pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
                 eprintln!("error: {id}: {e}");
                 not_ready = true;
             }
-            next = Some(next.map_or(outcome.requeue_at, |n| n.min(outcome.requeue_at)));
+            if let Some(at) = outcome.requeue_at {
+                next = Some(next.map_or(at, |n: Timestamp| n.min(at)));
+            }
             let statuses = by_file.entry(item.file.clone()).or_default();
             statuses.insert(name, (ns, outcome.status));
             // Written as each run ends: one still running, or a kill, costs no other status.

@@ -302,11 +302,7 @@ async fn run(
 
 /// Prints the outcome; a failed run is an error with its reason and message.
 pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
-    let ready = o
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == crate::api::READY);
+    let ready = o.status.ready();
     if g.output == Output::Json {
         common::print_json(&o.status);
     } else if o.failure_reason.is_none() {

@@ -90,8 +90,9 @@ impl Reconciler for FakeReconciler {
         let mut out = self.outcome.lock().expect("lock").clone();
         out.status.observed_generation = request.generation;
         if let Some(d) = *self.requeue_after.lock().expect("lock") {
-            out.requeue_at = jiff::Timestamp::now() + d;
-            out.status.next_sync_time = Some(crate::api::Time(out.requeue_at));
+            let at = jiff::Timestamp::now() + d;
+            out.requeue_at = Some(at);
+            out.status.next_sync_time = Some(crate::api::Time(at));
         }
         for cond in &mut out.status.conditions {
             cond.observed_generation = request.generation;

@@ -17,7 +17,9 @@ use super::metrics::Metrics;
 use super::status;
 use crate::api::{SignedImage, SignedImageStatus};
 use crate::engine::secrets::{GatherError, SecretSource, gather};
-use crate::engine::{EngineEvent, EventType, ReconcileRequest, Reconciler};
+use crate::engine::{
+    EngineEvent, EventType, Failure, Outcome, ReconcileRequest, Reconciler, suspension,
+};
 
 /// The `action` of every Event trustkeeper publishes.
 pub const EVENT_ACTION: &str = "Reconcile";
@@ -167,30 +169,20 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
         return Ok(Action::requeue(until(now, next.0)));
     }
 
-    // `own`: the controller decided this status itself (no engine run).
-    let (mut new, engine_events, action, failure, own) = if obj.spec.suspend {
+    let outcome = if let Some(suspended) = suspension(&obj.spec, previous, generation, now) {
         debug!("suspended");
-        let s = status::suspended(previous, generation, now);
-        (s, Vec::new(), Action::await_change(), None, true)
+        suspended
     } else {
         match gather(&ctx.secrets, ns, &obj.spec).await {
             Err(GatherError::Read(e)) => return Err(Error::SecretRead(e)),
             Err(GatherError::Problem(p)) => {
-                let (s, next) = status::failure(
+                info!(reason = p.reason, message = %p.message, "cannot read the referenced objects");
+                Outcome::failed(
                     previous,
                     generation,
-                    p.reason,
-                    &p.message,
+                    Failure::new(p.reason, p.message),
                     now,
                     (ctx.jitter)(),
-                );
-                info!(reason = p.reason, message = %p.message, "cannot read the referenced objects");
-                (
-                    s,
-                    Vec::new(),
-                    Action::requeue(until(now, next)),
-                    Some(p.reason),
-                    true,
                 )
             }
             Ok(credentials) => {
@@ -206,10 +198,6 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
                         pinned: Default::default(),
                     })
                     .await;
-                ctx.metrics.publishes.inc_by(u64::from(outcome.publishes));
-                ctx.metrics.renewals.inc_by(outcome.renewed.len() as u64);
-                ctx.metrics.signed.inc_by(outcome.signed.len() as u64);
-                ctx.metrics.count_requests(&outcome.requests);
                 info!(
                     publishes = outcome.publishes,
                     renewed = outcome.renewed.len(),
@@ -217,49 +205,34 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
                     failure = outcome.failure_reason,
                     notary_requests = outcome.requests.notary.total(),
                     registry_requests = outcome.requests.registry.total(),
-                    requeue_at = %outcome.requeue_at,
+                    requeue_at = ?outcome.requeue_at,
                     "engine run finished"
                 );
-                (
-                    outcome.status,
-                    outcome.events,
-                    // From the clock after the run: an engine run takes time.
-                    Action::requeue(until((ctx.clock)(), outcome.requeue_at)),
-                    outcome.failure_reason,
-                    false,
-                )
+                outcome
             }
         }
     };
+    ctx.metrics.publishes.inc_by(u64::from(outcome.publishes));
+    ctx.metrics.renewals.inc_by(outcome.renewed.len() as u64);
+    ctx.metrics.signed.inc_by(outcome.signed.len() as u64);
+    ctx.metrics.count_requests(&outcome.requests);
+    // From the clock after the run: an engine run takes time.
+    let action = match outcome.requeue_at {
+        Some(at) => Action::requeue(until((ctx.clock)(), at)),
+        None => Action::await_change(),
+    };
+    let mut new = outcome.status;
     if new.observed_generation.is_none() {
         new.observed_generation = generation;
     }
     let new = status::as_stored(new);
-    if let Some(reason) = failure {
+    if let Some(reason) = outcome.failure_reason {
         ctx.metrics.failure(reason);
     }
 
     write_status(ctx, ns, name, previous, &new).await?;
     ctx.metrics.set_status(ns, name, &new);
-
-    // Engine events are transitions and publishes by contract; the controller's own (suspended,
-    // Secret problems) only when Ready changes.
-    let mut events: Vec<EngineEvent> = engine_events;
-    if own
-        && status::ready_transition(previous, &new)
-        && let Some(c) = status::ready(Some(&new))
-    {
-        events.push(EngineEvent {
-            type_: if obj.spec.suspend {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: c.reason.clone(),
-            note: c.message.clone(),
-        });
-    }
-    publish_events(ctx, obj, &events).await;
+    publish_events(ctx, obj, &outcome.events).await;
     Ok(action)
 }
 

@@ -91,7 +91,7 @@ fn outcome() -> Outcome {
             reason: "Signed".into(),
             note: "signed v1 (sha256:aaaa…) into targets/releases".into(),
         }],
-        requeue_at: "2026-11-25T12:05:00Z".parse().unwrap(),
+        requeue_at: Some("2026-11-25T12:05:00Z".parse().unwrap()),
         publishes: 1,
         renewed: vec![],
         signed: vec!["v1".into()],

@@ -175,7 +175,7 @@ pub fn signed_outcome() -> Outcome {
             reason: "Signed".into(),
             note: "signed v1 into targets/releases".into(),
         }],
-        requeue_at: now + jiff::SignedDuration::from_hours(1),
+        requeue_at: Some(now + jiff::SignedDuration::from_hours(1)),
         publishes: 1,
         renewed: vec![],
         signed: vec!["v1".into()],

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::failure::Failure;
 use super::request::{NotaryAuth, RunSecrets};
-use super::run::{Engine, Settings};
+use super::run::Engine;
+use super::settings::Settings;
 use crate::api::reasons;
 use trustkeeper_notary::{NotaryClient, ServerConfig};
 use trustkeeper_registry::{DockerConfig, RegistryClient, RegistryOptions};

@@ -91,8 +91,9 @@ pub struct EngineEvent {
 pub struct Outcome {
     pub status: SignedImageStatus,
     pub events: Vec<EngineEvent>,
-    /// When to run again (already includes backoff after a failure).
-    pub requeue_at: jiff::Timestamp,
+    /// When to run again (already includes backoff after a failure); `None`: not until the
+    /// spec changes (suspended).
+    pub requeue_at: Option<jiff::Timestamp>,
     /// Number of publishes made (0 or 1 normally; more after version conflicts).
     pub publishes: u32,
     /// Roles renewed (witnessed) in this run.

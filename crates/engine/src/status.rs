@@ -187,6 +187,12 @@ pub fn suspended(
     s
 }
 
+/// Whether Ready's status or reason differs between two statuses: what is worth an Event.
+pub fn ready_transition(before: Option<&SignedImageStatus>, after: &SignedImageStatus) -> bool {
+    let key = |c: Option<&crate::api::Condition>| c.map(|c| (c.status.clone(), c.reason.clone()));
+    key(before.and_then(SignedImageStatus::ready)) != key(after.ready())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +322,73 @@ mod tests {
         assert_eq!(f2.trust, s.trust);
         assert_eq!(f2.conditions[0].status, "False");
         assert_eq!(f2.conditions[0].last_transition_time.0, later);
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn failure_keeps_transition_time_and_backs_off() {
+        let t0 = ts("2026-11-25T12:00:00Z");
+        let (s1, n1) = failure(None, Some(1), reasons::SECRET_NOT_FOUND, "gone", t0, 0.0);
+        assert_eq!(s1.failed_attempts, 1);
+        assert_eq!(n1, t0 + jiff::SignedDuration::from_secs(30));
+        assert_eq!(s1.observed_generation, Some(1));
+        let c = s1.ready().unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "SecretNotFound")
+        );
+
+        // The same failure again: counted, backoff grows, but no transition (no Event).
+        let t1 = ts("2026-11-25T12:01:00Z");
+        let (s2, n2) = failure(
+            Some(&s1),
+            Some(1),
+            reasons::SECRET_NOT_FOUND,
+            "gone",
+            t1,
+            0.0,
+        );
+        assert_eq!(s2.failed_attempts, 2);
+        assert_eq!(n2, t1 + jiff::SignedDuration::from_secs(60));
+        assert!(!ready_transition(Some(&s1), &s2));
+        assert_eq!(s2.ready().unwrap().last_transition_time.0, t0);
+
+        // A different message: written, transition time kept (still False).
+        let (s3, _) = failure(Some(&s1), Some(1), reasons::SECRET_INVALID, "key", t1, 0.0);
+        assert_eq!(s3.failed_attempts, 2);
+        assert_eq!(s3.ready().unwrap().last_transition_time.0, t0);
+        assert!(ready_transition(Some(&s1), &s3));
+
+        // A spec change restarts the count.
+        let (s4, _) = failure(Some(&s3), Some(2), reasons::SECRET_INVALID, "key", t1, 0.0);
+        assert_eq!(s4.failed_attempts, 1);
+        assert_eq!(s4.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn suspended_keeps_engine_state() {
+        let mut prev = SignedImageStatus {
+            failed_attempts: 0,
+            tag_summary: Some("1/1".into()),
+            ..Default::default()
+        };
+        let t0 = ts("2026-11-25T12:00:00Z");
+        set_condition(
+            &mut prev.conditions,
+            READY,
+            ConditionStatus::True,
+            reasons::SIGNED,
+            "ok",
+            Some(1),
+            t0,
+        );
+        let s = suspended(Some(&prev), Some(2), t0);
+        assert_eq!(s.tag_summary.as_deref(), Some("1/1"));
+        assert_eq!(s.ready().unwrap().reason, "Suspended");
+        assert!(ready_transition(Some(&prev), &s));
+        assert_eq!(suspended(Some(&s), Some(2), t0), s);
     }
 }

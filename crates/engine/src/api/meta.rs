@@ -64,6 +64,13 @@ pub struct Condition {
     pub last_transition_time: Time,
 }
 
+impl Condition {
+    /// Whether the condition's status is `status`.
+    pub fn is(&self, status: super::ConditionStatus) -> bool {
+        self.status == status.as_str()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

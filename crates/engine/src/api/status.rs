@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::conditions::READY;
 use super::meta::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,13 @@ pub struct SignedImageStatus {
     /// rollback protection survive restarts and replicas without local disk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustStatus>,
+}
+
+impl SignedImageStatus {
+    /// The Ready condition, if any: the one lookup of it.
+    pub fn ready(&self) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == READY)
+    }
 }
 
 /// A selected tag as content trust resolves it.
