@@ -518,10 +518,12 @@ async fn bench() {
         "time: until all {n} were reconciled once, 16 at a time, on 2 cores shared with the notary-server, registry, API server and etcd; CPU ms: the operator process's CPU time per SignedImage"
     );
     println!(
-        "nothing-new: {notary_per:.2} notary requests per SignedImage (target <= 1: {}), {:.2} manifest GETs (target 0: {})",
+        "nothing-new: {notary_per:.2} notary requests per SignedImage (target <= 1: {}), {:.2} manifest GETs (target 0: {}), {:.2} status writes (target 0: {})",
         verdict(notary_per <= 1.0),
         per(quiet.registry_get),
-        verdict(quiet.registry_get == 0.0)
+        verdict(quiet.registry_get == 0.0),
+        per(quiet.status_writes),
+        verdict(quiet.status_writes == 0.0)
     );
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(

@@ -92,6 +92,11 @@ if [ "$status" = 0 ] && [ "${BENCH:-1}" != 0 ]; then
     echo "operator scale bench FAILED"
     status=1
   fi
+  # A check that found nothing new must write no status (issue #20): a gate, not a figure.
+  if grep -q 'status writes (target 0: MISSED)' "$WORK/scale.log"; then
+    echo "operator scale bench: the quiet cycle wrote statuses"
+    status=1
+  fi
 fi
 
 # --- container image ---------------------------------------------------------------------------

@@ -18,8 +18,11 @@
 //! Triggers: a spec change (the watch is filtered by `metadata.generation`, so our own status
 //! writes never re-trigger), the requeue time (`Outcome.requeue_at`, or backoff after a failure),
 //! and registry push notifications. A SignedImage whose status says it is not due
-//! (`observedGeneration` current, `nextSyncTime` ahead) is not run when a restarted controller or a
-//! new leader lists it: it is requeued for that time, so failover is no thundering herd. Leadership: non-leaders serve `/metrics` and health but run
+//! (`observedGeneration` current, and `nextSyncTime` ahead after failures, or Ready) is not run
+//! when a restarted controller or a new leader lists it: a failing one is requeued for its
+//! backoff, a Ready one at a random point of its poll interval, so failover is no thundering
+//! herd. A check that finds nothing new writes no status: a Ready status holds no time of the
+//! last or next poll. Leadership: non-leaders serve `/metrics` and health but run
 //! no Controller and answer `/notifications` with 503 (the registry retries; polling is the
 //! safety net); a leader that loses its Lease drops its Controllers (cancelling running
 //! reconciles) and [`run`] returns `Error::LeadershipLost`, so the process exits.

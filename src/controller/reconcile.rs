@@ -15,7 +15,7 @@ use tracing::{Instrument, debug, info, warn};
 use super::error::Error;
 use super::metrics::Metrics;
 use super::status;
-use crate::api::{SignedImage, SignedImageStatus};
+use crate::api::{ConditionStatus, SignedImage, SignedImageStatus};
 use crate::engine::secrets::{GatherError, SecretSource, gather};
 use crate::engine::{
     EngineEvent, EventType, Failure, Outcome, ReconcileRequest, Reconciler, suspension,
@@ -44,6 +44,9 @@ pub struct Context<R, S> {
     pub limit: Option<Arc<tokio::sync::Semaphore>>,
     /// `namespace/name` of SignedImages to run now even if not due (push notifications).
     pub forced: Forced,
+    /// `namespace/name` of SignedImages this process has looked at: the first look at a Ready
+    /// one (after a start or a change of leader) is spread over its poll interval.
+    pub looked_at: Mutex<std::collections::HashSet<String>>,
 }
 
 /// SignedImages to run at their next reconcile whatever their schedule says.
@@ -68,6 +71,7 @@ impl<R: Reconciler, S: SecretSource> Context<R, S> {
             api_failures: Mutex::default(),
             limit: None,
             forced: Forced::default(),
+            looked_at: Mutex::default(),
         }
     }
 }
@@ -153,20 +157,38 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
         .expect("lock")
         .remove(&format!("{ns}/{name}"));
 
-    // Not due yet (a restart or a new leader lists everything): keep the schedule the status
-    // holds instead of running every SignedImage at once. A spec change, a push notification
+    // Not due yet (a restart or a new leader lists everything): keep to the schedule instead
+    // of running every SignedImage at once. A failing one waits for its backoff (the status's
+    // nextSyncTime); a Ready one, whose status holds no time (a quiet check writes nothing),
+    // is spread over its poll interval on the first look. A spec change, a push notification
     // or the time coming runs it.
-    if !obj.spec.suspend
-        && !forced
+    let first_look = ctx
+        .looked_at
+        .lock()
+        .expect("lock")
+        .insert(format!("{ns}/{name}"));
+    if !forced
         && let Some(st) = previous
         && st.observed_generation == generation
         && generation.is_some()
-        && let Some(next) = &st.next_sync_time
-        && next.0 > now
+        && suspension(&obj.spec, previous, generation, now).is_none()
     {
-        debug!(next = %next.0, "not due yet");
-        ctx.metrics.set_status(ns, name, st);
-        return Ok(Action::requeue(until(now, next.0)));
+        if let Some(next) = &st.next_sync_time
+            && next.0 > now
+        {
+            debug!(next = %next.0, "not due yet: backing off");
+            ctx.metrics.set_status(ns, name, st);
+            return Ok(Action::requeue(until(now, next.0)));
+        }
+        if first_look
+            && st.ready().is_some_and(|c| c.is(ConditionStatus::True))
+            && let Ok(interval) = crate::api::parse_go_duration(&obj.spec.interval)
+        {
+            let spread = interval.0.mul_f64((ctx.jitter)());
+            debug!(after = %spread, "not due yet: first look at a Ready SignedImage");
+            ctx.metrics.set_status(ns, name, st);
+            return Ok(Action::requeue(until(now, now + spread)));
+        }
     }
 
     let outcome = if let Some(suspended) = suspension(&obj.spec, previous, generation, now) {

@@ -71,8 +71,6 @@ fn outcome() -> Outcome {
             renewal_time: Some(Time("2029-05-19T12:00:00Z".parse().unwrap())),
             targets: 1,
         }],
-        last_sync_time: Some(Time(now())),
-        next_sync_time: Some(Time("2026-11-25T12:05:00Z".parse().unwrap())),
         ..Default::default()
     };
     set_condition(
@@ -268,9 +266,23 @@ async fn run_scenario(
     engine: FakeReconciler,
     calls: Vec<Call>,
 ) -> Result<kube::runtime::controller::Action, super::Error> {
+    run_scenario_after(obj, engine, calls, false).await
+}
+
+/// As [`run_scenario`]; `looked_at_before`: the process has seen the object already (a
+/// scheduled requeue, not the first look after a start).
+async fn run_scenario_after(
+    obj: SignedImage,
+    engine: FakeReconciler,
+    calls: Vec<Call>,
+    looked_at_before: bool,
+) -> Result<kube::runtime::controller::Action, super::Error> {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(svc, "default");
     let ctx = context(client, engine);
+    if looked_at_before {
+        ctx.looked_at.lock().unwrap().insert("ns/app".into());
+    }
     let server = tokio::spawn(serve(handle, calls));
     let result = reconcile(Arc::new(obj), ctx.clone()).await;
     // Dropping the context drops the last client, so an unexpected extra request shows up as
@@ -323,7 +335,7 @@ async fn secret_missing_sets_secret_not_found() {
             "observedGeneration": 2, "lastTransitionTime": NOW,
         }],
         "signedTags": [], "roles": [], "failedAttempts": 1,
-        "lastFailureTime": NOW, "lastSyncTime": NOW, "nextSyncTime": "2026-11-25T12:00:30Z",
+        "lastFailureTime": NOW, "nextSyncTime": "2026-11-25T12:00:30Z",
     });
     let calls =
         vec![
@@ -358,7 +370,6 @@ async fn repeated_secret_problem_backs_off_without_event() {
     let mut after = before.clone();
     after["failedAttempts"] = json!(2);
     after["lastFailureTime"] = json!(NOW);
-    after["lastSyncTime"] = json!(NOW);
     after["nextSyncTime"] = json!("2026-11-25T12:01:00Z");
     let calls = vec![
         Call::new(
@@ -478,12 +489,11 @@ async fn unchanged_status_is_not_written() {
     quiet.events.clear();
     quiet.publishes = 0;
     quiet.signed.clear();
-    // Due now (the requeue fired).
-    quiet.status.next_sync_time = Some(Time(now()));
     let engine = FakeReconciler::new(quiet.clone());
     let current = serde_json::to_value(&quiet.status).unwrap();
     let calls = vec![Call::new("GET", SIGNER_URI, (StatusCode::OK, signer()))];
-    run_scenario(image(json!({}), Some(current)), engine.clone(), calls)
+    // The requeue fired (the process has seen it before): run, and write nothing.
+    run_scenario_after(image(json!({}), Some(current)), engine.clone(), calls, true)
         .await
         .unwrap();
     assert_eq!(engine.calls().len(), 1);
@@ -492,12 +502,36 @@ async fn unchanged_status_is_not_written() {
 
 #[tokio::test]
 async fn not_due_yet_runs_nothing_and_keeps_the_schedule() {
-    // What a restarted controller or a new leader sees: a current status whose next run is in
-    // five minutes. No Secret read, no engine run, no write; requeued for then.
+    // What a restarted controller or a new leader sees: a current, Ready status. No Secret
+    // read, no engine run, no write; requeued within its poll interval (5m), spread by the
+    // jitter so that a restart is no thundering herd.
     let engine = FakeReconciler::new(outcome());
     let current = serde_json::to_value(outcome().status).unwrap();
+    for (jitter, secs) in [(0.5, 150), (0.9, 270)] {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(svc, "default");
+        let ctx = context(client, engine.clone());
+        let mut ctx = Arc::into_inner(ctx).unwrap();
+        ctx.jitter = Arc::new(move || jitter);
+        let ctx = Arc::new(ctx);
+        let server = tokio::spawn(serve(handle, vec![]));
+        let first = reconcile(
+            Arc::new(image(json!({}), Some(current.clone()))),
+            ctx.clone(),
+        );
+        assert_eq!(
+            first.await.unwrap(),
+            kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(secs))
+        );
+        assert!(engine.calls().is_empty());
+        drop(ctx);
+        server.await.unwrap();
+    }
+    // A failing one waits for its backoff.
+    let mut failing = outcome().status;
+    failing.next_sync_time = Some(Time("2026-11-25T12:02:00Z".parse().unwrap()));
     let action = run_scenario(
-        image(json!({}), Some(current.clone())),
+        image(json!({}), Some(serde_json::to_value(&failing).unwrap())),
         engine.clone(),
         vec![],
     )
@@ -505,7 +539,7 @@ async fn not_due_yet_runs_nothing_and_keeps_the_schedule() {
     .unwrap();
     assert_eq!(
         action,
-        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(300))
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(120))
     );
     assert!(engine.calls().is_empty());
 

@@ -59,7 +59,7 @@ mod tests {
     #[test]
     fn stored_form_drops_sub_seconds() {
         let mut s = SignedImageStatus {
-            last_sync_time: Some(Time(t("2026-11-25T12:00:00.123456789Z"))),
+            last_failure_time: Some(Time(t("2026-11-25T12:00:00.123456789Z"))),
             ..Default::default()
         };
         set_condition(
@@ -73,7 +73,10 @@ mod tests {
         );
         let stored = as_stored(s.clone());
         assert_ne!(stored, s);
-        assert_eq!(stored.last_sync_time, Some(Time(t("2026-11-25T12:00:00Z"))));
+        assert_eq!(
+            stored.last_failure_time,
+            Some(Time(t("2026-11-25T12:00:00Z")))
+        );
         assert_eq!(
             stored.conditions[0].last_transition_time,
             Time(t("2026-11-25T12:00:00Z"))

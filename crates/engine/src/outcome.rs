@@ -92,8 +92,7 @@ impl Outcome {
                     jitter,
                 );
                 let published = !done.plan.changes.is_empty();
-                let st =
-                    status::success(prev, gen_, &seen, &done.plan.warnings, published, now, next);
+                let st = status::success(prev, gen_, &seen, &done.plan.warnings, published, now);
                 let mut events = Vec::new();
                 let mut signed = Vec::new();
                 let mut renewed = Vec::new();

@@ -49,7 +49,6 @@ pub fn success(
     warnings: &[Warning],
     published: bool,
     now: Timestamp,
-    next: Timestamp,
 ) -> SignedImageStatus {
     let mut s = base(prev, generation);
     s.signed_tags = seen
@@ -104,8 +103,8 @@ pub fn success(
     let all: Vec<Timestamp> = seen.repo.roles.iter().filter_map(|r| r.expires).collect();
     s.earliest_expiry = held.iter().min().or(all.iter().min()).map(|t| Time(*t));
     s.trust = Some(seen.trust.clone());
-    s.last_sync_time = Some(Time(now));
-    s.next_sync_time = Some(Time(next));
+    // No time of this run or of the next poll: a run that found nothing new writes nothing.
+    s.next_sync_time = None;
     if published {
         s.last_publish_time = Some(Time(now));
     }
@@ -153,7 +152,6 @@ pub fn failure(
     let mut s = base(prev, generation);
     s.failed_attempts = attempts;
     s.last_failure_time = Some(Time(now));
-    s.last_sync_time = Some(Time(now));
     s.next_sync_time = Some(Time(next));
     set_condition(
         &mut s.conditions,
@@ -263,8 +261,18 @@ mod tests {
                 versions: Default::default(),
             },
         };
-        let next = now() + SignedDuration::from_mins(5);
-        let s = success(None, Some(3), &seen, &[], true, now(), next);
+        let s = success(None, Some(3), &seen, &[], true, now());
+        assert_eq!(s.next_sync_time, None, "no schedule while Ready");
+        // Nothing new an hour later: the very same status, so nothing to write.
+        let again = success(
+            Some(&s),
+            Some(3),
+            &seen,
+            &[],
+            false,
+            now() + SignedDuration::from_hours(1),
+        );
+        assert_eq!(again, s);
         assert_eq!(s.tag_summary.as_deref(), Some("1/1"));
         assert_eq!(s.signed_tags[0].role, "targets/releases");
         assert_eq!(

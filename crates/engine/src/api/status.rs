@@ -32,11 +32,9 @@ pub struct SignedImageStatus {
     /// The earliest expiry among the roles this SignedImage keeps renewed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earliest_expiry: Option<Time>,
-    /// When the last reconcile finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sync_time: Option<Time>,
-    /// When the next reconcile is due: the next poll or the earliest renewal, whichever is first,
-    /// or later after failures (exponential backoff).
+    /// After a failure, when the next attempt runs (exponential backoff). Absent while the
+    /// SignedImage is Ready: the registry is then polled every `spec.interval` and each role
+    /// is re-signed at its `renewalTime`, so a check that finds nothing new writes no status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_sync_time: Option<Time>,
     /// When trustkeeper last published to the notary server.
