@@ -31,11 +31,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The referee tools (cosign, notation, oras, promtool, act, actionlint) into a cache that survives
+# between runs on this machine; in the background while the testbeds come up.
+REFEREES=${XDG_CACHE_HOME:-$HOME/.cache}/trustkeeper/referees
+tests/support/referees.sh install "$REFEREES" >"$WORK/referees.log" 2>&1 &
+referees_pid=$!
+
 log "starting the notary + registry testbeds"
 "$TB" up "$WORK/tb" >"$WORK/tb-up.log" 2>&1 || { cat "$WORK/tb-up.log"; exit 1; }
 "$TB" up "$WORK/tb-token" --token >"$WORK/tb-token-up.log" 2>&1 || { cat "$WORK/tb-token-up.log"; exit 1; }
 log "starting the Kubernetes API server (first run builds it from Debian's sources, ~3 min)"
 "$KT" up "$WORK/kube" >"$WORK/kube-up.log" 2>&1 || { tail -50 "$WORK/kube-up.log"; exit 1; }
+
+log "referee tools ($REFEREES)"
+wait "$referees_pid" || { tail -30 "$WORK/referees.log"; echo "installing the referee tools failed"; exit 1; }
+. "$REFEREES/env"
+export TRUSTKEEPER_REFEREES="$REFEREES"
 
 log "packaging checks: helm lint, rendered manifests against the Kubernetes schemas, yamllint, hadolint"
 "$KT" tools "$WORK/tools" >"$WORK/tools.log" 2>&1 || { tail -30 "$WORK/tools.log"; exit 1; }
