@@ -39,6 +39,8 @@ struct ImageState {
     /// (role, expiry, renewal time) in Unix seconds.
     roles: Vec<(String, i64, Option<i64>)>,
     signed_tags: u64,
+    /// Ready's status is True, and its reason (None before the first reconcile wrote one).
+    ready: Option<(bool, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +108,24 @@ impl Collector for ImageGauges {
             for ((ns, name), st) in &images {
                 let labels = [("namespace", ns.as_str()), ("name", name.as_str())];
                 m.encode_family(&labels)?.encode_gauge(&st.signed_tags)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "trustkeeper_signedimage_ready",
+                "1 when the SignedImage's Ready condition is True, else 0; reason is Ready's reason.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((ns, name), st) in &images {
+                if let Some((ready, reason)) = &st.ready {
+                    let labels = [
+                        ("namespace", ns.as_str()),
+                        ("name", name.as_str()),
+                        ("reason", reason.as_str()),
+                    ];
+                    m.encode_family(&labels)?.encode_gauge(&u64::from(*ready))?;
+                }
             }
         }
         Ok(())
@@ -243,6 +263,11 @@ impl Metrics {
                 })
                 .collect(),
             signed_tags: status.signed_tags.len() as u64,
+            ready: status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == crate::api::READY)
+                .map(|c| (c.status == "True", c.reason.clone())),
         };
         self.images
             .images
@@ -333,6 +358,22 @@ mod tests {
             ..Default::default()
         };
         m.set_status("ns", "app", &status);
+        let text = m.render();
+        assert!(
+            !text.contains("trustkeeper_signedimage_ready{"),
+            "no Ready condition yet, no series: {text}"
+        );
+        let mut status = status;
+        crate::api::set_condition(
+            &mut status.conditions,
+            crate::api::READY,
+            crate::api::ConditionStatus::False,
+            "PublishFailed",
+            "",
+            None,
+            jiff::Timestamp::now(),
+        );
+        m.set_status("ns", "app", &status);
         m.failure("SecretNotFound");
         {
             let _t = m.timer();
@@ -345,6 +386,12 @@ mod tests {
         assert!(text.contains("trustkeeper_failures_total{reason=\"SecretNotFound\"} 1"));
         assert!(text.contains("trustkeeper_reconcile_duration_seconds_count 1"));
         assert!(text.contains("trustkeeper_role_time_to_renewal_seconds{"));
+        assert!(
+            text.contains(
+                "trustkeeper_signedimage_ready{namespace=\"ns\",name=\"app\",reason=\"PublishFailed\"} 0"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
         m.remove("ns", "app");
         let text = m.render();
