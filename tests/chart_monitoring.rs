@@ -130,3 +130,92 @@ fn prometheus_rule_values_reach_the_rules() {
     );
     assert_eq!(find("TrustkeeperSignedImageNotReady")["for"], "2h");
 }
+
+fn dashboard_file() -> Value {
+    serde_json::from_str(include_str!(
+        "../charts/trustkeeper/dashboards/trustkeeper.json"
+    ))
+    .unwrap()
+}
+
+/// Every panel query of the dashboard (`targets[].expr`).
+fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
+    dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn dashboard_is_off_by_default() {
+    assert!(of_kind(&helm(&[]), "ConfigMap").is_empty());
+}
+
+#[test]
+fn dashboard_configmap_is_the_file_with_the_sidecar_label() {
+    let docs = helm(&[
+        "--set",
+        "grafana.dashboard.enabled=true",
+        "--set",
+        "grafana.dashboard.namespace=monitoring",
+        "--set",
+        "grafana.dashboard.annotations.grafana_folder=Supply chain",
+    ]);
+    let cm = match of_kind(&docs, "ConfigMap")[..] {
+        [c] => c,
+        ref other => panic!("one ConfigMap, not {}", other.len()),
+    };
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        cm["metadata"]["annotations"]["grafana_folder"],
+        "Supply chain"
+    );
+    let shipped: Value =
+        serde_json::from_str(cm["data"]["trustkeeper.json"].as_str().unwrap()).unwrap();
+    assert_eq!(shipped, dashboard_file());
+
+    // The sidecar label is configurable; the namespace defaults to the release's.
+    let docs = helm(&[
+        "--set",
+        "grafana.dashboard.enabled=true",
+        "--set",
+        "grafana.dashboard.labels.grafana_dashboard=null",
+        "--set-string",
+        "grafana.dashboard.labels.dashboards=trustkeeper",
+    ]);
+    let cm = of_kind(&docs, "ConfigMap")[0];
+    assert_eq!(cm["metadata"]["namespace"], "trustkeeper");
+    assert!(cm["metadata"]["labels"]["grafana_dashboard"].is_null());
+    assert_eq!(cm["metadata"]["labels"]["dashboards"], "trustkeeper");
+}
+
+/// promtool parses every panel query (as a recording rule; Grafana's variables replaced by
+/// what they expand to).
+#[test]
+fn dashboard_queries_are_valid_promql() {
+    let exprs = dashboard_exprs(&dashboard_file());
+    assert!(exprs.len() >= 12, "{exprs:?}");
+    let rules: Vec<Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            serde_json::json!({
+                "record": format!("trustkeeper_dashboard:query_{i}"),
+                "expr": e.replace("$__rate_interval", "2m").replace("$namespace", ".*"),
+            })
+        })
+        .collect();
+    let file = serde_json::json!({"groups": [{"name": "dashboard", "rules": rules}]});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dashboard-queries.yaml");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let out = run(Command::new(promtool()).args(["check", "rules"]).arg(&path));
+    assert!(
+        out.contains(&format!("SUCCESS: {} rules found", exprs.len())),
+        "{out}"
+    );
+}
