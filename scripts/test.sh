@@ -53,17 +53,30 @@ log "packaging checks: helm lint, rendered manifests against the Kubernetes sche
 (
   . "$WORK/tools/tools.env"
   helm lint --strict charts/trustkeeper
+  helm lint --strict charts/trustkeeper -f charts/trustkeeper/ci/all-options-values.yaml
   # Cluster-wide, and namespaced with every option on. ServiceMonitor is validated apart: the
   # offline validator has no schema for it.
   helm template tk charts/trustkeeper -n trustkeeper >"$WORK/chart-default.yaml"
   helm template tk charts/trustkeeper -n trustkeeper --set 'watchNamespaces={team-a,team-b}' \
     --set webhook.tokenSecretName=hook --set extraCaBundle.configMapName=ca >"$WORK/chart-namespaced.yaml"
-  kubernetes-validate --strict -k 1.35 "$WORK/chart-default.yaml" "$WORK/chart-namespaced.yaml" | grep -v '^INFO' || true
-  kubernetes-validate --strict -k 1.35 "$WORK/chart-default.yaml" "$WORK/chart-namespaced.yaml" >/dev/null
-  helm template tk charts/trustkeeper --set metrics.serviceMonitor.enabled=true \
-    --show-only templates/servicemonitor.yaml | grep -q 'kind: ServiceMonitor'
+  # Every option on (ci/all-options-values.yaml) but the two Prometheus Operator kinds.
+  helm template tk charts/trustkeeper -n trustkeeper -f charts/trustkeeper/ci/all-options-values.yaml \
+    --set metrics.serviceMonitor.enabled=false --set metrics.prometheusRule.enabled=false >"$WORK/chart-all.yaml"
+  charts=("$WORK/chart-default.yaml" "$WORK/chart-namespaced.yaml" "$WORK/chart-all.yaml")
+  kubernetes-validate --strict -k 1.35 "${charts[@]}" | grep -v '^INFO' || true
+  kubernetes-validate --strict -k 1.35 "${charts[@]}" >/dev/null
+  all=(-n trustkeeper -f charts/trustkeeper/ci/all-options-values.yaml)
+  helm template tk charts/trustkeeper "${all[@]}" --show-only templates/servicemonitor.yaml >"$WORK/servicemonitor.yaml"
+  grep -q '^apiVersion: monitoring.coreos.com/v1$' "$WORK/servicemonitor.yaml"
+  grep -q '^kind: ServiceMonitor$' "$WORK/servicemonitor.yaml"
+  helm template tk charts/trustkeeper "${all[@]}" --show-only templates/prometheusrule.yaml >"$WORK/prometheusrule.yaml"
+  grep -q '^apiVersion: monitoring.coreos.com/v1$' "$WORK/prometheusrule.yaml"
+  grep -q '^kind: PrometheusRule$' "$WORK/prometheusrule.yaml"
+  # Its spec (the last key) is a Prometheus rules file; its unit tests are in tests/chart_monitoring.rs.
+  sed -n '/^spec:$/,$p' "$WORK/prometheusrule.yaml" | sed '1d; s/^  //' >"$WORK/rules.yaml"
+  "$PROMTOOL" check rules "$WORK/rules.yaml"
   yamllint -c .yamllint.yaml charts/trustkeeper/values.yaml charts/trustkeeper/Chart.yaml examples/ crds/ \
-    "$WORK/chart-default.yaml" "$WORK/chart-namespaced.yaml"
+    "${charts[@]}" "$WORK/servicemonitor.yaml" "$WORK/prometheusrule.yaml" charts/trustkeeper/ci/ tests/promtool/
   hadolint Dockerfile
   echo "packaging checks passed"
 )
