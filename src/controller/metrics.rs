@@ -46,11 +46,14 @@ struct ImageState {
 #[derive(Debug, Default)]
 struct ImageGauges {
     images: Mutex<BTreeMap<(String, String), ImageState>>,
+    /// The repository (spec.image) of each SignedImage, for `trustkeeper_signedimage_info`.
+    repositories: Mutex<BTreeMap<(String, String), String>>,
 }
 
 impl Collector for ImageGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let images = self.images.lock().expect("metrics lock").clone();
+        let repositories = self.repositories.lock().expect("metrics lock").clone();
         let now = jiff::Timestamp::now().as_second();
         {
             let mut m = encoder.encode_descriptor(
@@ -108,6 +111,23 @@ impl Collector for ImageGauges {
             for ((ns, name), st) in &images {
                 let labels = [("namespace", ns.as_str()), ("name", name.as_str())];
                 m.encode_family(&labels)?.encode_gauge(&st.signed_tags)?;
+            }
+        }
+        {
+            // An info metric (always 1), joined on namespace and name to show a repository.
+            let mut m = encoder.encode_descriptor(
+                "trustkeeper_signedimage_info",
+                "The repository a SignedImage signs (value always 1).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((ns, name), repository) in &repositories {
+                let labels = [
+                    ("namespace", ns.as_str()),
+                    ("name", name.as_str()),
+                    ("repository", repository.as_str()),
+                ];
+                m.encode_family(&labels)?.encode_gauge(&1u64)?;
             }
         }
         {
@@ -276,19 +296,39 @@ impl Metrics {
             .insert((ns.to_string(), name.to_string()), state);
     }
 
+    /// Records the repository a SignedImage signs (its `spec.image`).
+    pub fn set_repository(&self, ns: &str, name: &str, repository: &str) {
+        self.images
+            .repositories
+            .lock()
+            .expect("metrics lock")
+            .insert((ns.to_string(), name.to_string()), repository.to_string());
+    }
+
     /// Forgets a deleted SignedImage: its series disappear from the next scrape.
     pub fn remove(&self, ns: &str, name: &str) {
+        let key = (ns.to_string(), name.to_string());
         self.images
             .images
             .lock()
             .expect("metrics lock")
-            .remove(&(ns.to_string(), name.to_string()));
+            .remove(&key);
+        self.images
+            .repositories
+            .lock()
+            .expect("metrics lock")
+            .remove(&key);
     }
 
     /// Keeps only the SignedImages for which `keep` is true (after a re-list).
     pub fn retain(&self, mut keep: impl FnMut(&str, &str) -> bool) {
         self.images
             .images
+            .lock()
+            .expect("metrics lock")
+            .retain(|(ns, name), _| keep(ns, name));
+        self.images
+            .repositories
             .lock()
             .expect("metrics lock")
             .retain(|(ns, name), _| keep(ns, name));
@@ -374,6 +414,7 @@ mod tests {
             jiff::Timestamp::now(),
         );
         m.set_status("ns", "app", &status);
+        m.set_repository("ns", "app", "registry.example/team/app");
         m.failure("SecretNotFound");
         {
             let _t = m.timer();
@@ -393,6 +434,9 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains(
+            "trustkeeper_signedimage_info{namespace=\"ns\",name=\"app\",repository=\"registry.example/team/app\"} 1"
+        ), "{text}");
         m.remove("ns", "app");
         let text = m.render();
         assert!(!text.contains("name=\"app\""), "{text}");
