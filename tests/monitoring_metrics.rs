@@ -27,6 +27,7 @@ fn exposed() -> BTreeMap<String, BTreeSet<String>> {
     }))
     .unwrap();
     m.set_status("ns", "app", &status);
+    m.set_repository("ns", "app", "registry.example/team/app");
     m.failure("PublishFailed");
     m.requests
         .get_or_create(&RequestLabels {
@@ -111,7 +112,7 @@ fn dashboard_exprs() -> Vec<String> {
 struct Used {
     /// Metric name -> label names its selector matches on.
     metrics: BTreeMap<String, BTreeSet<String>>,
-    /// Labels in `by (...)` / `without (...)` / `on (...)` / `ignoring (...)`.
+    /// Labels in `by (...)`, `without (...)`, `on (...)`, `ignoring (...)`, `group_left (...)`.
     grouping: BTreeSet<String>,
 }
 
@@ -140,7 +141,15 @@ fn parse(expr: &str) -> Used {
         "topk",
         "quantile",
     ];
-    const GROUPING: &[&str] = &["by", "without", "on", "ignoring"];
+    // Label lists; group_left/group_right may have one (the labels copied from the other side).
+    const GROUPING: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
     let mut s = expr.to_string();
     while let Some(a) = s.find("{{") {
         let b = s[a..].find("}}").expect("unclosed helm action") + a;
@@ -267,6 +276,7 @@ fn the_registry_exposes_one_of_each_kind() {
         "trustkeeper_reconcile_duration_seconds_count",
         "trustkeeper_role_expiry_timestamp_seconds",
         "trustkeeper_signedimage_ready",
+        "trustkeeper_signedimage_info",
     ] {
         assert!(exposed.contains_key(name), "{name}: {exposed:?}");
     }
@@ -283,7 +293,7 @@ fn every_metric_an_alert_uses_exists() {
 #[test]
 fn every_metric_a_dashboard_panel_uses_exists() {
     let exprs = dashboard_exprs();
-    assert!(exprs.len() >= 16, "{exprs:?}");
+    assert!(exprs.len() >= 18, "{exprs:?}");
     assert_eq!(missing(&exprs, &exposed()), Vec::<String>::new());
 }
 
@@ -322,4 +332,13 @@ fn the_checker_finds_names_and_refuses_unknown_ones() {
     assert!(bad[0].starts_with("metric trustkeeper_role_expiry_seconds "));
     assert!(bad[1].starts_with("label repository of trustkeeper_failures_total "));
     assert!(bad[2].starts_with("grouping label repository "));
+    // group_left's list names labels of the other side.
+    let joined = "trustkeeper_signed_tags * on (namespace, name) group_left (repository) trustkeeper_signedimage_info";
+    assert_eq!(
+        missing(&[joined.to_string()], &exposed),
+        Vec::<String>::new()
+    );
+    let bad = missing(&[joined.replace("(repository)", "(image)")], &exposed);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].starts_with("grouping label image "), "{bad:?}");
 }
