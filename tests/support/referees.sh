@@ -65,6 +65,9 @@ install_all() {
   mkdir -p "$dir/bin"
   dir=$(cd "$dir" && pwd)
   command -v dpkg >/dev/null || die "needs dpkg (Debian)"
+  # One install at a time per directory: test runs on one machine share the cache.
+  exec 9>"$dir/.lock"
+  flock 9 || die "cannot lock $dir/.lock"
 
   if [ ! -x "$dir/bin/cosign" ] || [ ! -x "$dir/bin/notation" ] || [ ! -x "$dir/bin/oras" ]; then
     log "cosign, notation, oras from Debian sid (private apt state)"
