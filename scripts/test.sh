@@ -31,28 +31,52 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The referee tools (cosign, notation, oras, promtool, act, actionlint) into a cache that survives
+# between runs on this machine; in the background while the testbeds come up.
+REFEREES=${XDG_CACHE_HOME:-$HOME/.cache}/trustkeeper/referees
+tests/support/referees.sh install "$REFEREES" >"$WORK/referees.log" 2>&1 &
+referees_pid=$!
+
 log "starting the notary + registry testbeds"
 "$TB" up "$WORK/tb" >"$WORK/tb-up.log" 2>&1 || { cat "$WORK/tb-up.log"; exit 1; }
 "$TB" up "$WORK/tb-token" --token >"$WORK/tb-token-up.log" 2>&1 || { cat "$WORK/tb-token-up.log"; exit 1; }
 log "starting the Kubernetes API server (first run builds it from Debian's sources, ~3 min)"
 "$KT" up "$WORK/kube" >"$WORK/kube-up.log" 2>&1 || { tail -50 "$WORK/kube-up.log"; exit 1; }
 
+log "referee tools ($REFEREES)"
+wait "$referees_pid" || { tail -30 "$WORK/referees.log"; echo "installing the referee tools failed"; exit 1; }
+. "$REFEREES/env"
+export TRUSTKEEPER_REFEREES="$REFEREES"
+
 log "packaging checks: helm lint, rendered manifests against the Kubernetes schemas, yamllint, hadolint"
 "$KT" tools "$WORK/tools" >"$WORK/tools.log" 2>&1 || { tail -30 "$WORK/tools.log"; exit 1; }
 (
   . "$WORK/tools/tools.env"
   helm lint --strict charts/trustkeeper
+  helm lint --strict charts/trustkeeper -f charts/trustkeeper/ci/all-options-values.yaml
   # Cluster-wide, and namespaced with every option on. ServiceMonitor is validated apart: the
   # offline validator has no schema for it.
   helm template tk charts/trustkeeper -n trustkeeper >"$WORK/chart-default.yaml"
   helm template tk charts/trustkeeper -n trustkeeper --set 'watchNamespaces={team-a,team-b}' \
     --set webhook.tokenSecretName=hook --set extraCaBundle.configMapName=ca >"$WORK/chart-namespaced.yaml"
-  kubernetes-validate --strict -k 1.35 "$WORK/chart-default.yaml" "$WORK/chart-namespaced.yaml" | grep -v '^INFO' || true
-  kubernetes-validate --strict -k 1.35 "$WORK/chart-default.yaml" "$WORK/chart-namespaced.yaml" >/dev/null
-  helm template tk charts/trustkeeper --set metrics.serviceMonitor.enabled=true \
-    --show-only templates/servicemonitor.yaml | grep -q 'kind: ServiceMonitor'
+  # Every option on (ci/all-options-values.yaml) but the two Prometheus Operator kinds.
+  helm template tk charts/trustkeeper -n trustkeeper -f charts/trustkeeper/ci/all-options-values.yaml \
+    --set metrics.serviceMonitor.enabled=false --set metrics.prometheusRule.enabled=false >"$WORK/chart-all.yaml"
+  charts=("$WORK/chart-default.yaml" "$WORK/chart-namespaced.yaml" "$WORK/chart-all.yaml")
+  kubernetes-validate --strict -k 1.35 "${charts[@]}" | grep -v '^INFO' || true
+  kubernetes-validate --strict -k 1.35 "${charts[@]}" >/dev/null
+  all=(-n trustkeeper -f charts/trustkeeper/ci/all-options-values.yaml)
+  helm template tk charts/trustkeeper "${all[@]}" --show-only templates/servicemonitor.yaml >"$WORK/servicemonitor.yaml"
+  grep -q '^apiVersion: monitoring.coreos.com/v1$' "$WORK/servicemonitor.yaml"
+  grep -q '^kind: ServiceMonitor$' "$WORK/servicemonitor.yaml"
+  helm template tk charts/trustkeeper "${all[@]}" --show-only templates/prometheusrule.yaml >"$WORK/prometheusrule.yaml"
+  grep -q '^apiVersion: monitoring.coreos.com/v1$' "$WORK/prometheusrule.yaml"
+  grep -q '^kind: PrometheusRule$' "$WORK/prometheusrule.yaml"
+  # Its spec (the last key) is a Prometheus rules file; its unit tests are in tests/chart_monitoring.rs.
+  sed -n '/^spec:$/,$p' "$WORK/prometheusrule.yaml" | sed '1d; s/^  //' >"$WORK/rules.yaml"
+  "$PROMTOOL" check rules "$WORK/rules.yaml"
   yamllint -c .yamllint.yaml charts/trustkeeper/values.yaml charts/trustkeeper/Chart.yaml examples/ crds/ \
-    "$WORK/chart-default.yaml" "$WORK/chart-namespaced.yaml"
+    "${charts[@]}" "$WORK/servicemonitor.yaml" "$WORK/prometheusrule.yaml" charts/trustkeeper/ci/ tests/promtool/
   hadolint Dockerfile
   echo "packaging checks passed"
 )

@@ -35,6 +35,9 @@ fn granted(docs: &[Value]) -> (BTreeSet<(String, String, String)>, BTreeSet<Stri
     let mut role_namespaces = BTreeSet::new();
     let mut cluster_role = false;
     for d in docs {
+        if is_aggregated(d) {
+            continue;
+        }
         match d["kind"].as_str() {
             Some("ClusterRole") => cluster_role = true,
             Some("Role") => {
@@ -164,4 +167,75 @@ fn reconcile_deadline_reaches_the_controller() {
         let secs = if want == "5m" { 300 } else { 90 };
         assert_eq!(cli.global.deadline.as_secs(), secs);
     }
+}
+
+/// A ClusterRole for the built-in view/edit/admin roles to aggregate (for people, not the
+/// operator's ServiceAccount).
+fn is_aggregated(d: &Value) -> bool {
+    d["kind"] == "ClusterRole"
+        && d["metadata"]["labels"].as_object().is_some_and(|l| {
+            l.keys()
+                .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+        })
+}
+
+/// The aggregated ClusterRoles: view (get/list/watch) into view, edit and admin; the writes into
+/// edit and admin only; on the CRD's own group and plural; in both modes; off with a value. The
+/// test API server runs no RBAC (apiextensions-apiserver), so what a user bound to `view` may
+/// do is not tried against it: the labels and rules that make it so are checked here.
+#[test]
+fn aggregated_cluster_roles_extend_view_edit_and_admin() {
+    let crd: Value = serde_saphyr::from_str(include_str!(
+        "../charts/trustkeeper/crds/signedimages.trustkeeper.dev.yaml"
+    ))
+    .unwrap();
+    let group = crd["spec"]["group"].as_str().unwrap();
+    let plural = crd["spec"]["names"]["plural"].as_str().unwrap();
+    let strs = |v: &Value| -> BTreeSet<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let set = |a: &[&str]| -> BTreeSet<String> { a.iter().map(|s| s.to_string()).collect() };
+    for args in [&[][..], &["--set", "watchNamespaces={team-a}"][..]] {
+        let docs = render(args);
+        let roles: Vec<&Value> = docs.iter().filter(|d| is_aggregated(d)).collect();
+        assert_eq!(roles.len(), 2, "{args:?}");
+        for (suffix, to, verbs) in [
+            (
+                "-view",
+                &["view", "edit", "admin"][..],
+                &["get", "list", "watch"][..],
+            ),
+            (
+                "-edit",
+                &["edit", "admin"][..],
+                &["create", "update", "patch", "delete", "deletecollection"][..],
+            ),
+        ] {
+            let r = roles
+                .iter()
+                .find(|r| r["metadata"]["name"].as_str().unwrap().ends_with(suffix))
+                .unwrap();
+            let labels = r["metadata"]["labels"].as_object().unwrap();
+            let aggregated: BTreeSet<String> = labels
+                .iter()
+                .filter_map(|(k, v)| {
+                    let to = k.strip_prefix("rbac.authorization.k8s.io/aggregate-to-")?;
+                    assert_eq!(v, "true");
+                    Some(to.to_string())
+                })
+                .collect();
+            assert_eq!(aggregated, set(to), "{suffix}");
+            let rules = r["rules"].as_array().unwrap();
+            assert_eq!(rules.len(), 1);
+            assert_eq!(strs(&rules[0]["apiGroups"]), set(&[group]));
+            assert_eq!(strs(&rules[0]["resources"]), set(&[plural]));
+            assert_eq!(strs(&rules[0]["verbs"]), set(verbs), "{suffix}");
+        }
+    }
+    let off = render(&["--set", "rbac.aggregateClusterRoles=false"]);
+    assert!(!off.iter().any(is_aggregated));
 }

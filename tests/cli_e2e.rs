@@ -1713,3 +1713,108 @@ fn a_p384_delegation_signed_by_the_go_client_verifies() {
         .unwrap_or_else(|| panic!("no targets/p384 in {v}"));
     assert_eq!(role["state"], "valid", "{role}");
 }
+
+/// `inspect --check` for CI and cron: 0 on a fresh repository, 3 when a role is inside the
+/// notary client's 6-month warning window, 1 when one has expired (also a delegation, which
+/// plain `inspect` reports with exit 0), each role named on stderr with its expiry; the report
+/// is printed first either way.
+#[test]
+fn inspect_check_exit_codes() {
+    let tb = Testbed::get();
+    let seed = tb.seed("cli-check");
+    let cli = Cli::new(&seed);
+    let gun = seed.gun.as_str();
+    let dir = tb.dir.to_str().unwrap();
+    // The expiry `inspect` reports for `role`, to the second (as stderr prints it).
+    let expiry = |role: &str| {
+        let o = cli.run(tb, &["inspect", gun, "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = v["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == role)
+            .unwrap()
+            .clone();
+        let t: jiff::Timestamp = r["expires"].as_str().unwrap().parse().unwrap();
+        (
+            r["state"].as_str().unwrap().to_string(),
+            jiff::Timestamp::from_second(t.as_second())
+                .unwrap()
+                .to_string(),
+        )
+    };
+
+    let o = cli.run(tb, &["inspect", gun, "--check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "fresh: {out}\n{err}");
+    assert!(
+        out.contains("targets/releases"),
+        "the report is printed: {out}"
+    );
+
+    tb.run(&["age", dir, gun, "targets/releases", "+30d"]);
+    let (state, at) = expiry("targets/releases");
+    assert_eq!(state, "expiring");
+    for args in [
+        &["inspect", gun, "--check"][..],
+        &["inspect", gun, "--check", "-o", "json"][..],
+    ] {
+        let o = cli.run(tb, args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {out}\n{err}");
+        assert!(
+            err.contains(&format!(
+                "expiring within 6 months, where the notary client warns: targets/releases at {at}"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("expired:"), "{err}");
+        if args.contains(&"json") {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert!(v["roles"].is_array(), "{out}");
+        }
+    }
+
+    tb.run(&["age", dir, gun, "targets/releases", "-1d"]);
+    let (state, at) = expiry("targets/releases");
+    assert_eq!(state, "expired");
+    let plain = cli.run(tb, &["inspect", gun]);
+    assert_eq!(
+        plain.status.code(),
+        Some(0),
+        "an expired delegation alone leaves the repository readable: {:?}",
+        text(&plain)
+    );
+    let o = cli.run(tb, &["inspect", gun, "--check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains(&format!("expired: targets/releases at {at}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "`trustkeeper witness {gun} --key <key> --role ROLE`"
+        )),
+        "{err}"
+    );
+
+    // The delegation key renews it: 0 again.
+    let o = cli.run(tb, &["witness", gun, "--key", seed.var("DELEGATION_KEY")]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = cli.run(tb, &["inspect", gun, "--check"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+
+    // An expired `targets`: 1, the role named, and why readers refuse the repository.
+    tb.run(&["age", dir, gun, "targets", "-1d"]);
+    let (_, at) = expiry("targets");
+    let o = cli.run(tb, &["inspect", gun, "--check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains(&format!("expired: targets at {at}")), "{err}");
+    assert!(
+        err.contains("`docker pull` and the notary client refuse"),
+        "{err}"
+    );
+}

@@ -91,6 +91,20 @@ async fn reconciles_spec_changes_and_stops_after_delete() {
         series.iter().any(|(s, v)| *s == tags && *v == 1.0),
         "{text}"
     );
+    let ready = format!(
+        "trustkeeper_signedimage_ready{{namespace=\"{ns}\",name=\"app\",reason=\"Signed\"}}"
+    );
+    assert!(
+        series.iter().any(|(s, v)| *s == ready && *v == 1.0),
+        "{text}"
+    );
+    let info = format!("trustkeeper_signedimage_info{{namespace=\"{ns}\",name=\"app\",repository=");
+    assert!(
+        series
+            .iter()
+            .any(|(s, v)| s.starts_with(&info) && *v == 1.0),
+        "{text}"
+    );
     assert!(
         series
             .iter()

@@ -15,6 +15,7 @@ fn are_on() {
         "TRUSTKEEPER_TESTBED_TOKEN",
         "TRUSTKEEPER_KUBE_TESTBED",
         "TRUSTKEEPER_HELM",
+        "TRUSTKEEPER_REFEREES",
     ] {
         let dir = std::env::var_os(var)
             .unwrap_or_else(|| panic!("{var} is not set: the service tests need every service"));

@@ -17,13 +17,21 @@ use crate::engine::{Engine, NotaryAuth, RunSecrets};
 #[derive(Debug)]
 pub struct CliError {
     pub message: String,
+    /// The process's exit status: 1, or a documented other one (`inspect --check`: 3).
+    pub code: u8,
 }
 
 impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
         CliError {
             message: message.into(),
+            code: 1,
         }
+    }
+
+    pub fn with_code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
     }
 }
 

@@ -23,6 +23,11 @@ pub struct InspectArgs {
     /// Renewal lead used to show when each role would be renewed (a Go duration).
     #[arg(long, default_value = api::DEFAULT_RENEW_BEFORE)]
     pub renew_before: String,
+    /// For CI and cron: after the report, exit 1 when a role has expired (or the repository is
+    /// unreadable), 3 when none has but one expires within 6 months (where the notary client
+    /// starts warning), 0 when every role is fine; the roles and their expiry go to stderr.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Serialize)]
@@ -196,7 +201,61 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
     } else {
         print_text(&out);
     }
-    unreadable(&settings.gun, &repo, &view)
+    let readable = unreadable(&settings.gun, &repo, &view);
+    if !a.check {
+        return readable;
+    }
+    check(&settings.gun, &out.roles, readable)
+}
+
+/// `--check`: exit 3 when a role is inside the notary client's warning window.
+pub const CHECK_EXPIRING: u8 = 3;
+
+/// `--check`'s verdict on the roles `inspect` printed: expired (or unreadable) is 1, inside the
+/// 6-month window is [`CHECK_EXPIRING`]; every such role named with its expiry.
+fn check(gun: &str, roles: &[RoleRow], readable: Result<(), CliError>) -> Result<(), CliError> {
+    let list = |prefix: &str| -> Vec<String> {
+        roles
+            .iter()
+            .filter(|r| r.state.starts_with(prefix))
+            .map(|r| {
+                let who = match r.name.as_str() {
+                    "root" => " (re-sign it with the root key)",
+                    "snapshot" | "timestamp" => " (the notary server signs it)",
+                    _ => "",
+                };
+                format!("{} at {}{who}", r.name, secs(r.expires))
+            })
+            .collect()
+    };
+    let (expired, expiring) = (list("expired"), list("expiring"));
+    if expired.is_empty() && expiring.is_empty() {
+        return readable;
+    }
+    let mut parts = Vec::new();
+    if !expired.is_empty() {
+        parts.push(format!("expired: {}", expired.join(", ")));
+    }
+    if !expiring.is_empty() {
+        parts.push(format!(
+            "expiring within 6 months, where the notary client warns: {}",
+            expiring.join(", ")
+        ));
+    }
+    let mut message = format!(
+        "check of {gun} failed: {}; renew a role with its key: `trustkeeper witness {gun} --key \
+         <key> --role ROLE`",
+        parts.join("; ")
+    );
+    if let Err(e) = &readable {
+        message = format!("{message}. {e}");
+    }
+    let code = if expired.is_empty() && readable.is_ok() {
+        CHECK_EXPIRING
+    } else {
+        1
+    };
+    Err(CliError::new(message).with_code(code))
 }
 
 /// Where the notary client starts warning "nearing expiry": six months ahead.

@@ -39,16 +39,21 @@ struct ImageState {
     /// (role, expiry, renewal time) in Unix seconds.
     roles: Vec<(String, i64, Option<i64>)>,
     signed_tags: u64,
+    /// Ready's status is True, and its reason (None before the first reconcile wrote one).
+    ready: Option<(bool, String)>,
 }
 
 #[derive(Debug, Default)]
 struct ImageGauges {
     images: Mutex<BTreeMap<(String, String), ImageState>>,
+    /// The repository (spec.image) of each SignedImage, for `trustkeeper_signedimage_info`.
+    repositories: Mutex<BTreeMap<(String, String), String>>,
 }
 
 impl Collector for ImageGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let images = self.images.lock().expect("metrics lock").clone();
+        let repositories = self.repositories.lock().expect("metrics lock").clone();
         let now = jiff::Timestamp::now().as_second();
         {
             let mut m = encoder.encode_descriptor(
@@ -106,6 +111,41 @@ impl Collector for ImageGauges {
             for ((ns, name), st) in &images {
                 let labels = [("namespace", ns.as_str()), ("name", name.as_str())];
                 m.encode_family(&labels)?.encode_gauge(&st.signed_tags)?;
+            }
+        }
+        {
+            // An info metric (always 1), joined on namespace and name to show a repository.
+            let mut m = encoder.encode_descriptor(
+                "trustkeeper_signedimage_info",
+                "The repository a SignedImage signs (value always 1).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((ns, name), repository) in &repositories {
+                let labels = [
+                    ("namespace", ns.as_str()),
+                    ("name", name.as_str()),
+                    ("repository", repository.as_str()),
+                ];
+                m.encode_family(&labels)?.encode_gauge(&1u64)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "trustkeeper_signedimage_ready",
+                "1 when the SignedImage's Ready condition is True, else 0; reason is Ready's reason.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((ns, name), st) in &images {
+                if let Some((ready, reason)) = &st.ready {
+                    let labels = [
+                        ("namespace", ns.as_str()),
+                        ("name", name.as_str()),
+                        ("reason", reason.as_str()),
+                    ];
+                    m.encode_family(&labels)?.encode_gauge(&u64::from(*ready))?;
+                }
             }
         }
         Ok(())
@@ -243,6 +283,11 @@ impl Metrics {
                 })
                 .collect(),
             signed_tags: status.signed_tags.len() as u64,
+            ready: status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == crate::api::READY)
+                .map(|c| (c.status == "True", c.reason.clone())),
         };
         self.images
             .images
@@ -251,19 +296,39 @@ impl Metrics {
             .insert((ns.to_string(), name.to_string()), state);
     }
 
+    /// Records the repository a SignedImage signs (its `spec.image`).
+    pub fn set_repository(&self, ns: &str, name: &str, repository: &str) {
+        self.images
+            .repositories
+            .lock()
+            .expect("metrics lock")
+            .insert((ns.to_string(), name.to_string()), repository.to_string());
+    }
+
     /// Forgets a deleted SignedImage: its series disappear from the next scrape.
     pub fn remove(&self, ns: &str, name: &str) {
+        let key = (ns.to_string(), name.to_string());
         self.images
             .images
             .lock()
             .expect("metrics lock")
-            .remove(&(ns.to_string(), name.to_string()));
+            .remove(&key);
+        self.images
+            .repositories
+            .lock()
+            .expect("metrics lock")
+            .remove(&key);
     }
 
     /// Keeps only the SignedImages for which `keep` is true (after a re-list).
     pub fn retain(&self, mut keep: impl FnMut(&str, &str) -> bool) {
         self.images
             .images
+            .lock()
+            .expect("metrics lock")
+            .retain(|(ns, name), _| keep(ns, name));
+        self.images
+            .repositories
             .lock()
             .expect("metrics lock")
             .retain(|(ns, name), _| keep(ns, name));
@@ -333,6 +398,23 @@ mod tests {
             ..Default::default()
         };
         m.set_status("ns", "app", &status);
+        let text = m.render();
+        assert!(
+            !text.contains("trustkeeper_signedimage_ready{"),
+            "no Ready condition yet, no series: {text}"
+        );
+        let mut status = status;
+        crate::api::set_condition(
+            &mut status.conditions,
+            crate::api::READY,
+            crate::api::ConditionStatus::False,
+            "PublishFailed",
+            "",
+            None,
+            jiff::Timestamp::now(),
+        );
+        m.set_status("ns", "app", &status);
+        m.set_repository("ns", "app", "registry.example/team/app");
         m.failure("SecretNotFound");
         {
             let _t = m.timer();
@@ -345,7 +427,16 @@ mod tests {
         assert!(text.contains("trustkeeper_failures_total{reason=\"SecretNotFound\"} 1"));
         assert!(text.contains("trustkeeper_reconcile_duration_seconds_count 1"));
         assert!(text.contains("trustkeeper_role_time_to_renewal_seconds{"));
+        assert!(
+            text.contains(
+                "trustkeeper_signedimage_ready{namespace=\"ns\",name=\"app\",reason=\"PublishFailed\"} 0"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains(
+            "trustkeeper_signedimage_info{namespace=\"ns\",name=\"app\",repository=\"registry.example/team/app\"} 1"
+        ), "{text}");
         m.remove("ns", "app");
         let text = m.render();
         assert!(!text.contains("name=\"app\""), "{text}");

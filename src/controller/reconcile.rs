@@ -123,6 +123,7 @@ pub async fn reconcile<R: Reconciler, S: SecretSource>(
         };
         let _timer = ctx.metrics.timer();
         ctx.metrics.reconciles.inc();
+        ctx.metrics.set_repository(&ns, &name, &obj.spec.image);
         let result = reconcile_inner(&obj, &ctx, &ns, &name).await;
         match &result {
             Ok(_) => {
