@@ -8,27 +8,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/trustkeeper");
-
-fn helm(args: &[&str]) -> Vec<Value> {
-    let helm = std::env::var("TRUSTKEEPER_HELM").expect(
-        "TRUSTKEEPER_HELM is not set: run scripts/test.sh, or `tests/support/kube-testbed.sh tools DIR` \
-         and export TRUSTKEEPER_HELM=DIR/bin/helm",
-    );
-    let out = Command::new(helm)
-        .args(["template", "tk", CHART, "-n", "trustkeeper"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
-    docs.into_iter().filter(|d| !d.is_null()).collect()
-}
+#[path = "common/chart.rs"]
+mod chart;
+use chart::render as helm;
 
 fn promtool() -> PathBuf {
     if let Ok(p) = std::env::var("PROMTOOL") {
