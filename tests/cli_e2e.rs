@@ -1118,8 +1118,8 @@ fn default_notary_server_follows_docker() {
 /// the commands remedies used to name are not.
 #[test]
 fn remedy_commands_are_accepted_by_the_notary_client() {
-    use trustkeeper::engine::plan::Problem;
     use trustkeeper::engine::report::Surface;
+    use trustkeeper::engine::report::examples::every_problem;
     let tb = Testbed::get();
     let gun = tb.unique_gun("cli-remedy");
     let scratch = tempfile::tempdir().unwrap();
@@ -1134,36 +1134,8 @@ fn remedy_commands_are_accepted_by_the_notary_client() {
             .output()
             .unwrap()
     };
-    let k = |c: &str| vec![c.repeat(64)];
-    let problems = [
-        Problem::RoleNotDeclared {
-            role: "targets/a/b".into(),
-        },
-        Problem::RoleNotDeclared {
-            role: "releases".into(),
-        },
-        Problem::KeyNotDelegated {
-            role: "targets".into(),
-            accepted: k("a"),
-            ours: k("b"),
-        },
-        Problem::KeyNotDelegated {
-            role: "targets/releases".into(),
-            accepted: k("a"),
-            ours: k("b"),
-        },
-        Problem::NoSigningRole {
-            tag: "v1".into(),
-            delegations: vec![("targets/releases".into(), k("a"))],
-            ours: k("b"),
-            repository_key: false,
-        },
-        Problem::TagShadowed {
-            tag: "v1".into(),
-            role: "targets".into(),
-            sha256: "c".repeat(64),
-        },
-    ];
+    // One of every problem the engine reports.
+    let problems = every_problem();
     let mut ran = 0;
     for p in &problems {
         for surface in [Surface::Cli, Surface::Resource] {
