@@ -80,6 +80,7 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         .0;
     let spec = common::spec(g, &r.gun(), vec![], vec![]);
     let settings = Settings::from_spec(&spec)?;
+    settings.notary_in_service(Timestamp::now())?;
     let creds = common::credentials(g, None)?;
     let engine = common::engine(g)?;
     let clients = engine.clients(&settings, &creds)?;

@@ -276,6 +276,9 @@ impl Engine {
             Ok(s) => s,
             Err(f) => return Outcome::failed(prev, gen_, f, now, jitter),
         };
+        if let Err(f) = settings.notary_in_service(now) {
+            return Outcome::failed(prev, gen_, f, now, jitter);
+        }
         let span = tracing::info_span!("reconcile", id = req.id, gun = %settings.gun);
         let clients = match self.clients(&settings, &req.credentials) {
             Ok(c) => c,

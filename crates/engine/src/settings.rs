@@ -51,7 +51,36 @@ pub fn default_notary_url(image: &ImageRef) -> Result<String, Failure> {
     )
 }
 
+/// Docker Hub's notary service (`notary.docker.io`) ends on 8 December 2026.
+pub const DOCKER_HUB_NOTARY_END: &str = "2026-12-08T00:00:00Z";
+
 impl Settings {
+    /// Whether the notary server can still hold trust data at `now`: Docker Hub's was shut
+    /// down for good, which is a reason of its own that says the way on, not a server to wait
+    /// for (`NotaryUnreachable` and its backoff).
+    pub fn notary_in_service(&self, now: jiff::Timestamp) -> Result<(), Failure> {
+        let end: jiff::Timestamp = DOCKER_HUB_NOTARY_END.parse().expect("a valid timestamp");
+        let host = self
+            .notary_url
+            .strip_prefix("https://")
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .unwrap_or_default();
+        if now < end || !host.eq_ignore_ascii_case("notary.docker.io") {
+            return Ok(());
+        }
+        Err(Failure::new(
+            reasons::NOTARY_SHUT_DOWN,
+            format!(
+                "Docker Hub's notary service ({}) was shut down on 8 December 2026: Docker \
+                 Content Trust can no longer be read or published for {}. Sign the same digests \
+                 with cosign or Notation instead, which Docker Hub stores beside the image \
+                 (spec.formats / --format cosign, notation), or keep Content Trust on a notary \
+                 server of your own (spec.notary.url / --notary-url)",
+                self.notary_url, self.gun
+            ),
+        ))
+    }
+
     pub fn from_spec(spec: &SignedImageSpec) -> Result<Settings, Failure> {
         let image =
             ImageRef::parse(&spec.image).map_err(|e| invalid(format!("spec.image: {e}")))?;
@@ -130,5 +159,38 @@ pub fn trust_anchor(spec: &SignedImageSpec, previous: Option<&SignedImageStatus>
             TrustAnchor::PinnedKeys(spec.notary.root_key_ids.clone())
         }
         None => TrustAnchor::FirstUse,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(image: &str, notary: Option<&str>) -> Settings {
+        let mut yaml = format!("image: {image}\nsigningKey: {{secretRef: {{name: k}}}}\n");
+        if let Some(u) = notary {
+            yaml.push_str(&format!("notary: {{url: \"{u}\"}}\n"));
+        }
+        Settings::from_spec(&serde_saphyr::from_str(&yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn docker_hubs_notary_is_shut_down_from_8_december_2026() {
+        let before: jiff::Timestamp = "2026-12-07T23:59:59Z".parse().unwrap();
+        let after: jiff::Timestamp = "2026-12-08T00:00:00Z".parse().unwrap();
+        let hub = settings("docker.io/acme/app", Some("https://notary.docker.io"));
+        assert!(hub.notary_in_service(before).is_ok());
+        let f = hub.notary_in_service(after).unwrap_err();
+        assert_eq!(f.reason, reasons::NOTARY_SHUT_DOWN);
+        assert!(f.message.contains("8 December 2026"), "{}", f.message);
+        assert!(f.message.contains("cosign") && f.message.contains("Notation"));
+        assert!(f.message.contains("spec.notary.url"));
+        let port = settings("acme/app", Some("https://NOTARY.docker.io:443/"));
+        assert!(port.notary_in_service(after).is_err());
+        // A self-hosted notary for a Docker Hub image goes on.
+        let own = settings("docker.io/acme/app", Some("https://notary.example.com"));
+        assert!(own.notary_in_service(after).is_ok());
+        let other = settings("registry.example.com/app", None);
+        assert!(other.notary_in_service(after).is_ok());
     }
 }

@@ -63,6 +63,9 @@ pub mod reasons {
     pub const REGISTRY_REFUSED: &str = "RegistryRefused";
     /// The notary server cannot be reached.
     pub const NOTARY_UNREACHABLE: &str = "NotaryUnreachable";
+    /// The notary server is one that was shut down for good (Docker Hub's, on 8 December
+    /// 2026): Docker Content Trust cannot be published there any more.
+    pub const NOTARY_SHUT_DOWN: &str = "NotaryShutDown";
     /// Credentials were refused.
     pub const UNAUTHORIZED: &str = "Unauthorized";
     /// The repository has no trust data on the notary server.
