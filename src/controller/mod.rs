@@ -14,6 +14,7 @@
 //! | `metrics.rs` | prometheus-client registry; per-SignedImage gauges computed at scrape time |
 //! | `logging.rs` | flat JSON log lines carrying the reconcile span's `namespace`/`name` |
 //! | `fake.rs` | a canned-Outcome Reconciler for tests |
+//! | `renew.rs` | the renew-now annotations: what is pending, the watch predicate |
 //!
 //! Triggers: a spec change (the watch is filtered by `metadata.generation`, so our own status
 //! writes never re-trigger), the requeue time (`Outcome.requeue_at`, or backoff after a failure),
@@ -33,6 +34,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod reconcile;
+pub mod renew;
 pub mod runner;
 pub mod secrets;
 pub mod status;

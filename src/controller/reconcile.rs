@@ -14,8 +14,10 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::error::Error;
 use super::metrics::Metrics;
+use super::renew::Renew;
 use super::status;
 use crate::api::{SignedImage, SignedImageStatus};
+use crate::engine::request::RunOptions;
 use crate::engine::secrets::{GatherError, SecretSource, gather};
 use crate::engine::{EngineEvent, EventType, ReconcileRequest, Reconciler};
 
@@ -150,12 +152,27 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
         .lock()
         .expect("lock")
         .remove(&format!("{ns}/{name}"));
+    let renew = super::renew::read(obj, previous);
+    if let Renew::Invalid(message) = &renew {
+        warn!(%message, "renew request refused");
+        let refused = EngineEvent {
+            type_: EventType::Warning,
+            reason: "InvalidRenewRequest".into(),
+            note: message.clone(),
+        };
+        publish_events(ctx, obj, std::slice::from_ref(&refused)).await;
+    }
+    let pending = match renew {
+        Renew::Pending(r) => Some(r),
+        _ => None,
+    };
 
     // Not due yet (a restart or a new leader lists everything): keep the schedule the status
     // holds instead of running every SignedImage at once. A spec change, a push notification
     // or the time coming runs it.
     if !obj.spec.suspend
         && !forced
+        && pending.is_none()
         && let Some(st) = previous
         && st.observed_generation == generation
         && generation.is_some()
@@ -195,16 +212,26 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
             }
             Ok(credentials) => {
                 let id = format!("{ns}/{name}");
+                let options = RunOptions {
+                    force_renew: pending.as_ref().is_some_and(|r| r.force),
+                    ..RunOptions::default()
+                };
+                if let Some(r) = &pending {
+                    info!(request = %r.token, force = r.force, "renew requested");
+                }
                 let outcome = ctx
                     .reconciler
-                    .reconcile(ReconcileRequest {
-                        id: &id,
-                        spec: &obj.spec,
-                        generation,
-                        previous,
-                        credentials,
-                        pinned: Default::default(),
-                    })
+                    .reconcile_with(
+                        ReconcileRequest {
+                            id: &id,
+                            spec: &obj.spec,
+                            generation,
+                            previous,
+                            credentials,
+                            pinned: Default::default(),
+                        },
+                        options,
+                    )
                     .await;
                 ctx.metrics.publishes.inc_by(u64::from(outcome.publishes));
                 ctx.metrics.renewals.inc_by(outcome.renewed.len() as u64);
@@ -234,6 +261,11 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
     if new.observed_generation.is_none() {
         new.observed_generation = generation;
     }
+    // Echoed whatever the run's outcome: Ready says how it went.
+    new.last_handled_renew_request = match pending {
+        Some(r) => Some(r.token),
+        None => previous.and_then(|p| p.last_handled_renew_request.clone()),
+    };
     let new = status::as_stored(new);
     if let Some(reason) = failure {
         ctx.metrics.failure(reason);

@@ -115,4 +115,15 @@ pub struct Requests {
 /// What the controller calls; the engine implements it, controller tests may use a fake.
 pub trait Reconciler: Send + Sync + 'static {
     fn reconcile(&self, request: ReconcileRequest<'_>) -> impl Future<Output = Outcome> + Send;
+
+    /// [`Reconciler::reconcile`] under a per-run policy (the controller's renew-now requests);
+    /// a reconciler without policies ignores it.
+    fn reconcile_with(
+        &self,
+        request: ReconcileRequest<'_>,
+        options: RunOptions,
+    ) -> impl Future<Output = Outcome> + Send {
+        let _ = options;
+        self.reconcile(request)
+    }
 }

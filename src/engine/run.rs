@@ -76,6 +76,10 @@ impl Reconciler for Engine {
     fn reconcile(&self, request: ReconcileRequest<'_>) -> impl Future<Output = Outcome> + Send {
         self.run(request)
     }
+
+    async fn reconcile_with(&self, request: ReconcileRequest<'_>, options: RunOptions) -> Outcome {
+        self.run_with(request, &options).await
+    }
 }
 
 /// The spec's values, parsed.
