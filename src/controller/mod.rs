@@ -17,7 +17,7 @@
 //! | `renew.rs` | the renew-now annotations: what is pending, the watch predicate |
 //!
 //! Triggers: a spec change (the watch is filtered by `metadata.generation`, so our own status
-//! writes never re-trigger), the requeue time (`Outcome.requeue_at`, or backoff after a failure),
+//! writes never re-trigger), a new renew-now request (`renew.rs`), the requeue time (`Outcome.requeue_at`, or backoff after a failure),
 //! and registry push notifications. A SignedImage whose status says it is not due
 //! (`observedGeneration` current, `nextSyncTime` ahead) is not run when a restarted controller or a
 //! new leader lists it: it is requeued for that time, so failover is no thundering herd. Leadership: non-leaders serve `/metrics` and health but run

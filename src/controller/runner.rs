@@ -249,8 +249,9 @@ async fn lead_and_run<R: Reconciler, S: SecretSource>(
     }
 }
 
-/// One Controller over `api`. Reconciles are triggered by spec changes (the generation filter
-/// keeps our own status writes from re-triggering), by their requeue time, and by `Trigger`.
+/// One Controller over `api`. Reconciles are triggered by spec changes and renew-now requests
+/// (the filter on both keeps our own status writes from re-triggering), by their requeue time,
+/// and by `Trigger`.
 fn controller_for<R: Reconciler, S: SecretSource>(
     api: Api<SignedImage>,
     scope: Option<String>,
