@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub key_id: Option<String>,
     /// Whose words the messages use: `spec.roles` for a resource, `--role` for `sign`/`witness`.
     pub surface: super::report::Surface,
+    /// Stop after the plan: sign and publish nothing (`--dry-run`, through `Engine::dry_run`).
+    pub dry_run: bool,
 }
 
 /// Severity of an event.
