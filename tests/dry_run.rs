@@ -149,3 +149,80 @@ async fn dry_run_prints_the_plan_and_publishes_nothing() {
         text(&o)
     );
 }
+
+/// A SignedImage file with its Secret, as `reconcile -f` reads it.
+fn resource(seed: &Seed, tb: &Testbed, tags: &str) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let key = std::fs::read(seed.var("DELEGATION_KEY")).unwrap();
+    let pass = std::fs::read(seed.var("DELEGATION_PASSPHRASE_FILE")).unwrap();
+    let ca = std::fs::read(tb.var("CA_CERT")).unwrap();
+    format!(
+        "apiVersion: trustkeeper.dev/v1alpha1\nkind: SignedImage\nmetadata: {{name: app, namespace: ci}}\nspec:\n  image: {gun}\n  tags: {tags}\n  signingKey: {{secretRef: {{name: signer}}}}\n  registry: {{ca: {{secretKeyRef: {{name: signer, key: ca.crt}}}}}}\n  notary:\n    url: {url}\n    ca: {{secretKeyRef: {{name: signer, key: ca.crt}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: signer, namespace: ci}}\ndata:\n  key.pem: {k}\n  passphrase: {p}\n  ca.crt: {c}\n",
+        gun = seed.gun,
+        url = tb.var("NOTARY_URL"),
+        k = b64(&key),
+        p = b64(&pass),
+        c = b64(&ca),
+    )
+}
+
+#[tokio::test]
+async fn reconcile_dry_run_plans_each_resource_and_writes_nothing() {
+    let tb = Testbed::get();
+    let seed = tb.seed("dry-run-rec");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.yaml");
+    std::fs::write(&file, resource(&seed, tb, "[v1, multi]")).unwrap();
+    let before = versions(tb, &seed.gun).await;
+    let releases = before[2];
+
+    let o = trustkeeper(
+        tb,
+        &seed,
+        dir.path(),
+        &["reconcile", "-f", file.to_str().unwrap(), "--dry-run"],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("== ci/app ("), "{out}");
+    assert!(
+        out.contains(&format!(
+            "would sign  targets/releases: version {releases} -> {}",
+            releases + 1
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}:multi sha256:{}",
+            seed.gun,
+            seed.digest("multi")
+        )),
+        "{out}"
+    );
+    // v1 is signed already: not in the plan.
+    assert!(!out.contains(&format!("{}:v1 ", seed.gun)), "{out}");
+    assert_eq!(
+        versions(tb, &seed.gun).await,
+        before,
+        "the dry run published"
+    );
+    assert!(
+        !dir.path().join("app.yaml.status.yaml").exists(),
+        "a dry run wrote a status file"
+    );
+    let o = trustkeeper(
+        tb,
+        &seed,
+        dir.path(),
+        &[
+            "reconcile",
+            "-f",
+            file.to_str().unwrap(),
+            "--dry-run",
+            "--watch",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
