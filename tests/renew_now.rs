@@ -18,6 +18,7 @@ use controller_support::{
     Running, client, config, create_image, eventually, install_crd, metrics_text, parse_metrics,
     secrets, signed_outcome, unique,
 };
+use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use trustkeeper::api::SignedImage;
@@ -165,6 +166,25 @@ async fn a_renew_request_runs_one_reconcile_and_is_echoed_without_a_loop() {
         handled(&api.get("app").await.unwrap()).as_deref(),
         Some("req-2")
     );
+    // ... and says so in a Warning Event that names the value and the one it expects.
+    let events: Api<KubeEvent> = Api::namespaced(client.clone(), &ns);
+    let refused = eventually(Duration::from_secs(10), || async {
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("InvalidRenewRequest")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("\"froce\"") && n.contains("\"force\""))
+            })
+    })
+    .await;
+    assert!(refused.is_ok(), "no InvalidRenewRequest Event");
 
     // A restarted controller handles what is pending and nothing else: req-3 once the mode is
     // fixed, while stopped.
