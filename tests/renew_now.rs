@@ -379,7 +379,9 @@ async fn renew_force_wait_resigns_every_held_role_and_status_shows_it() {
     );
     for r in &st.roles {
         assert!(
-            text.contains(&format!("  {}  version {}  expires ", r.name, r.version)),
+            text.lines()
+                .any(|l| l.starts_with(&format!("  {} ", r.name))
+                    && l.contains(&format!("  version {}  expires ", r.version))),
             "{}: {text}",
             r.name
         );

@@ -239,9 +239,14 @@ fn show(global: &Global, si: &SignedImage) -> Result<(), CliError> {
         "Tags:       {} signed",
         status["tagSummary"].as_str().unwrap_or("0/0")
     );
-    for t in status["signedTags"].as_array().into_iter().flatten() {
+    let tags = status["signedTags"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let width = tags.iter().map(|t| s(&t["tag"]).len()).max().unwrap_or(0);
+    for t in tags {
         outln!(
-            "  {}  {}  {} bytes  {}",
+            "  {:width$}  {}  {} bytes  {}",
             s(&t["tag"]),
             s(&t["digest"]),
             t["size"].as_u64().unwrap_or(0),
@@ -249,9 +254,11 @@ fn show(global: &Global, si: &SignedImage) -> Result<(), CliError> {
         );
     }
     outln!("Roles:");
-    for r in status["roles"].as_array().into_iter().flatten() {
+    let roles = status["roles"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let width = roles.iter().map(|r| s(&r["name"]).len()).max().unwrap_or(0);
+    for r in roles {
         outln!(
-            "  {}  version {}  expires {}  renewal {}  {} targets",
+            "  {:width$}  version {}  expires {}  renewal {}  {} targets",
             s(&r["name"]),
             r["version"].as_u64().unwrap_or(0),
             s(&r["expires"]),
