@@ -185,6 +185,25 @@ async fn a_renew_request_runs_one_reconcile_and_is_echoed_without_a_loop() {
     })
     .await;
     assert!(refused.is_ok(), "no InvalidRenewRequest Event");
+    // `status` shows it among the SignedImage's Events, and the pending request.
+    let o = trustkeeper(&["status", "app", "-n", &ns]);
+    let text = out(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("Events (newest last):"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("  Warning  InvalidRenewRequest") && l.contains("\"froce\"")),
+        "{text}"
+    );
+    assert!(text.contains("last handled req-2, pending req-3"), "{text}");
+    let o = trustkeeper(&["status", "app", "-n", &ns, "-o", "json"]);
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let events = doc["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["reason"] == "InvalidRenewRequest"),
+        "{doc}"
+    );
+    assert!(events.iter().any(|e| e["reason"] == "Signed"), "{doc}");
 
     // A restarted controller handles what is pending and nothing else: req-3 once the mode is
     // fixed, while stopped.

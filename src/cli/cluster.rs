@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -151,7 +152,7 @@ pub async fn renew(global: &Global, args: RenewArgs) -> Result<(), CliError> {
         }
         tokio::time::sleep(POLL).await;
     };
-    show(global, &si)?;
+    show(global, &si, None)?;
     match ready(&si) {
         Some((s, _, _)) if s == "True" => Ok(()),
         Some((s, reason, message)) => Err(CliError::new(format!(
@@ -167,18 +168,98 @@ pub async fn renew(global: &Global, args: RenewArgs) -> Result<(), CliError> {
 /// `trustkeeper status NAME`.
 pub async fn status(global: &Global, args: StatusArgs) -> Result<(), CliError> {
     let name = &args.target.name;
-    let si = bounded(
+    let (si, events) = bounded(
         tokio::time::timeout(global.timeout, async {
             let (api, ns) = api(&args.target).await?;
-            api.get(name)
+            let si = api
+                .get(name)
                 .await
-                .map_err(|e| api_error(e, "get", &ns, name))
+                .map_err(|e| api_error(e, "get", &ns, name))?;
+            let events = recent_events(Api::namespaced(api.into_client(), &ns), name).await;
+            Ok((si, events))
         })
         .await,
         global,
         "status",
     )?;
-    show(global, &si)
+    show(global, &si, Some(&events))
+}
+
+/// Events listed at most; the newest [`EVENTS_SHOWN`] of the SignedImage's are shown.
+const EVENTS_LISTED: u32 = 500;
+const EVENTS_SHOWN: usize = 8;
+
+/// The SignedImage's newest Events as JSON (type, reason, note, time), newest last; `Err` with
+/// why they cannot be read (the command still shows the status).
+async fn recent_events(api: Api<Event>, name: &str) -> Result<Vec<Value>, String> {
+    let selector = format!("regarding.kind=SignedImage,regarding.name={name}");
+    let by_field = ListParams::default().fields(&selector).limit(EVENTS_LISTED);
+    let list = match api.list(&by_field).await {
+        Ok(l) => l,
+        // An API server without that field selector: filter here.
+        Err(kube::Error::Api(s)) if s.code == 400 => api
+            .list(&ListParams::default().limit(EVENTS_LISTED))
+            .await
+            .map_err(|e| e.to_string())?,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err("not allowed to list events.k8s.io events".into());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut rows: Vec<(jiff::Timestamp, Value)> = (list.items.iter())
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("SignedImage") && r.name.as_deref() == Some(name)
+            })
+        })
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .map(|v| {
+            let at = [
+                &v["series"]["lastObservedTime"],
+                &v["eventTime"],
+                &v["deprecatedLastTimestamp"],
+                &v["metadata"]["creationTimestamp"],
+            ]
+            .iter()
+            .find_map(|t| t.as_str().and_then(|t| t.parse().ok()))
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            (at, v)
+        })
+        .collect();
+    rows.sort_by_key(|(at, _)| *at);
+    let skip = rows.len().saturating_sub(EVENTS_SHOWN);
+    Ok(rows
+        .into_iter()
+        .skip(skip)
+        .map(|(at, v)| {
+            json!({"time": at.to_string(), "type": v["type"], "reason": v["reason"], "note": v["note"],
+                   "count": v["series"]["count"]})
+        })
+        .collect())
+}
+
+fn show_events(events: &Result<Vec<Value>, String>) {
+    match events {
+        Err(why) => outln!("Events:           not shown ({why})"),
+        Ok(list) if list.is_empty() => outln!("Events:           none"),
+        Ok(list) => {
+            outln!("Events (newest last):");
+            for e in list {
+                let count = e["count"]
+                    .as_u64()
+                    .filter(|n| *n > 1)
+                    .map_or(String::new(), |n| format!(" (x{n})"));
+                let field = |k: &str| printable(e[k].as_str().unwrap_or("-"));
+                outln!(
+                    "  {}  {:7}  {}{count}: {}",
+                    field("time"),
+                    field("type"),
+                    field("reason"),
+                    field("note")
+                );
+            }
+        }
+    }
 }
 
 /// Ready's (status, reason, message).
@@ -194,7 +275,11 @@ fn ready(si: &SignedImage) -> Option<(String, String, String)> {
 
 /// The status as the API server holds it, through its JSON form (the field names users see in
 /// `kubectl get -o yaml`).
-fn show(global: &Global, si: &SignedImage) -> Result<(), CliError> {
+fn show(
+    global: &Global,
+    si: &SignedImage,
+    events: Option<&Result<Vec<Value>, String>>,
+) -> Result<(), CliError> {
     let status = serde_json::to_value(&si.status).unwrap_or(Value::Null);
     let annotations = si.annotations();
     let requested = annotations.get(RENEW_REQUESTED_AT);
@@ -211,6 +296,7 @@ fn show(global: &Global, si: &SignedImage) -> Result<(), CliError> {
                 "pending": pending.is_some(),
             },
             "status": status,
+            "events": events.map(|e| e.as_ref().ok()),
         });
         outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
@@ -287,5 +373,15 @@ fn show(global: &Global, si: &SignedImage) -> Result<(), CliError> {
     } else {
         outln!("Failures:         none since the last success");
     }
+    if let Some(events) = events {
+        show_events(events);
+    }
     Ok(())
+}
+
+/// Anyone allowed to create Events writes their text: no terminal control sequences from it.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
