@@ -159,3 +159,35 @@ fn bad_durations_and_sizes_are_usage_errors_naming_the_flag() {
         );
     }
 }
+
+/// Run as `kubectl-trustkeeper` (a kubectl plugin), help and usage errors name the program as
+/// kubectl users type it; nothing else changes.
+#[test]
+fn as_a_kubectl_plugin_the_usage_says_kubectl_trustkeeper() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-trustkeeper");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_trustkeeper"), &plugin).unwrap();
+    let o = Command::new(&plugin)
+        .args(["status", "--help"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let help = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        help.contains("Usage: kubectl trustkeeper status [OPTIONS] <NAME>"),
+        "{help}"
+    );
+    let o = Command::new(&plugin).arg("nonsense").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("Usage: kubectl trustkeeper [OPTIONS] <COMMAND>"),
+        "{err}"
+    );
+    let o = trustkeeper(&["status", "--help"], &[]);
+    assert!(
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .contains("Usage: trustkeeper status")
+    );
+}

@@ -12,6 +12,7 @@ macro_rules! outln {
     ($($t:tt)*) => { out!("{}\n", format_args!($($t)*)) };
 }
 
+mod cluster;
 mod common;
 mod inspect;
 mod key;
@@ -138,6 +139,12 @@ pub enum Command {
     Controller(crate::controller::ControllerArgs),
     /// Print the SignedImage CustomResourceDefinition (what `crds/` holds).
     Crd,
+    /// Ask the operator to reconcile a SignedImage now (--force: re-sign every role the key
+    /// holds), through the cluster's API server.
+    Renew(cluster::RenewArgs),
+    /// Show a SignedImage's status from the cluster: Ready, tags, roles with expiry, renew
+    /// requests, failures.
+    Status(cluster::StatusArgs),
 }
 
 /// The global flags (by id) that `controller` accepts, as every subcommand does, but never reads:
@@ -169,6 +176,19 @@ pub fn command() -> clap::Command {
             }
         });
     }
+    // `renew` and `status` talk to the API server only.
+    for name in ["renew", "status"] {
+        if let Some(c) = cmd.find_subcommand_mut(name) {
+            *c = std::mem::take(c).mut_args(|a| match a.get_id().as_str() {
+                "output" => a,
+                "timeout" => a.help(
+                    "How long the whole command may take, `renew --wait` included, a Go duration",
+                ),
+                _ if a.is_global_set() => a.hide(true),
+                _ => a,
+            });
+        }
+    }
     cmd
 }
 
@@ -181,13 +201,13 @@ pub fn parse() -> Cli {
         .iter()
         .skip(1)
         .any(|a| common::looks_like_key_material(&a.to_string_lossy()));
-    match Cli::try_parse_from(&args) {
+    match try_parse(&args) {
         // Key material never belongs on a command line, even where it parses (`--key=PEM`).
         Ok(_) if secret => redacted_usage_error("an argument is not a file name, image or flag"),
         Ok(cli) => cli,
         // Help is rendered again by `command()`, whose whole tree is built (to hide flags) only
         // here, never on a run.
-        Err(e) if is_help(&e) => match command().try_get_matches_from(&args) {
+        Err(e) if is_help(&e) => match named(command(), &args).try_get_matches_from(&args) {
             Err(help) if is_help(&help) => help.exit(),
             _ => e.exit(),
         },
@@ -196,6 +216,31 @@ pub fn parse() -> Cli {
         Err(e) if secret => redacted_usage_error(&e.kind().to_string()),
         Err(e) => e.exit(),
     }
+}
+
+/// What kubectl runs for `kubectl trustkeeper ...` (a symlink or copy of this binary).
+pub const KUBECTL_PLUGIN: &str = "kubectl-trustkeeper";
+
+/// The name the binary was run as decides the program name in help and usage, and nothing
+/// else: as [`KUBECTL_PLUGIN`] it is `kubectl trustkeeper`.
+fn named(cmd: clap::Command, args: &[std::ffi::OsString]) -> clap::Command {
+    let plugin = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == KUBECTL_PLUGIN);
+    if plugin {
+        cmd.bin_name("kubectl trustkeeper")
+    } else {
+        cmd
+    }
+}
+
+/// `Cli::try_parse_from`, with the program name of [`named`].
+fn try_parse(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut cmd = named(Cli::command(), args);
+    let mut matches = cmd.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd))
 }
 
 fn is_help(e: &clap::Error) -> bool {
@@ -246,6 +291,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Command::Inspect(a) => inspect::inspect(&cli.global, a).await,
             Command::Key(k) => key::run(&cli.global, k),
             Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
+            Command::Renew(a) => cluster::renew(&cli.global, a).await,
+            Command::Status(a) => cluster::status(&cli.global, a).await,
             Command::Crd | Command::Controller(_) => unreachable!("handled above"),
         }
     });

@@ -33,6 +33,10 @@ pub struct ReconcileArgs {
     /// Folder with referenced Secrets/ConfigMaps as `NAME/KEY` files.
     #[arg(long, env = "TRUSTKEEPER_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// Print each resource's plan (tags to add, roles to re-sign with versions and new
+    /// expiries) and publish nothing; no status file is written.
+    #[arg(long, conflicts_with = "watch")]
+    pub dry_run: bool,
 }
 
 /// One SignedImage read from a file.
@@ -411,6 +415,9 @@ fn name_and_namespace(item: &Item) -> (String, String) {
 pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
     use futures::StreamExt;
     let engine = common::engine(g)?;
+    if a.dry_run {
+        return dry_run(g, &engine, &a).await;
+    }
     loop {
         let (items, src) = load(&a.files, a.secrets_dir.as_deref())?;
         // The statuses kept beside each file, read once. A corrupt one fails the resources of
@@ -501,6 +508,76 @@ pub async fn reconcile(g: &Global, a: ReconcileArgs) -> Result<(), CliError> {
                 .max(std::time::Duration::from_secs(1))
         });
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// `reconcile -f --dry-run`: each resource's plan, one after the other, under the status kept
+/// beside its file (its trust anchor); nothing is published or written.
+async fn dry_run(
+    g: &Global,
+    engine: &crate::engine::Engine,
+    a: &ReconcileArgs,
+) -> Result<(), CliError> {
+    let (items, src) = load(&a.files, a.secrets_dir.as_deref())?;
+    let mut failed = 0;
+    let mut plans = Vec::new();
+    for item in &items {
+        let (name, ns) = name_and_namespace(item);
+        let id = format!("{ns}/{name}");
+        let previous = match read_statuses(&item.file) {
+            Ok(m) => m
+                .get(&name)
+                .cloned()
+                .or_else(|| item.resource.status.clone()),
+            Err(e) => {
+                eprintln!("error: {id}: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let plan = match gather(&src, &ns, &item.resource.spec).await {
+            Err(GatherError::Problem(p)) => Err(Failure::new(p.reason, p.message)),
+            Err(GatherError::Read(e)) => Err(Failure::new(reasons::SECRET_INVALID, e.to_string())),
+            Ok(credentials) => {
+                let options = crate::engine::request::RunOptions {
+                    dry_run: true,
+                    ..Default::default()
+                };
+                let request = ReconcileRequest {
+                    id: &id,
+                    spec: &item.resource.spec,
+                    generation: item.resource.metadata.generation,
+                    previous: previous.as_ref(),
+                    credentials,
+                    pinned: Default::default(),
+                };
+                engine.dry_run(request, &options).await
+            }
+        };
+        match plan {
+            Ok(plan) if g.output == Output::Json => {
+                plans.push(serde_json::json!({"namespace": ns, "name": name, "plan": plan}))
+            }
+            Ok(plan) => {
+                outln!("== {id} ({})", item.file.display());
+                out!("{}", plan.text());
+            }
+            Err(f) => {
+                eprintln!("error: {id}: {f}");
+                failed += 1;
+            }
+        }
+    }
+    if g.output == Output::Json {
+        common::print_json(&plans);
+    }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(CliError::new(format!(
+            "{failed} of {} resources cannot be planned (see above)",
+            items.len()
+        )))
     }
 }
 

@@ -42,6 +42,10 @@ pub struct SignArgs {
     /// for every tag (as `notary addhash` never does), e.g. when the registry cannot be reached.
     #[arg(long, requires = "digest")]
     pub no_registry_check: bool,
+    /// Print the plan (tags to add, roles to re-sign with versions and new expiries) and
+    /// publish nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +63,9 @@ pub struct WitnessArgs {
     /// Role to renew (repeatable) [default: every role the key can sign].
     #[arg(long = "role")]
     pub roles: Vec<String>,
+    /// Print the plan (roles to re-sign with versions and new expiries) and publish nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
@@ -99,6 +106,7 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
     let options = RunOptions {
         key_id: a.key_id,
         surface: Surface::Cli,
+        dry_run: a.dry_run,
         ..Default::default()
     };
     run(g, &spec, engine, &options, a.key.as_deref(), pinned).await
@@ -228,6 +236,7 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
         force_renew: true,
         key_id: a.key_id,
         surface: Surface::Cli,
+        dry_run: a.dry_run,
     };
     let engine = common::engine(g)?;
     run(
@@ -268,6 +277,28 @@ async fn run(
         trust_dir::Metadata::default()
     };
     engine.cache.put(&server, &gun, kept.files.clone());
+    if options.dry_run {
+        // Nothing is kept either: the trust directory stays as it was.
+        let plan = engine
+            .dry_run(
+                ReconcileRequest {
+                    id: &gun,
+                    spec,
+                    generation: None,
+                    previous: previous.as_ref(),
+                    credentials,
+                    pinned,
+                },
+                options,
+            )
+            .await?;
+        if g.output == Output::Json {
+            common::print_json(&plan);
+        } else {
+            out!("{}", plan.text());
+        }
+        return Ok(());
+    }
     let outcome = engine
         .run_with(
             ReconcileRequest {

@@ -14,9 +14,10 @@
 //! | `metrics.rs` | prometheus-client registry; per-SignedImage gauges computed at scrape time |
 //! | `logging.rs` | flat JSON log lines carrying the reconcile span's `namespace`/`name` |
 //! | `fake.rs` | a canned-Outcome Reconciler for tests |
+//! | `renew.rs` | the renew-now annotations: what is pending, the watch predicate |
 //!
 //! Triggers: a spec change (the watch is filtered by `metadata.generation`, so our own status
-//! writes never re-trigger), the requeue time (`Outcome.requeue_at`, or backoff after a failure),
+//! writes never re-trigger), a new renew-now request (`renew.rs`), the requeue time (`Outcome.requeue_at`, or backoff after a failure),
 //! and registry push notifications. A SignedImage whose status says it is not due
 //! (`observedGeneration` current, and `nextSyncTime` ahead after failures, or Ready) is not run
 //! when a restarted controller or a new leader lists it: a failing one is requeued for its
@@ -36,6 +37,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod reconcile;
+pub mod renew;
 pub mod runner;
 pub mod secrets;
 pub mod status;

@@ -14,8 +14,10 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::error::Error;
 use super::metrics::Metrics;
+use super::renew::Renew;
 use super::status;
 use crate::api::{ConditionStatus, SignedImage, SignedImageStatus};
+use crate::engine::request::RunOptions;
 use crate::engine::secrets::{GatherError, SecretSource, gather};
 use crate::engine::{
     EngineEvent, EventType, Failure, Outcome, ReconcileRequest, Reconciler, suspension,
@@ -157,6 +159,20 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
         .lock()
         .expect("lock")
         .remove(&format!("{ns}/{name}"));
+    let renew = super::renew::read(obj, previous);
+    if let Renew::Invalid(message) = &renew {
+        warn!(%message, "renew request refused");
+        let refused = EngineEvent {
+            type_: EventType::Warning,
+            reason: "InvalidRenewRequest".into(),
+            note: message.clone(),
+        };
+        publish_events(ctx, obj, std::slice::from_ref(&refused)).await;
+    }
+    let pending = match renew {
+        Renew::Pending(r) => Some(r),
+        _ => None,
+    };
 
     // Not due yet (a restart or a new leader lists everything): keep to the schedule instead
     // of running every SignedImage at once. A failing one waits for its backoff (the status's
@@ -169,6 +185,7 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
         .expect("lock")
         .insert(format!("{ns}/{name}"));
     if !forced
+        && pending.is_none()
         && let Some(st) = previous
         && st.observed_generation == generation
         && generation.is_some()
@@ -210,16 +227,26 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
             }
             Ok(credentials) => {
                 let id = format!("{ns}/{name}");
+                let options = RunOptions {
+                    force_renew: pending.as_ref().is_some_and(|r| r.force),
+                    ..RunOptions::default()
+                };
+                if let Some(r) = &pending {
+                    info!(request = %r.token, force = r.force, "renew requested");
+                }
                 let outcome = ctx
                     .reconciler
-                    .reconcile(ReconcileRequest {
-                        id: &id,
-                        spec: &obj.spec,
-                        generation,
-                        previous,
-                        credentials,
-                        pinned: Default::default(),
-                    })
+                    .reconcile_with(
+                        ReconcileRequest {
+                            id: &id,
+                            spec: &obj.spec,
+                            generation,
+                            previous,
+                            credentials,
+                            pinned: Default::default(),
+                        },
+                        options,
+                    )
                     .await;
                 info!(
                     publishes = outcome.publishes,
@@ -248,6 +275,11 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
     if new.observed_generation.is_none() {
         new.observed_generation = generation;
     }
+    // Echoed whatever the run's outcome: Ready says how it went.
+    new.last_handled_renew_request = match pending {
+        Some(r) => Some(r.token),
+        None => previous.and_then(|p| p.last_handled_renew_request.clone()),
+    };
     let new = status::as_stored(new);
     if let Some(reason) = outcome.failure_reason {
         ctx.metrics.failure(reason);

@@ -10,7 +10,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::runtime::{WatchStreamExt, events::Recorder, events::Reporter, predicates};
+use kube::runtime::{Predicate, WatchStreamExt, events::Recorder, events::Reporter, predicates};
 use kube::{Api, Client, ResourceExt};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
@@ -249,8 +249,9 @@ async fn lead_and_run<R: Reconciler, S: SecretSource>(
     }
 }
 
-/// One Controller over `api`. Reconciles are triggered by spec changes (the generation filter
-/// keeps our own status writes from re-triggering), by their requeue time, and by `Trigger`.
+/// One Controller over `api`. Reconciles are triggered by spec changes and renew-now requests
+/// (the filter on both keeps our own status writes from re-triggering), by their requeue time,
+/// and by `Trigger`.
 fn controller_for<R: Reconciler, S: SecretSource>(
     api: Api<SignedImage>,
     scope: Option<String>,
@@ -292,7 +293,11 @@ fn controller_for<R: Reconciler, S: SecretSource>(
             _ => {}
         })
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        // A new renew-now request gets through too; our own status writes change neither.
+        .predicate_filter(
+            predicates::generation.combine(super::renew::request_predicate),
+            Default::default(),
+        );
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let trigger = Trigger {
         store: reader.clone(),

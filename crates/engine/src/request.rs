@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub key_id: Option<String>,
     /// Whose words the messages use: `spec.roles` for a resource, `--role` for `sign`/`witness`.
     pub surface: super::report::Surface,
+    /// Stop after the plan: sign and publish nothing (`--dry-run`, through `Engine::dry_run`).
+    pub dry_run: bool,
 }
 
 /// Severity of an event.
@@ -116,4 +118,15 @@ pub struct Requests {
 /// What the controller calls; the engine implements it, controller tests may use a fake.
 pub trait Reconciler: Send + Sync + 'static {
     fn reconcile(&self, request: ReconcileRequest<'_>) -> impl Future<Output = Outcome> + Send;
+
+    /// [`Reconciler::reconcile`] under a per-run policy (the controller's renew-now requests);
+    /// a reconciler without policies ignores it.
+    fn reconcile_with(
+        &self,
+        request: ReconcileRequest<'_>,
+        options: RunOptions,
+    ) -> impl Future<Output = Outcome> + Send {
+        let _ = options;
+        self.reconcile(request)
+    }
 }

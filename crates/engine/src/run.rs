@@ -75,6 +75,10 @@ impl Reconciler for Engine {
     fn reconcile(&self, request: ReconcileRequest<'_>) -> impl Future<Output = Outcome> + Send {
         self.run(request)
     }
+
+    async fn reconcile_with(&self, request: ReconcileRequest<'_>, options: RunOptions) -> Outcome {
+        self.run_with(request, &options).await
+    }
 }
 
 impl Engine {
@@ -195,6 +199,16 @@ impl Engine {
                     publishes,
                 });
             }
+            if options.dry_run {
+                return Ok(Done {
+                    repo: view,
+                    desired: resolved.desired,
+                    key_ids,
+                    trust,
+                    plan: p,
+                    publishes,
+                });
+            }
             // None of our publishes went through yet: every snapshot since the first fetch is
             // another writer's. While they make progress, losing to them is contention, not a
             // fault, and one more attempt is allowed per publish of theirs.
@@ -260,6 +274,39 @@ impl Engine {
     /// failure is a status reason.
     pub async fn run(&self, req: ReconcileRequest<'_>) -> Outcome {
         self.run_with(req, &RunOptions::default()).await
+    }
+
+    /// The plan of the run `req` stands for, with nothing signed or published: what `--dry-run`
+    /// prints. Fails as the run would before publishing (a missing role, a key not delegated).
+    pub async fn dry_run(
+        &self,
+        req: ReconcileRequest<'_>,
+        options: &RunOptions,
+    ) -> Result<crate::dry_run::DryRun, Failure> {
+        let options = RunOptions {
+            dry_run: true,
+            ..options.clone()
+        };
+        let settings = Settings::from_spec(req.spec)?;
+        settings.notary_in_service(Timestamp::now())?;
+        let clients = self.clients(&settings, &req.credentials)?;
+        let progress = Progress::default();
+        let attempt = self.attempt(
+            &req,
+            &options,
+            &settings,
+            &clients,
+            Timestamp::now(),
+            &progress,
+        );
+        let done = tokio::time::timeout(self.deadline, attempt)
+            .await
+            .unwrap_or_else(|_| Err(progress.deadline_failure(self.deadline, &settings)))?;
+        Ok(crate::dry_run::DryRun::of(
+            &settings.gun,
+            &done.repo,
+            &done.plan,
+        ))
     }
 
     /// Runs one reconcile under the caller's per-run policy. Never fails: a failure is a status

@@ -50,6 +50,10 @@ pub struct SignedImageStatus {
     /// rollback protection survive restarts and replicas without local disk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustStatus>,
+    /// The value of the `trustkeeper.dev/renew-requested-at` annotation the last reconcile
+    /// handled: a script that set it waits until this equals what it set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_renew_request: Option<String>,
 }
 
 impl SignedImageStatus {
