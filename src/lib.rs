@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod engine;
+pub mod formats;
 pub mod http_auth;
 pub mod notary;
 pub mod registry;

@@ -13,6 +13,7 @@ macro_rules! outln {
 }
 
 mod common;
+mod cosign;
 mod inspect;
 mod key;
 mod reconcile;

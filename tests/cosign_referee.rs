@@ -1,0 +1,408 @@
+//! The cosign format with the real cosign binaries as referees: what `trustkeeper sign --format
+//! cosign` pushes verifies with `cosign verify --key PUB --insecure-ignore-tlog` under cosign 3.1
+//! and 2.5, for a single-platform image, a Docker manifest list and an OCI index; another key is
+//! refused; a signature cosign made is kept when ours is added; concurrent signers (two of ours
+//! and cosign) lose nothing.
+//!
+//! Needs `TRUSTKEEPER_TESTBED` (the registry) and `TRUSTKEEPER_REFEREES` (a directory whose
+//! `env` file names COSIGN and COSIGN_2_5, as `referees.sh install DIR` writes it). A tool that
+//! is missing fails the test: these tests never skip.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::Testbed;
+use secrecy::SecretString;
+use trustkeeper::formats::cosign::{SIMPLE_SIGNING_MEDIA_TYPE, SignatureManifest, signature_tag};
+use trustkeeper::notary::SigningKey;
+use trustkeeper::registry::manifest::{
+    DOCKER_MANIFEST_LIST_V2, DOCKER_MANIFEST_V2, OCI_INDEX_V1, OCI_MANIFEST_V1, sha256_digest,
+};
+use trustkeeper::registry::{Credentials, ImageRef, RegistryClient, RegistryOptions};
+
+/// The referee tools, from `$TRUSTKEEPER_REFEREES/env`.
+struct Referees {
+    tools: HashMap<String, String>,
+}
+
+impl Referees {
+    fn get() -> &'static Referees {
+        static R: OnceLock<Referees> = OnceLock::new();
+        R.get_or_init(|| {
+            let dir = std::env::var("TRUSTKEEPER_REFEREES").unwrap_or_else(|_| {
+                panic!(
+                    "TRUSTKEEPER_REFEREES is not set: the referee tests need the real cosign \
+                     binaries; install them with referees.sh install DIR and export \
+                     TRUSTKEEPER_REFEREES=DIR"
+                )
+            });
+            let env = common::parse_env_file(&Path::new(&dir).join("env"));
+            Referees { tools: env }
+        })
+    }
+
+    /// The tool's path; panics (fails the test) when it is not installed.
+    fn tool(&self, name: &str) -> &str {
+        let path = self.tools.get(name).unwrap_or_else(|| {
+            panic!("TRUSTKEEPER_REFEREES/env names no {name}: reinstall the referees")
+        });
+        assert!(
+            Path::new(path).is_file(),
+            "{name}={path} is missing: reinstall the referees (referees.sh install DIR)"
+        );
+        path
+    }
+}
+
+/// cosign 3.1 and 2.5, by their env names.
+const COSIGNS: [&str; 2] = ["COSIGN", "COSIGN_2_5"];
+
+struct Dir {
+    _tmp: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn tempdir() -> Dir {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().to_path_buf();
+    Dir { _tmp: tmp, path }
+}
+
+/// A cosign command with the testbed CA trusted and HOME (its caches) in `home`.
+fn cosign(name: &str, home: &Path) -> Command {
+    let tb = Testbed::get();
+    let mut c = Command::new(Referees::get().tool(name));
+    c.env("SSL_CERT_FILE", tb.var("CA_CERT"))
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env("COSIGN_PASSWORD", "cosign-test")
+        .env_remove("COSIGN_EXPERIMENTAL");
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `cosign verify --key PUB --insecure-ignore-tlog IMAGE@DIGEST` by the named cosign.
+fn cosign_verify(name: &str, home: &Path, public: &Path, image: &str, digest: &str) -> Output {
+    cosign(name, home)
+        .args(["verify", "--insecure-ignore-tlog", "--key"])
+        .arg(public)
+        .arg(format!("{image}@{digest}"))
+        .output()
+        .unwrap()
+}
+
+/// Asserts that both cosigns accept `public`'s signature of `digest`, and names the digest.
+fn assert_verifies(home: &Path, public: &Path, image: &str, digest: &str) {
+    for name in COSIGNS {
+        let o = cosign_verify(name, home, public, image, digest);
+        assert!(
+            o.status.success(),
+            "{name} refused {image}@{digest} under {}:\n{}",
+            public.display(),
+            text(&o)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains(digest), "{name}: {out}");
+    }
+}
+
+/// `cosign generate-key-pair` into `dir/NAME.key` and `dir/NAME.pub`.
+fn cosign_key(home: &Path, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let prefix = dir.join(name);
+    let o = cosign("COSIGN", home)
+        .args(["generate-key-pair", "--output-key-prefix"])
+        .arg(&prefix)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "generate-key-pair: {}", text(&o));
+    (prefix.with_extension("key"), prefix.with_extension("pub"))
+}
+
+/// `cosign sign --key` without a transparency log, in the tag-based layout: cosign 3 needs the
+/// signing config and the new bundle format off for that, cosign 2.5 only `--tlog-upload=false`.
+fn cosign_sign(name: &str, home: &Path, key: &Path, image: &str, digest: &str) -> Output {
+    let mut c = cosign(name, home);
+    c.args(["sign", "--yes", "--tlog-upload=false", "--key"])
+        .arg(key);
+    if name == "COSIGN" {
+        c.args(["--use-signing-config=false", "--new-bundle-format=false"]);
+    }
+    c.arg(format!("{image}@{digest}")).output().unwrap()
+}
+
+/// A notary-style ECDSA P-256 key for trustkeeper: the encrypted PEM, its passphrase file and
+/// the public key PEM cosign reads.
+struct OurKey {
+    pem: PathBuf,
+    pass: PathBuf,
+    public: PathBuf,
+}
+
+fn our_key(dir: &Path, name: &str) -> OurKey {
+    let key = SigningKey::generate_ecdsa("targets/releases", "cosign-test").unwrap();
+    let pass = SecretString::from("our-test-passphrase".to_string());
+    let pem_path = dir.join(format!("{name}.key.pem"));
+    std::fs::write(&pem_path, key.export_pem(&pass).unwrap()).unwrap();
+    let pass_path = dir.join(format!("{name}.pass"));
+    std::fs::write(&pass_path, "our-test-passphrase").unwrap();
+    let public = dir.join(format!("{name}.pub"));
+    let spki = key.public().spki_der().unwrap();
+    std::fs::write(&public, pem::encode(&pem::Pem::new("PUBLIC KEY", spki))).unwrap();
+    OurKey {
+        pem: pem_path,
+        pass: pass_path,
+        public,
+    }
+}
+
+fn registry_client() -> RegistryClient {
+    let tb = Testbed::get();
+    trustkeeper::tls::install_crypto_provider();
+    RegistryClient::new(RegistryOptions {
+        ca_pem: Some(tb.ca_pem()),
+        credentials: Credentials::Anonymous,
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A repository no other test uses.
+fn fresh_repo(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}/test/cosign-{name}-{}-{nanos:x}",
+        Testbed::get().var("REGISTRY_HOST"),
+        std::process::id()
+    )
+}
+
+/// One platform image: config + one layer, its manifest under `reference`; returns the
+/// manifest descriptor JSON for an index.
+async fn push_platform(
+    c: &RegistryClient,
+    image: &ImageRef,
+    arch: &str,
+    oci: bool,
+    reference: Option<&str>,
+) -> serde_json::Value {
+    let config = format!(
+        r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"repo":"{}"}}"#,
+        image.repository()
+    )
+    .into_bytes();
+    let layer = format!("{arch} layer of {} oci={oci}", image.repository()).into_bytes();
+    c.push_blob(image, &config).await.unwrap();
+    c.push_blob(image, &layer).await.unwrap();
+    let (mt, config_mt, layer_mt) = if oci {
+        (
+            OCI_MANIFEST_V1,
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar",
+        )
+    } else {
+        (
+            DOCKER_MANIFEST_V2,
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar",
+        )
+    };
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt,
+        "config": {"mediaType": config_mt, "size": config.len(), "digest": sha256_digest(&config)},
+        "layers": [{"mediaType": layer_mt, "size": layer.len(), "digest": sha256_digest(&layer)}],
+    }))
+    .unwrap();
+    let digest = sha256_digest(&manifest);
+    c.put_manifest(image, reference.unwrap_or(&digest), mt, &manifest)
+        .await
+        .unwrap();
+    serde_json::json!({"mediaType": mt, "size": manifest.len(), "digest": digest,
+                       "platform": {"architecture": arch, "os": "linux"}})
+}
+
+/// Pushes `v1` (Docker schema 2), `multi` (Docker manifest list) and `oci-multi` (OCI index);
+/// returns tag → digest.
+async fn push_images(repo: &str) -> Vec<(String, String)> {
+    let c = registry_client();
+    let image = ImageRef::parse(repo).unwrap();
+    let single = push_platform(&c, &image, "amd64", false, Some("v1")).await;
+    let mut out = vec![(
+        "v1".to_string(),
+        single["digest"].as_str().unwrap().to_string(),
+    )];
+    for (tag, mt, oci) in [
+        ("multi", DOCKER_MANIFEST_LIST_V2, false),
+        ("oci-multi", OCI_INDEX_V1, true),
+    ] {
+        let mut platforms = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            platforms.push(push_platform(&c, &image, arch, oci, None).await);
+        }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": mt, "manifests": platforms,
+        }))
+        .unwrap();
+        let d = c.put_manifest(&image, tag, mt, &index).await.unwrap();
+        out.push((tag.to_string(), d));
+    }
+    out
+}
+
+/// `trustkeeper sign --format cosign IMAGE:TAG...` with `key`.
+fn trustkeeper_sign(home: &Path, key: &OurKey, images: &[String], extra: &[&str]) -> Output {
+    let tb = Testbed::get();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.arg("sign")
+        .args(images)
+        .args(["--format", "cosign", "--key"])
+        .arg(&key.pem)
+        .arg("--passphrase-file")
+        .arg(&key.pass)
+        .args(["--ca-file", tb.var("CA_CERT")])
+        .args(extra)
+        .env_remove("TRUSTKEEPER_KEY")
+        .env_remove("TRUSTKEEPER_PASSPHRASE");
+    common::cli_output(&mut c, home, &[])
+}
+
+/// The signature manifest of `digest`, as the registry serves it.
+async fn signatures(repo: &str, digest: &str) -> SignatureManifest {
+    let image = ImageRef::parse(repo).unwrap();
+    let tag = signature_tag(digest);
+    let raw = registry_client()
+        .get_manifest_raw(&image, &tag)
+        .await
+        .unwrap();
+    assert_eq!(raw.descriptor.media_type, OCI_MANIFEST_V1);
+    SignatureManifest::parse(&tag, &raw.bytes).unwrap()
+}
+
+#[tokio::test]
+async fn what_we_sign_verifies_under_cosign_3_and_2_for_images_lists_and_indexes() {
+    let dir = tempdir();
+    let repo = fresh_repo("formats");
+    let tags = push_images(&repo).await;
+    let ours = our_key(&dir.path, "ours");
+    let images: Vec<String> = tags.iter().map(|(t, _)| format!("{repo}:{t}")).collect();
+
+    let o = trustkeeper_sign(&dir.path, &ours, &images, &[]);
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    for (tag, digest) in &tags {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("signed") && l.contains(&format!(":{tag} {digest}"))),
+            "{tag}: {out}"
+        );
+        assert_verifies(&dir.path, &ours.public, &repo, digest);
+        let m = signatures(&repo, digest).await;
+        assert_eq!(m.layers.len(), 1);
+        assert_eq!(m.layers[0].media_type, SIMPLE_SIGNING_MEDIA_TYPE);
+    }
+
+    // another key: both cosigns refuse
+    let (_, other_pub) = cosign_key(&dir.path, &dir.path, "other");
+    let (tag, digest) = &tags[0];
+    for name in COSIGNS {
+        let o = cosign_verify(name, &dir.path, &other_pub, &repo, digest);
+        assert!(
+            !o.status.success(),
+            "{name} accepted {tag} under another key: {}",
+            text(&o)
+        );
+    }
+
+    // again: nothing pushed, every tag unchanged, still one signature each
+    let o = trustkeeper_sign(&dir.path, &ours, &images, &[]);
+    assert!(o.status.success(), "second sign: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("unchanged")).count(),
+        tags.len(),
+        "{out}"
+    );
+    for (_, digest) in &tags {
+        assert_eq!(signatures(&repo, digest).await.layers.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_signature_cosign_made_is_kept_when_we_add_ours() {
+    let dir = tempdir();
+    let repo = fresh_repo("keep");
+    let tags = push_images(&repo).await;
+    let ours = our_key(&dir.path, "ours");
+    let (theirs_key, theirs_pub) = cosign_key(&dir.path, &dir.path, "theirs");
+    // cosign 3.1 signs the image, cosign 2.5 the manifest list; then we sign both
+    let picks = [("COSIGN", &tags[0]), ("COSIGN_2_5", &tags[1])];
+    for (name, (_, digest)) in picks {
+        let o = cosign_sign(name, &dir.path, &theirs_key, &repo, digest);
+        assert!(o.status.success(), "{name} sign: {}", text(&o));
+    }
+    let images: Vec<String> = picks
+        .iter()
+        .map(|(_, (t, _))| format!("{repo}:{t}"))
+        .collect();
+    let o = trustkeeper_sign(&dir.path, &ours, &images, &[]);
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    for (_, (_, digest)) in picks {
+        assert_eq!(signatures(&repo, digest).await.layers.len(), 2);
+        assert_verifies(&dir.path, &theirs_pub, &repo, digest);
+        assert_verifies(&dir.path, &ours.public, &repo, digest);
+    }
+    // and cosign, signing after us, keeps ours
+    let (_, digest) = &tags[2];
+    let o = trustkeeper_sign(&dir.path, &ours, &[format!("{repo}:oci-multi")], &[]);
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    let o = cosign_sign("COSIGN", &dir.path, &theirs_key, &repo, digest);
+    assert!(o.status.success(), "cosign sign: {}", text(&o));
+    assert_verifies(&dir.path, &ours.public, &repo, digest);
+    assert_verifies(&dir.path, &theirs_pub, &repo, digest);
+}
+
+#[tokio::test]
+async fn concurrent_signers_on_one_digest_lose_no_signature() {
+    let dir = tempdir();
+    let repo = fresh_repo("race");
+    let tags = push_images(&repo).await;
+    let a = our_key(&dir.path, "a");
+    let b = our_key(&dir.path, "b");
+    let (theirs_key, theirs_pub) = cosign_key(&dir.path, &dir.path, "theirs");
+    // every digest is a round: two trustkeeper processes and one cosign start together
+    for (round, (tag, digest)) in tags.iter().enumerate() {
+        let image = vec![format!("{repo}:{tag}")];
+        let cosign_name = COSIGNS[round % 2];
+        let (ra, rb, rc) = std::thread::scope(|s| {
+            let ta = s.spawn(|| trustkeeper_sign(&dir.path, &a, &image, &[]));
+            let tb = s.spawn(|| trustkeeper_sign(&dir.path, &b, &image, &[]));
+            let tc = s.spawn(|| cosign_sign(cosign_name, &dir.path, &theirs_key, &repo, digest));
+            (ta.join().unwrap(), tb.join().unwrap(), tc.join().unwrap())
+        });
+        assert!(ra.status.success(), "a: {}", text(&ra));
+        assert!(rb.status.success(), "b: {}", text(&rb));
+        assert!(rc.status.success(), "{cosign_name}: {}", text(&rc));
+        let m = signatures(&repo, digest).await;
+        assert!(m.layers.len() >= 3, "round {round}: {m:?}");
+        for public in [&a.public, &b.public, &theirs_pub] {
+            assert_verifies(&dir.path, public, &repo, digest);
+        }
+    }
+}
