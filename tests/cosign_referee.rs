@@ -386,23 +386,231 @@ async fn concurrent_signers_on_one_digest_lose_no_signature() {
     let a = our_key(&dir.path, "a");
     let b = our_key(&dir.path, "b");
     let (theirs_key, theirs_pub) = cosign_key(&dir.path, &dir.path, "theirs");
-    // every digest is a round: two trustkeeper processes and one cosign start together
-    for (round, (tag, digest)) in tags.iter().enumerate() {
-        let image = vec![format!("{repo}:{tag}")];
-        let cosign_name = COSIGNS[round % 2];
-        let (ra, rb, rc) = std::thread::scope(|s| {
-            let ta = s.spawn(|| trustkeeper_sign(&dir.path, &a, &image, &[]));
-            let tb = s.spawn(|| trustkeeper_sign(&dir.path, &b, &image, &[]));
-            let tc = s.spawn(|| cosign_sign(cosign_name, &dir.path, &theirs_key, &repo, digest));
-            (ta.join().unwrap(), tb.join().unwrap(), tc.join().unwrap())
-        });
-        assert!(ra.status.success(), "a: {}", text(&ra));
-        assert!(rb.status.success(), "b: {}", text(&rb));
-        assert!(rc.status.success(), "{cosign_name}: {}", text(&rc));
-        let m = signatures(&repo, digest).await;
-        assert!(m.layers.len() >= 3, "round {round}: {m:?}");
-        for public in [&a.public, &b.public, &theirs_pub] {
-            assert_verifies(&dir.path, public, &repo, digest);
+    // two trustkeeper processes and one cosign start together on one digest
+    let (tag, digest) = &tags[1];
+    let image = vec![format!("{repo}:{tag}")];
+    let (ra, rb, rc) = std::thread::scope(|s| {
+        let ta = s.spawn(|| trustkeeper_sign(&dir.path, &a, &image, &[]));
+        let tb = s.spawn(|| trustkeeper_sign(&dir.path, &b, &image, &[]));
+        let tc = s.spawn(|| cosign_sign("COSIGN_2_5", &dir.path, &theirs_key, &repo, digest));
+        (ta.join().unwrap(), tb.join().unwrap(), tc.join().unwrap())
+    });
+    assert!(ra.status.success(), "a: {}", text(&ra));
+    assert!(rb.status.success(), "b: {}", text(&rb));
+    assert!(rc.status.success(), "cosign: {}", text(&rc));
+    assert_eq!(signatures(&repo, digest).await.layers.len(), 3);
+    for public in [&a.public, &b.public, &theirs_pub] {
+        assert_verifies(&dir.path, public, &repo, digest);
+    }
+}
+
+/// A TLS proxy to the testbed registry that holds back the answer to the first GET of a
+/// `.sig` manifest by `delay`: the writer behind it acts on a state that another writer
+/// changes meanwhile, the lost-update race made certain instead of likely. `seen` fires when
+/// that GET has gone through to the registry.
+struct DelayProxy {
+    host: String,
+    seen: std::sync::Arc<tokio::sync::Notify>,
+}
+
+async fn delay_proxy(delay: Duration) -> DelayProxy {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls;
+
+    let tb = Testbed::get();
+    let cert = std::fs::read(tb.var("TESTBED_SERVER_CERT")).unwrap();
+    let key = std::fs::read(tb.var("TESTBED_SERVER_KEY")).unwrap();
+    let (listener, addr, acceptor) = common::loopback::tls_listener(&cert, &key).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem::parse_many(tb.ca_pem()).unwrap() {
+        roots.add(c.into_contents().into()).unwrap();
+    }
+    let client_config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let upstream: std::net::SocketAddr = tb.var("REGISTRY_HOST").parse().unwrap();
+    let seen = Arc::new(tokio::sync::Notify::new());
+    let armed = Arc::new(AtomicBool::new(true));
+    let (seen2, armed2) = (seen.clone(), armed.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, connector) = (acceptor.clone(), connector.clone());
+            let (seen, armed) = (seen2.clone(), armed2.clone());
+            tokio::spawn(async move {
+                let Ok(client) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let up = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let Ok(up) = connector.connect(name, up).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = tokio::io::split(client);
+                let (mut ur, mut uw) = tokio::io::split(up);
+                let hold = Arc::new(AtomicBool::new(false));
+                let hold2 = hold.clone();
+                let to_registry = async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let head = String::from_utf8_lossy(&buf[..n.min(512)]).into_owned();
+                        let sig_get = head.starts_with("GET ")
+                            && head
+                                .lines()
+                                .next()
+                                .is_some_and(|l| l.contains(".sig HTTP/1.1"));
+                        if sig_get && armed.swap(false, Ordering::SeqCst) {
+                            hold2.store(true, Ordering::SeqCst);
+                        }
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        if sig_get && hold2.load(Ordering::SeqCst) {
+                            seen.notify_one();
+                        }
+                    }
+                    let _ = uw.shutdown().await;
+                };
+                let to_client = async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match ur.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if hold.swap(false, Ordering::SeqCst) {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(to_registry, to_client);
+            });
         }
+    });
+    DelayProxy {
+        host: addr.to_string(),
+        seen,
+    }
+}
+
+/// The signer of an [`OurKey`], in process (no key derivation or process start in the race).
+fn load_signer(key: &OurKey) -> SigningKey {
+    let pem = std::fs::read(&key.pem).unwrap();
+    let pass = SecretString::from(std::fs::read_to_string(&key.pass).unwrap());
+    SigningKey::from_pem(&pem, Some(&pass)).unwrap().remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_cosign_overwrites_our_push_we_sign_again() {
+    use trustkeeper::formats::cosign_sign::{CosignOptions, sign};
+    let dir = tempdir();
+    let repo = fresh_repo("overwritten");
+    let tags = push_images(&repo).await;
+    let (_, digest) = &tags[0];
+    let ours = our_key(&dir.path, "ours");
+    let signer = load_signer(&ours);
+    let (theirs_key, theirs_pub) = cosign_key(&dir.path, &dir.path, "theirs");
+    // cosign reads the empty tag through the proxy and gets the answer 700 ms later: we push
+    // in between, and cosign then replaces the tag with its own signature alone.
+    let proxy = delay_proxy(Duration::from_millis(700)).await;
+    let proxied = repo.replacen(Testbed::get().var("REGISTRY_HOST"), &proxy.host, 1);
+    let child = cosign("COSIGN_2_5", &dir.path)
+        .args(["sign", "--yes", "--tlog-upload=false", "--key"])
+        .arg(&theirs_key)
+        .arg(format!("{proxied}@{digest}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), proxy.seen.notified())
+        .await
+        .expect("cosign read the signature tag through the proxy");
+    let image = ImageRef::parse(&repo).unwrap();
+    let opts = CosignOptions {
+        settle: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let signed = sign(&registry_client(), &image, digest, &signer, &opts)
+        .await
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "cosign: {}", text(&out));
+    assert!(signed.added);
+    let m = signatures(&repo, digest).await;
+    assert_eq!(m.layers.len(), 2, "{m:?}");
+    assert_verifies(&dir.path, &ours.public, &repo, digest);
+    assert_verifies(&dir.path, &theirs_pub, &repo, digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn we_never_overwrite_a_signature_pushed_after_our_read() {
+    use trustkeeper::formats::cosign_sign::{CosignOptions, sign};
+    let dir = tempdir();
+    let repo = fresh_repo("stale-read");
+    let tags = push_images(&repo).await;
+    let ours = our_key(&dir.path, "ours");
+    let signer = load_signer(&ours);
+    let (theirs_key, theirs_pub) = cosign_key(&dir.path, &dir.path, "theirs");
+    let other = our_key(&dir.path, "other");
+    let other_signer = load_signer(&other);
+    // we read through the proxy and get the answer 3 s later; meanwhile cosign 3.1 signs one
+    // digest and another trustkeeper the other, directly: our stale read must not win
+    for (round, (_, digest)) in tags.iter().take(2).enumerate() {
+        let proxy = delay_proxy(Duration::from_secs(3)).await;
+        let proxied =
+            ImageRef::parse(&repo.replacen(Testbed::get().var("REGISTRY_HOST"), &proxy.host, 1))
+                .unwrap();
+        let client = RegistryClient::new(RegistryOptions {
+            ca_pem: Some(Testbed::get().ca_pem()),
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        })
+        .unwrap();
+        let opts = CosignOptions {
+            settle: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let (d, s, o) = (digest.clone(), &signer, &opts);
+        let ours_task = async move { sign(&client, &proxied, &d, s, o).await };
+        let theirs_task = async {
+            tokio::time::timeout(Duration::from_secs(30), proxy.seen.notified())
+                .await
+                .expect("we read the signature tag through the proxy");
+            if round == 0 {
+                let o = cosign_sign("COSIGN", &dir.path, &theirs_key, &repo, digest);
+                assert!(o.status.success(), "cosign: {}", text(&o));
+            } else {
+                let image = ImageRef::parse(&repo).unwrap();
+                sign(&registry_client(), &image, digest, &other_signer, &opts)
+                    .await
+                    .unwrap();
+            }
+        };
+        let (r, ()) = tokio::join!(ours_task, theirs_task);
+        assert!(r.unwrap().added);
+        let m = signatures(&repo, digest).await;
+        assert_eq!(m.layers.len(), 2, "round {round}: {m:?}");
+        let second = if round == 0 {
+            &theirs_pub
+        } else {
+            &other.public
+        };
+        assert_verifies(&dir.path, &ours.public, &repo, digest);
+        assert_verifies(&dir.path, second, &repo, digest);
     }
 }
