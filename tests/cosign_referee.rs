@@ -75,7 +75,12 @@ fn tempdir() -> Dir {
 
 /// A cosign command with the testbed CA trusted and HOME (its caches) in `home`.
 fn cosign(name: &str, home: &Path) -> Command {
-    let tb = Testbed::get();
+    cosign_on(Testbed::get(), name, home)
+}
+
+/// [`cosign`] for the registry of testbed `tb` (its CA; registry credentials, if any, in
+/// `home/.docker/config.json`).
+fn cosign_on(tb: &Testbed, name: &str, home: &Path) -> Command {
     let mut c = Command::new(Referees::get().tool(name));
     c.env("SSL_CERT_FILE", tb.var("CA_CERT"))
         .env("HOME", home)
@@ -169,11 +174,14 @@ fn our_key(dir: &Path, name: &str) -> OurKey {
 }
 
 fn registry_client() -> RegistryClient {
-    let tb = Testbed::get();
+    registry_client_on(Testbed::get(), Credentials::Anonymous)
+}
+
+fn registry_client_on(tb: &Testbed, credentials: Credentials) -> RegistryClient {
     trustkeeper::tls::install_crypto_provider();
     RegistryClient::new(RegistryOptions {
         ca_pem: Some(tb.ca_pem()),
-        credentials: Credentials::Anonymous,
+        credentials,
         timeout: Duration::from_secs(20),
         ..Default::default()
     })
@@ -241,9 +249,12 @@ async fn push_platform(
 /// Pushes `v1` (Docker schema 2), `multi` (Docker manifest list) and `oci-multi` (OCI index);
 /// returns tag → digest.
 async fn push_images(repo: &str) -> Vec<(String, String)> {
-    let c = registry_client();
+    push_images_with(&registry_client(), repo).await
+}
+
+async fn push_images_with(c: &RegistryClient, repo: &str) -> Vec<(String, String)> {
     let image = ImageRef::parse(repo).unwrap();
-    let single = push_platform(&c, &image, "amd64", false, Some("v1")).await;
+    let single = push_platform(c, &image, "amd64", false, Some("v1")).await;
     let mut out = vec![(
         "v1".to_string(),
         single["digest"].as_str().unwrap().to_string(),
@@ -254,7 +265,7 @@ async fn push_images(repo: &str) -> Vec<(String, String)> {
     ] {
         let mut platforms = Vec::new();
         for arch in ["amd64", "arm64"] {
-            platforms.push(push_platform(&c, &image, arch, oci, None).await);
+            platforms.push(push_platform(c, &image, arch, oci, None).await);
         }
         let index = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2, "mediaType": mt, "manifests": platforms,
@@ -268,7 +279,16 @@ async fn push_images(repo: &str) -> Vec<(String, String)> {
 
 /// `trustkeeper sign --format cosign IMAGE:TAG...` with `key`.
 fn trustkeeper_sign(home: &Path, key: &OurKey, images: &[String], extra: &[&str]) -> Output {
-    let tb = Testbed::get();
+    trustkeeper_sign_on(Testbed::get(), home, key, images, extra)
+}
+
+fn trustkeeper_sign_on(
+    tb: &Testbed,
+    home: &Path,
+    key: &OurKey,
+    images: &[String],
+    extra: &[&str],
+) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
     c.arg("sign")
         .args(images)
@@ -368,6 +388,37 @@ async fn a_signature_cosign_made_is_kept_when_we_add_ours() {
         assert_verifies(&dir.path, &theirs_pub, &repo, digest);
         assert_verifies(&dir.path, &ours.public, &repo, digest);
     }
+    // inspect reads both and tells which key each verifies under
+    let tb = Testbed::get();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.args([
+        "inspect",
+        &format!("{repo}:v1"),
+        "--format",
+        "cosign",
+        "-o",
+        "json",
+    ])
+    .args(["--ca-file", tb.var("CA_CERT"), "--key"])
+    .arg(&ours.public)
+    .arg("--key")
+    .arg(&theirs_pub);
+    let o = common::cli_output(&mut c, &dir.path, &[]);
+    assert!(o.status.success(), "inspect: {}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["digest"], tags[0].1.as_str());
+    let by: Vec<Vec<String>> = v["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["signs_digest"], true, "{s}");
+            serde_json::from_value(s["verified_by"].clone()).unwrap()
+        })
+        .collect();
+    let names = |p: &Path| vec![p.display().to_string()];
+    assert_eq!(by, vec![names(&theirs_pub), names(&ours.public)], "{v}");
+
     // and cosign, signing after us, keeps ours
     let (_, digest) = &tags[2];
     let o = trustkeeper_sign(&dir.path, &ours, &[format!("{repo}:oci-multi")], &[]);
@@ -613,4 +664,62 @@ async fn we_never_overwrite_a_signature_pushed_after_our_read() {
         assert_verifies(&dir.path, &ours.public, &repo, digest);
         assert_verifies(&dir.path, second, &repo, digest);
     }
+}
+
+#[tokio::test]
+async fn token_registry_signing_with_docker_config_credentials() {
+    use base64::Engine as _;
+    let tb = Testbed::token();
+    let dir = tempdir();
+    let (user, pass) = (tb.var("TOKEN_USER"), tb.var("TOKEN_PASSWORD"));
+    let host = tb.var("REGISTRY_HOST");
+    // one docker config for both: trustkeeper reads it by --docker-config, cosign by DOCKER_CONFIG
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    std::fs::create_dir_all(dir.path.join(".docker")).unwrap();
+    let config = dir.path.join(".docker/config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {host: {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let repo = format!("{host}/test/cosign-token-{}-{nanos:x}", std::process::id());
+    let c = registry_client_on(tb, Credentials::basic(user, pass));
+    let tags = push_images_with(&c, &repo).await;
+    let ours = our_key(&dir.path, "ours");
+    let (tag, digest) = &tags[2];
+    let o = trustkeeper_sign_on(
+        tb,
+        &dir.path,
+        &ours,
+        &[format!("{repo}:{tag}")],
+        &["--docker-config", config.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    for name in COSIGNS {
+        let o = cosign_on(tb, name, &dir.path)
+            .args(["verify", "--insecure-ignore-tlog", "--key"])
+            .arg(&ours.public)
+            .arg(format!("{repo}@{digest}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}: {}", text(&o));
+    }
+    // without credentials the push is refused, saying that push rights are needed
+    let empty = dir.path.join("empty.json");
+    std::fs::write(&empty, "{}").unwrap();
+    let (tag, _) = &tags[0];
+    let o = trustkeeper_sign_on(
+        tb,
+        &dir.path,
+        &ours,
+        &[format!("{repo}:{tag}")],
+        &["--docker-config", empty.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused access"), "{err}");
 }

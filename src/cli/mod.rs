@@ -15,6 +15,7 @@ macro_rules! outln {
 mod common;
 mod cosign;
 mod inspect;
+mod inspect_cosign;
 mod key;
 mod reconcile;
 mod sign;
