@@ -2,6 +2,7 @@
 //! Knows nothing of Kubernetes.
 
 pub mod clients;
+pub mod cosign;
 pub mod failure;
 pub mod model;
 pub mod plan;

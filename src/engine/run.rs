@@ -531,6 +531,8 @@ struct Done {
     trust: TrustState,
     plan: Plan,
     publishes: u32,
+    /// The cosign signatures of the desired digests (`spec.formats`), empty without cosign.
+    cosign: Vec<crate::formats::cosign_sign::CosignSigned>,
 }
 
 /// What a run is doing, for the message when its deadline passes.
@@ -741,6 +743,14 @@ impl Engine {
             if p.is_noop() {
                 self.cache
                     .put(&settings.notary_url, &settings.gun, Files::of(&repo));
+                let cosign = super::cosign::step(
+                    req.spec,
+                    &clients.registry,
+                    &settings.image,
+                    &resolved.desired,
+                    &keys,
+                )
+                .await?;
                 return Ok(Done {
                     repo: view,
                     desired: resolved.desired,
@@ -748,6 +758,7 @@ impl Engine {
                     trust,
                     plan: p,
                     publishes,
+                    cosign,
                 });
             }
             // None of our publishes went through yet: every snapshot since the first fetch is
@@ -800,6 +811,14 @@ impl Engine {
             verify(&planned, &p, &served, &resolved.desired)?;
             self.cache
                 .put(&settings.notary_url, &settings.gun, Files::of(&served_repo));
+            let cosign = super::cosign::step(
+                req.spec,
+                &clients.registry,
+                &settings.image,
+                &resolved.desired,
+                &keys,
+            )
+            .await?;
             return Ok(Done {
                 repo: served,
                 desired: resolved.desired,
@@ -807,6 +826,7 @@ impl Engine {
                 trust: served_trust,
                 plan: p,
                 publishes,
+                cosign,
             });
         }
     }
@@ -828,6 +848,20 @@ impl Engine {
             Ok(s) => s,
             Err(f) => return Engine::failed(prev, gen_, f, now, jitter),
         };
+        if !super::cosign::wants(req.spec, api::SignatureFormat::Notary) {
+            return Engine::failed(
+                prev,
+                gen_,
+                Failure::new(
+                    reasons::INVALID_SPEC,
+                    "formats lacks notary: the operator signs cosign beside notary for now; \
+                     keep notary in formats (`trustkeeper sign --format cosign` signs cosign \
+                     alone)",
+                ),
+                now,
+                jitter,
+            );
+        }
         if req.spec.suspend {
             return Outcome {
                 status: status::suspended(prev, gen_, now),
@@ -936,6 +970,16 @@ impl Engine {
                             });
                         }
                     }
+                }
+                for c in done.cosign.iter().filter(|c| c.added) {
+                    events.push(EngineEvent {
+                        type_: EventType::Normal,
+                        reason: "SignedCosign".into(),
+                        note: format!(
+                            "signed {} in cosign ({} signatures on {})",
+                            c.digest, c.signatures, c.tag
+                        ),
+                    });
                 }
                 if prev_ready.is_some_and(|c| c.status == "False") && events.is_empty() {
                     events.push(EngineEvent {
