@@ -75,7 +75,7 @@ pub async fn sign(
                     (d, r)
                 }
             })
-            .buffer_unordered(8)
+            .buffer_unordered(crate::engine::cosign::CONCURRENCY)
             .collect()
             .await;
     let mut by_digest = BTreeMap::new();
