@@ -15,6 +15,7 @@ pub mod cli;
 pub mod controller;
 
 pub use trustkeeper_engine as engine;
+pub use trustkeeper_formats as formats;
 pub use trustkeeper_http as http_auth;
 pub use trustkeeper_http::tls;
 pub use trustkeeper_notary as notary;

@@ -28,6 +28,14 @@ pub struct InspectArgs {
     /// starts warning), 0 when every role is fine; the roles and their expiry go to stderr.
     #[arg(long)]
     pub check: bool,
+    /// Which signatures to show: `notary` (the trust metadata) or `cosign` (the signatures on
+    /// the tag's `sha256-<hex>.sig` tag; needs IMAGE:TAG).
+    #[arg(long = "format", value_name = "FORMAT", default_value = "notary", value_parser = crate::formats::Format::parse)]
+    pub format: crate::formats::Format,
+    /// With --format cosign: a public key (PEM, as `cosign verify --key` takes; repeatable) to
+    /// tell which signatures verify.
+    #[arg(long = "key", value_name = "PUB")]
+    pub keys: Vec<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -75,6 +83,20 @@ struct Inspection {
 
 pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
     let r = ImageRef::parse(&a.image).map_err(|e| CliError::new(e.to_string()))?;
+    match a.format {
+        crate::formats::Format::Cosign => {
+            return super::inspect_cosign::inspect(g, &r, &a.keys).await;
+        }
+        crate::formats::Format::Notation => {
+            return Err(CliError::new(
+                "--format notation: Notation signatures are not read yet",
+            ));
+        }
+        crate::formats::Format::Notary if !a.keys.is_empty() => {
+            return Err(CliError::new("--key is for --format cosign"));
+        }
+        crate::formats::Format::Notary => {}
+    }
     let renew_before = api::parse_go_duration(&a.renew_before)
         .map_err(|e| CliError::new(e.to_string()))?
         .0;

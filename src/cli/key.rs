@@ -16,6 +16,12 @@ pub enum KeyCommand {
         /// A PEM file written by `notary key export` or `notary key generate -o`.
         file: PathBuf,
     },
+    /// Print the public key (PEM `PUBLIC KEY`) of each private key in a PEM file: what
+    /// `cosign verify --key` takes to check the signatures `sign --format cosign` makes.
+    Public {
+        /// A PEM file written by `notary key export` or `notary key generate -o`.
+        file: PathBuf,
+    },
 }
 
 #[derive(Serialize)]
@@ -28,7 +34,10 @@ struct KeyInfo {
 }
 
 pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
-    let KeyCommand::Inspect { file } = cmd;
+    let file = match cmd {
+        KeyCommand::Inspect { file } => file,
+        KeyCommand::Public { file } => return public(g, &file),
+    };
     let creds = common::credentials(g, Some(&file))?;
     let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())
         .map_err(|e| CliError::new(e.to_string()))?;
@@ -63,6 +72,27 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
             outln!("path:     {path}");
         }
         outln!();
+    }
+    Ok(())
+}
+
+/// `key public`: the SubjectPublicKeyInfo of each key, as PEM (no secret is printed).
+fn public(g: &Global, file: &std::path::Path) -> Result<(), CliError> {
+    let creds = common::credentials(g, Some(file))?;
+    let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())
+        .map_err(|e| CliError::new(e.to_string()))?;
+    if keys.is_empty() {
+        return Err(CliError::new(format!(
+            "{} holds no private key",
+            file.display()
+        )));
+    }
+    for k in &keys {
+        let spki = k
+            .public()
+            .spki_der()
+            .map_err(|e| CliError::new(format!("key {}: {e}", k.key_id())))?;
+        out!("{}", pem::encode(&pem::Pem::new("PUBLIC KEY", spki)));
     }
     Ok(())
 }

@@ -14,7 +14,9 @@ macro_rules! outln {
 
 mod cluster;
 mod common;
+mod cosign;
 mod inspect;
+mod inspect_cosign;
 mod key;
 mod reconcile;
 mod sign;

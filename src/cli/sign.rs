@@ -12,7 +12,8 @@ use crate::api::SignedImageSpec;
 use crate::engine::model::Manifest;
 use crate::engine::report::Surface;
 use crate::engine::request::RunOptions;
-use crate::engine::{Engine, Outcome, ReconcileRequest};
+use crate::engine::{Engine, Outcome, ReconcileRequest, RunSecrets};
+use crate::formats::Format;
 use crate::registry::ImageRef;
 
 #[derive(Args, Debug)]
@@ -46,6 +47,18 @@ pub struct SignArgs {
     /// publish nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Signature formats to make (repeatable or comma-separated): `notary` (Docker Content
+    /// Trust, on the notary server), `cosign` (the `sha256-<hex>.sig` tag in the registry that
+    /// `cosign verify --key PUB --insecure-ignore-tlog` checks; needs no notary server; the
+    /// key must be ECDSA P-256), `notation` (not yet).
+    #[arg(
+        long = "format",
+        value_name = "FORMAT",
+        value_delimiter = ',',
+        default_value = "notary",
+        value_parser = Format::parse
+    )]
+    pub formats: Vec<Format>,
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +82,12 @@ pub struct WitnessArgs {
 }
 
 pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
+    if a.formats.contains(&Format::Notation) {
+        return Err(CliError::new(
+            "--format notation: Notation signatures are not made yet; sign with --format \
+             notary and/or cosign for now",
+        ));
+    }
     let mut repo: Option<String> = None;
     let mut tags = Vec::new();
     for i in &a.images {
@@ -104,12 +123,53 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         _ => BTreeMap::new(),
     };
     let options = RunOptions {
-        key_id: a.key_id,
+        key_id: a.key_id.clone(),
         surface: Surface::Cli,
         dry_run: a.dry_run,
         ..Default::default()
     };
-    run(g, &spec, engine, &options, a.key.as_deref(), pinned).await
+    // Read once: `--key -` is standard input.
+    let credentials = common::signing_credentials(g, a.key.as_deref())?;
+    let cosign = a.formats.contains(&Format::Cosign);
+    if !a.formats.contains(&Format::Notary) {
+        return super::cosign::sign(
+            g,
+            &spec,
+            &engine,
+            &credentials,
+            a.key_id.as_deref(),
+            &pinned,
+        )
+        .await;
+    }
+    if !cosign {
+        return run(g, &spec, engine, &options, credentials, pinned).await;
+    }
+    let for_cosign = RunSecrets {
+        signing_key_pem: credentials.signing_key_pem.clone(),
+        passphrase: credentials.passphrase.clone(),
+        registry_auth: credentials.registry_auth.clone(),
+        registry_ca: credentials.registry_ca.clone(),
+        notary_auth: None,
+        notary_ca: None,
+    };
+    // Each format is tried whatever the other's outcome (a notary that is gone must not stop
+    // the cosign signatures that replace it).
+    let notary = run(
+        g,
+        &spec,
+        engine.clone(),
+        &options,
+        credentials,
+        pinned.clone(),
+    )
+    .await;
+    let cosign =
+        super::cosign::sign(g, &spec, &engine, &for_cosign, a.key_id.as_deref(), &pinned).await;
+    match (notary, cosign) {
+        (Ok(()), r) | (r, Ok(())) => r,
+        (Err(n), Err(c)) => Err(CliError::new(format!("{n}\n{c}"))),
+    }
 }
 
 /// `--digest` and `--size` checked against the registry: it must serve that manifest with
@@ -239,15 +299,8 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
         dry_run: a.dry_run,
     };
     let engine = common::engine(g)?;
-    run(
-        g,
-        &spec,
-        engine,
-        &options,
-        a.key.as_deref(),
-        BTreeMap::new(),
-    )
-    .await
+    let credentials = common::signing_credentials(g, a.key.as_deref())?;
+    run(g, &spec, engine, &options, credentials, BTreeMap::new()).await
 }
 
 async fn run(
@@ -255,11 +308,10 @@ async fn run(
     spec: &SignedImageSpec,
     engine: Engine,
     options: &RunOptions,
-    key: Option<&std::path::Path>,
+    // A root key is refused by the engine's key loading (its header), before any derivation.
+    credentials: RunSecrets,
     pinned: BTreeMap<String, Manifest>,
 ) -> Result<(), CliError> {
-    // A root key is refused by the engine's key loading (its header), before any derivation.
-    let credentials = common::signing_credentials(g, key)?;
     let gun = ImageRef::parse(&spec.image)
         .map_err(|e| CliError::new(e.to_string()))?
         .gun();

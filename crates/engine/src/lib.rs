@@ -21,6 +21,7 @@
 pub mod api;
 pub mod apply;
 pub mod clients;
+pub mod cosign;
 pub mod dry_run;
 pub mod failure;
 pub mod keys;

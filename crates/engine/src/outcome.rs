@@ -24,6 +24,8 @@ pub(crate) struct Done {
     pub(crate) trust: TrustState,
     pub(crate) plan: Plan,
     pub(crate) publishes: u32,
+    /// The cosign signatures of the desired digests (`spec.formats`), empty without cosign.
+    pub(crate) cosign: Vec<trustkeeper_formats::cosign_sign::CosignSigned>,
 }
 
 /// The one place `spec.suspend` is decided: the outcome of a suspended SignedImage, or `None`
@@ -127,6 +129,16 @@ impl Outcome {
                             });
                         }
                     }
+                }
+                for c in done.cosign.iter().filter(|c| c.added) {
+                    events.push(EngineEvent {
+                        type_: EventType::Normal,
+                        reason: "SignedCosign".into(),
+                        note: format!(
+                            "signed {} in cosign ({} signatures on {})",
+                            c.digest, c.signatures, c.tag
+                        ),
+                    });
                 }
                 if prev_ready.is_some_and(|c| c.is(ConditionStatus::False)) && events.is_empty() {
                     events.push(EngineEvent {

@@ -190,6 +190,14 @@ impl Engine {
             if p.is_noop() {
                 self.cache
                     .put(&settings.notary_url, &settings.gun, Files::of(&repo));
+                let cosign = crate::cosign::step(
+                    req.spec,
+                    &clients.registry,
+                    &settings.image,
+                    &resolved.desired,
+                    &keys,
+                )
+                .await?;
                 return Ok(Done {
                     repo: view,
                     desired: resolved.desired,
@@ -197,6 +205,7 @@ impl Engine {
                     trust,
                     plan: p,
                     publishes,
+                    cosign,
                 });
             }
             if options.dry_run {
@@ -207,6 +216,7 @@ impl Engine {
                     trust,
                     plan: p,
                     publishes,
+                    cosign: Vec::new(),
                 });
             }
             // None of our publishes went through yet: every snapshot since the first fetch is
@@ -259,6 +269,14 @@ impl Engine {
             verify(&planned, &p, &served, &resolved.desired)?;
             self.cache
                 .put(&settings.notary_url, &settings.gun, Files::of(&served_repo));
+            let cosign = crate::cosign::step(
+                req.spec,
+                &clients.registry,
+                &settings.image,
+                &resolved.desired,
+                &keys,
+            )
+            .await?;
             return Ok(Done {
                 repo: served,
                 desired: resolved.desired,
@@ -266,6 +284,7 @@ impl Engine {
                 trust: served_trust,
                 plan: p,
                 publishes,
+                cosign,
             });
         }
     }
@@ -323,6 +342,20 @@ impl Engine {
             Ok(s) => s,
             Err(f) => return Outcome::failed(prev, gen_, f, now, jitter),
         };
+        if !crate::cosign::wants(req.spec, crate::api::SignatureFormat::Notary) {
+            return Outcome::failed(
+                prev,
+                gen_,
+                Failure::new(
+                    reasons::INVALID_SPEC,
+                    "formats lacks notary: the operator signs cosign beside notary for now; \
+                     keep notary in formats (`trustkeeper sign --format cosign` signs cosign \
+                     alone)",
+                ),
+                now,
+                jitter,
+            );
+        }
         if let Err(f) = settings.notary_in_service(now) {
             return Outcome::failed(prev, gen_, f, now, jitter);
         }

@@ -11,8 +11,10 @@ pub struct RequestStats {
     pub head: u64,
     /// GETs: registry manifests, notary metadata and keys.
     pub get: u64,
-    /// POSTs (notary publishes, key rotations).
+    /// POSTs (notary publishes, key rotations, registry blob uploads started).
     pub post: u64,
+    /// PUTs (registry blob uploads finished, manifests pushed).
+    pub put: u64,
     /// `GET /v2/<repo>/tags/list` (one per page).
     pub tag_list: u64,
     /// Token endpoint requests.
@@ -26,7 +28,7 @@ pub struct RequestStats {
 impl RequestStats {
     /// All requests sent to the server and its token endpoint.
     pub fn total(&self) -> u64 {
-        self.head + self.get + self.post + self.tag_list + self.token
+        self.head + self.get + self.post + self.put + self.tag_list + self.token
     }
 }
 
@@ -35,6 +37,7 @@ pub enum Kind {
     Head,
     Get,
     Post,
+    Put,
     TagList,
     Token,
 }
@@ -45,6 +48,7 @@ pub struct Counters {
     head: AtomicU64,
     get: AtomicU64,
     post: AtomicU64,
+    put: AtomicU64,
     tag_list: AtomicU64,
     token: AtomicU64,
     retries: AtomicU64,
@@ -57,6 +61,7 @@ impl Counters {
             Kind::Head => &self.head,
             Kind::Get => &self.get,
             Kind::Post => &self.post,
+            Kind::Put => &self.put,
             Kind::TagList => &self.tag_list,
             Kind::Token => &self.token,
         };
@@ -73,6 +78,7 @@ impl Counters {
             head: self.head.load(Ordering::Relaxed),
             get: self.get.load(Ordering::Relaxed),
             post: self.post.load(Ordering::Relaxed),
+            put: self.put.load(Ordering::Relaxed),
             tag_list: self.tag_list.load(Ordering::Relaxed),
             token: self.token.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
@@ -93,6 +99,7 @@ mod tests {
             Kind::Get,
             Kind::Get,
             Kind::Post,
+            Kind::Put,
             Kind::TagList,
             Kind::Token,
         ] {
@@ -107,6 +114,7 @@ mod tests {
                 head: 1,
                 get: 2,
                 post: 1,
+                put: 1,
                 tag_list: 1,
                 token: 1,
                 retries: 1,
@@ -114,6 +122,6 @@ mod tests {
             }
         );
         // retries and 401s are attempts already counted by kind
-        assert_eq!(s.total(), 6);
+        assert_eq!(s.total(), 7);
     }
 }

@@ -803,7 +803,8 @@ fn check_header_value(what: &str, value: &str) -> Result<()> {
 }
 
 /// An ECDSA signature as fixed-length r‖s → DER `SEQUENCE { INTEGER r, INTEGER s }`.
-fn ecdsa_fixed_to_der(sig: &[u8]) -> Vec<u8> {
+/// (What [`Signer::sign`] returns → the encoding cosign and X.509 use.)
+pub fn ecdsa_fixed_to_der(sig: &[u8]) -> Vec<u8> {
     let (r, s) = sig.split_at(sig.len() / 2);
     let mut body = Vec::with_capacity(sig.len() + 6);
     for half in [r, s] {

@@ -25,6 +25,11 @@ use super::tags::{Selection, TagSelector, parse_next_link};
 use super::transport::{read_limited, transport_error};
 use trustkeeper_http::counters::{Counters, Kind, RequestStats};
 
+// Writes (blob upload, manifest PUT): a child module, so that it shares the request state.
+#[path = "push.rs"]
+mod push;
+pub use push::{MAX_PUSH_BLOB_BYTES, MAX_WRITE_ANSWER};
+
 /// Largest manifest read or signed (distribution itself refuses manifests over 4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// Largest tag-list page (registry 2.8 sends every tag in one page).

@@ -91,7 +91,7 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    pub(crate) fn bad_reference(input: &str, reason: impl Into<String>) -> Self {
+    pub fn bad_reference(input: &str, reason: impl Into<String>) -> Self {
         RegistryError::BadReference {
             input: input.to_string(),
             reason: reason.into(),

@@ -107,6 +107,31 @@ pub struct SignedImageSpec {
     /// Stop signing and renewing until set back to false.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Signature formats made for every selected tag's digest, with the same key: `notary`
+    /// (Docker Content Trust on the notary server, the default) and `cosign` (Sigstore cosign's
+    /// `sha256-<hex>.sig` tag in the registry, checked by `cosign verify --key PUB
+    /// --insecure-ignore-tlog`, policy-controller and Kyverno; needs push access to the
+    /// registry and an ECDSA P-256 key). Dual-sign with both while admission policies move.
+    #[serde(default = "default_formats")]
+    #[schemars(length(min = 1, max = 2))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.exists(f, f == 'notary')", "message": "the operator signs cosign beside notary for now: keep notary in formats (`trustkeeper sign --format cosign` signs cosign alone)"}]))]
+    pub formats: Vec<SignatureFormat>,
+}
+
+/// A signature format: `notary` or `cosign`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureFormat {
+    /// Docker Content Trust (Notary v1 / TUF).
+    Notary,
+    /// Sigstore cosign, key-based, in the registry.
+    Cosign,
+}
+
+/// `[notary]`: what a SignedImage made before formats existed.
+pub fn default_formats() -> Vec<SignatureFormat> {
+    vec![SignatureFormat::Notary]
 }
 
 fn default_validity() -> String {

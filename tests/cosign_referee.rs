@@ -1,0 +1,725 @@
+//! The cosign format with the real cosign binaries as referees: what `trustkeeper sign --format
+//! cosign` pushes verifies with `cosign verify --key PUB --insecure-ignore-tlog` under cosign 3.1
+//! and 2.5, for a single-platform image, a Docker manifest list and an OCI index; another key is
+//! refused; a signature cosign made is kept when ours is added; concurrent signers (two of ours
+//! and cosign) lose nothing.
+//!
+//! Needs `TRUSTKEEPER_TESTBED` (the registry) and `TRUSTKEEPER_REFEREES` (a directory whose
+//! `env` file names COSIGN and COSIGN_2_5, as `referees.sh install DIR` writes it). A tool that
+//! is missing fails the test: these tests never skip.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::Testbed;
+use secrecy::SecretString;
+use trustkeeper::formats::cosign::{SIMPLE_SIGNING_MEDIA_TYPE, SignatureManifest, signature_tag};
+use trustkeeper::notary::SigningKey;
+use trustkeeper::registry::manifest::{
+    DOCKER_MANIFEST_LIST_V2, DOCKER_MANIFEST_V2, OCI_INDEX_V1, OCI_MANIFEST_V1, sha256_digest,
+};
+use trustkeeper::registry::{Credentials, ImageRef, RegistryClient, RegistryOptions};
+
+/// The referee tools, from `$TRUSTKEEPER_REFEREES/env`.
+struct Referees {
+    tools: HashMap<String, String>,
+}
+
+impl Referees {
+    fn get() -> &'static Referees {
+        static R: OnceLock<Referees> = OnceLock::new();
+        R.get_or_init(|| {
+            let dir = std::env::var("TRUSTKEEPER_REFEREES").unwrap_or_else(|_| {
+                panic!(
+                    "TRUSTKEEPER_REFEREES is not set: the referee tests need the real cosign \
+                     binaries; install them with referees.sh install DIR and export \
+                     TRUSTKEEPER_REFEREES=DIR"
+                )
+            });
+            let env = common::parse_env_file(&Path::new(&dir).join("env"));
+            Referees { tools: env }
+        })
+    }
+
+    /// The tool's path; panics (fails the test) when it is not installed.
+    fn tool(&self, name: &str) -> &str {
+        let path = self.tools.get(name).unwrap_or_else(|| {
+            panic!("TRUSTKEEPER_REFEREES/env names no {name}: reinstall the referees")
+        });
+        assert!(
+            Path::new(path).is_file(),
+            "{name}={path} is missing: reinstall the referees (referees.sh install DIR)"
+        );
+        path
+    }
+}
+
+/// cosign 3.1 and 2.5, by their env names.
+const COSIGNS: [&str; 2] = ["COSIGN", "COSIGN_2_5"];
+
+struct Dir {
+    _tmp: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn tempdir() -> Dir {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().to_path_buf();
+    Dir { _tmp: tmp, path }
+}
+
+/// A cosign command with the testbed CA trusted and HOME (its caches) in `home`.
+fn cosign(name: &str, home: &Path) -> Command {
+    cosign_on(Testbed::get(), name, home)
+}
+
+/// [`cosign`] for the registry of testbed `tb` (its CA; registry credentials, if any, in
+/// `home/.docker/config.json`).
+fn cosign_on(tb: &Testbed, name: &str, home: &Path) -> Command {
+    let mut c = Command::new(Referees::get().tool(name));
+    c.env("SSL_CERT_FILE", tb.var("CA_CERT"))
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env("COSIGN_PASSWORD", "cosign-test")
+        .env_remove("COSIGN_EXPERIMENTAL");
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `cosign verify --key PUB --insecure-ignore-tlog IMAGE@DIGEST` by the named cosign.
+fn cosign_verify(name: &str, home: &Path, public: &Path, image: &str, digest: &str) -> Output {
+    cosign(name, home)
+        .args(["verify", "--insecure-ignore-tlog", "--key"])
+        .arg(public)
+        .arg(format!("{image}@{digest}"))
+        .output()
+        .unwrap()
+}
+
+/// Asserts that both cosigns accept `public`'s signature of `digest`, and names the digest.
+fn assert_verifies(home: &Path, public: &Path, image: &str, digest: &str) {
+    for name in COSIGNS {
+        let o = cosign_verify(name, home, public, image, digest);
+        assert!(
+            o.status.success(),
+            "{name} refused {image}@{digest} under {}:\n{}",
+            public.display(),
+            text(&o)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains(digest), "{name}: {out}");
+    }
+}
+
+/// `cosign generate-key-pair` into `dir/NAME.key` and `dir/NAME.pub`.
+fn cosign_key(home: &Path, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let prefix = dir.join(name);
+    let o = cosign("COSIGN", home)
+        .args(["generate-key-pair", "--output-key-prefix"])
+        .arg(&prefix)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "generate-key-pair: {}", text(&o));
+    (prefix.with_extension("key"), prefix.with_extension("pub"))
+}
+
+/// `cosign sign --key` without a transparency log, in the tag-based layout: cosign 3 needs the
+/// signing config and the new bundle format off for that, cosign 2.5 only `--tlog-upload=false`.
+fn cosign_sign(name: &str, home: &Path, key: &Path, image: &str, digest: &str) -> Output {
+    let mut c = cosign(name, home);
+    c.args(["sign", "--yes", "--tlog-upload=false", "--key"])
+        .arg(key);
+    if name == "COSIGN" {
+        c.args(["--use-signing-config=false", "--new-bundle-format=false"]);
+    }
+    c.arg(format!("{image}@{digest}")).output().unwrap()
+}
+
+/// A notary-style ECDSA P-256 key for trustkeeper: the encrypted PEM, its passphrase file and
+/// the public key PEM cosign reads.
+struct OurKey {
+    pem: PathBuf,
+    pass: PathBuf,
+    public: PathBuf,
+}
+
+fn our_key(dir: &Path, name: &str) -> OurKey {
+    let key = SigningKey::generate_ecdsa("targets/releases", "cosign-test").unwrap();
+    let pass = SecretString::from("our-test-passphrase".to_string());
+    let pem_path = dir.join(format!("{name}.key.pem"));
+    std::fs::write(&pem_path, key.export_pem(&pass).unwrap()).unwrap();
+    let pass_path = dir.join(format!("{name}.pass"));
+    std::fs::write(&pass_path, "our-test-passphrase").unwrap();
+    let public = dir.join(format!("{name}.pub"));
+    let spki = key.public().spki_der().unwrap();
+    std::fs::write(&public, pem::encode(&pem::Pem::new("PUBLIC KEY", spki))).unwrap();
+    OurKey {
+        pem: pem_path,
+        pass: pass_path,
+        public,
+    }
+}
+
+fn registry_client() -> RegistryClient {
+    registry_client_on(Testbed::get(), Credentials::Anonymous)
+}
+
+fn registry_client_on(tb: &Testbed, credentials: Credentials) -> RegistryClient {
+    trustkeeper::tls::install_crypto_provider();
+    RegistryClient::new(RegistryOptions {
+        ca_pem: Some(tb.ca_pem()),
+        credentials,
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A repository no other test uses.
+fn fresh_repo(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}/test/cosign-{name}-{}-{nanos:x}",
+        Testbed::get().var("REGISTRY_HOST"),
+        std::process::id()
+    )
+}
+
+/// One platform image: config + one layer, its manifest under `reference`; returns the
+/// manifest descriptor JSON for an index.
+async fn push_platform(
+    c: &RegistryClient,
+    image: &ImageRef,
+    arch: &str,
+    oci: bool,
+    reference: Option<&str>,
+) -> serde_json::Value {
+    let config = format!(
+        r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"repo":"{}"}}"#,
+        image.repository()
+    )
+    .into_bytes();
+    let layer = format!("{arch} layer of {} oci={oci}", image.repository()).into_bytes();
+    c.push_blob(image, &config).await.unwrap();
+    c.push_blob(image, &layer).await.unwrap();
+    let (mt, config_mt, layer_mt) = if oci {
+        (
+            OCI_MANIFEST_V1,
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar",
+        )
+    } else {
+        (
+            DOCKER_MANIFEST_V2,
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar",
+        )
+    };
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt,
+        "config": {"mediaType": config_mt, "size": config.len(), "digest": sha256_digest(&config)},
+        "layers": [{"mediaType": layer_mt, "size": layer.len(), "digest": sha256_digest(&layer)}],
+    }))
+    .unwrap();
+    let digest = sha256_digest(&manifest);
+    c.put_manifest(image, reference.unwrap_or(&digest), mt, &manifest)
+        .await
+        .unwrap();
+    serde_json::json!({"mediaType": mt, "size": manifest.len(), "digest": digest,
+                       "platform": {"architecture": arch, "os": "linux"}})
+}
+
+/// Pushes `v1` (Docker schema 2), `multi` (Docker manifest list) and `oci-multi` (OCI index);
+/// returns tag → digest.
+async fn push_images(repo: &str) -> Vec<(String, String)> {
+    push_images_with(&registry_client(), repo).await
+}
+
+async fn push_images_with(c: &RegistryClient, repo: &str) -> Vec<(String, String)> {
+    let image = ImageRef::parse(repo).unwrap();
+    let single = push_platform(c, &image, "amd64", false, Some("v1")).await;
+    let mut out = vec![(
+        "v1".to_string(),
+        single["digest"].as_str().unwrap().to_string(),
+    )];
+    for (tag, mt, oci) in [
+        ("multi", DOCKER_MANIFEST_LIST_V2, false),
+        ("oci-multi", OCI_INDEX_V1, true),
+    ] {
+        let mut platforms = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            platforms.push(push_platform(c, &image, arch, oci, None).await);
+        }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": mt, "manifests": platforms,
+        }))
+        .unwrap();
+        let d = c.put_manifest(&image, tag, mt, &index).await.unwrap();
+        out.push((tag.to_string(), d));
+    }
+    out
+}
+
+/// `trustkeeper sign --format cosign IMAGE:TAG...` with `key`.
+fn trustkeeper_sign(home: &Path, key: &OurKey, images: &[String], extra: &[&str]) -> Output {
+    trustkeeper_sign_on(Testbed::get(), home, key, images, extra)
+}
+
+fn trustkeeper_sign_on(
+    tb: &Testbed,
+    home: &Path,
+    key: &OurKey,
+    images: &[String],
+    extra: &[&str],
+) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.arg("sign")
+        .args(images)
+        .args(["--format", "cosign", "--key"])
+        .arg(&key.pem)
+        .arg("--passphrase-file")
+        .arg(&key.pass)
+        .args(["--ca-file", tb.var("CA_CERT")])
+        .args(extra)
+        .env_remove("TRUSTKEEPER_KEY")
+        .env_remove("TRUSTKEEPER_PASSPHRASE");
+    common::cli_output(&mut c, home, &[])
+}
+
+/// The signature manifest of `digest`, as the registry serves it.
+async fn signatures(repo: &str, digest: &str) -> SignatureManifest {
+    let image = ImageRef::parse(repo).unwrap();
+    let tag = signature_tag(digest);
+    let raw = registry_client()
+        .get_manifest_raw(&image, &tag)
+        .await
+        .unwrap();
+    assert_eq!(raw.descriptor.media_type, OCI_MANIFEST_V1);
+    SignatureManifest::parse(&tag, &raw.bytes).unwrap()
+}
+
+#[tokio::test]
+async fn what_we_sign_verifies_under_cosign_3_and_2_for_images_lists_and_indexes() {
+    let dir = tempdir();
+    let repo = fresh_repo("formats");
+    let tags = push_images(&repo).await;
+    let ours = our_key(&dir.path, "ours");
+    let images: Vec<String> = tags.iter().map(|(t, _)| format!("{repo}:{t}")).collect();
+
+    let o = trustkeeper_sign(&dir.path, &ours, &images, &[]);
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    for (tag, digest) in &tags {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("signed") && l.contains(&format!(":{tag} {digest}"))),
+            "{tag}: {out}"
+        );
+        assert_verifies(&dir.path, &ours.public, &repo, digest);
+        let m = signatures(&repo, digest).await;
+        assert_eq!(m.layers.len(), 1);
+        assert_eq!(m.layers[0].media_type, SIMPLE_SIGNING_MEDIA_TYPE);
+    }
+
+    // another key: both cosigns refuse
+    let (_, other_pub) = cosign_key(&dir.path, &dir.path, "other");
+    let (tag, digest) = &tags[0];
+    for name in COSIGNS {
+        let o = cosign_verify(name, &dir.path, &other_pub, &repo, digest);
+        assert!(
+            !o.status.success(),
+            "{name} accepted {tag} under another key: {}",
+            text(&o)
+        );
+    }
+
+    // again: nothing pushed, every tag unchanged, still one signature each
+    let o = trustkeeper_sign(&dir.path, &ours, &images, &[]);
+    assert!(o.status.success(), "second sign: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("unchanged")).count(),
+        tags.len(),
+        "{out}"
+    );
+    for (_, digest) in &tags {
+        assert_eq!(signatures(&repo, digest).await.layers.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_signature_cosign_made_is_kept_when_we_add_ours() {
+    let dir = tempdir();
+    let repo = fresh_repo("keep");
+    let tags = push_images(&repo).await;
+    let ours = our_key(&dir.path, "ours");
+    let (theirs_key, theirs_pub) = cosign_key(&dir.path, &dir.path, "theirs");
+    // cosign 3.1 signs the image, cosign 2.5 the manifest list; then we sign both
+    let picks = [("COSIGN", &tags[0]), ("COSIGN_2_5", &tags[1])];
+    for (name, (_, digest)) in picks {
+        let o = cosign_sign(name, &dir.path, &theirs_key, &repo, digest);
+        assert!(o.status.success(), "{name} sign: {}", text(&o));
+    }
+    let images: Vec<String> = picks
+        .iter()
+        .map(|(_, (t, _))| format!("{repo}:{t}"))
+        .collect();
+    let o = trustkeeper_sign(&dir.path, &ours, &images, &[]);
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    for (_, (_, digest)) in picks {
+        assert_eq!(signatures(&repo, digest).await.layers.len(), 2);
+        assert_verifies(&dir.path, &theirs_pub, &repo, digest);
+        assert_verifies(&dir.path, &ours.public, &repo, digest);
+    }
+    // inspect reads both and tells which key each verifies under
+    let tb = Testbed::get();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.args([
+        "inspect",
+        &format!("{repo}:v1"),
+        "--format",
+        "cosign",
+        "-o",
+        "json",
+    ])
+    .args(["--ca-file", tb.var("CA_CERT"), "--key"])
+    .arg(&ours.public)
+    .arg("--key")
+    .arg(&theirs_pub);
+    let o = common::cli_output(&mut c, &dir.path, &[]);
+    assert!(o.status.success(), "inspect: {}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["digest"], tags[0].1.as_str());
+    let by: Vec<Vec<String>> = v["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["signs_digest"], true, "{s}");
+            serde_json::from_value(s["verified_by"].clone()).unwrap()
+        })
+        .collect();
+    let names = |p: &Path| vec![p.display().to_string()];
+    assert_eq!(by, vec![names(&theirs_pub), names(&ours.public)], "{v}");
+
+    // and cosign, signing after us, keeps ours
+    let (_, digest) = &tags[2];
+    let o = trustkeeper_sign(&dir.path, &ours, &[format!("{repo}:oci-multi")], &[]);
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    let o = cosign_sign("COSIGN", &dir.path, &theirs_key, &repo, digest);
+    assert!(o.status.success(), "cosign sign: {}", text(&o));
+    assert_verifies(&dir.path, &ours.public, &repo, digest);
+    assert_verifies(&dir.path, &theirs_pub, &repo, digest);
+}
+
+#[tokio::test]
+async fn concurrent_signers_on_one_digest_lose_no_signature() {
+    let dir = tempdir();
+    let repo = fresh_repo("race");
+    let tags = push_images(&repo).await;
+    let a = our_key(&dir.path, "a");
+    let b = our_key(&dir.path, "b");
+    let (theirs_key, theirs_pub) = cosign_key(&dir.path, &dir.path, "theirs");
+    // two trustkeeper processes and one cosign start together on one digest
+    let (tag, digest) = &tags[1];
+    let image = vec![format!("{repo}:{tag}")];
+    let (ra, rb, rc) = std::thread::scope(|s| {
+        let ta = s.spawn(|| trustkeeper_sign(&dir.path, &a, &image, &[]));
+        let tb = s.spawn(|| trustkeeper_sign(&dir.path, &b, &image, &[]));
+        let tc = s.spawn(|| cosign_sign("COSIGN_2_5", &dir.path, &theirs_key, &repo, digest));
+        (ta.join().unwrap(), tb.join().unwrap(), tc.join().unwrap())
+    });
+    assert!(ra.status.success(), "a: {}", text(&ra));
+    assert!(rb.status.success(), "b: {}", text(&rb));
+    assert!(rc.status.success(), "cosign: {}", text(&rc));
+    assert_eq!(signatures(&repo, digest).await.layers.len(), 3);
+    for public in [&a.public, &b.public, &theirs_pub] {
+        assert_verifies(&dir.path, public, &repo, digest);
+    }
+}
+
+/// A TLS proxy to the testbed registry that holds back the answer to the first GET of a
+/// `.sig` manifest by `delay`: the writer behind it acts on a state that another writer
+/// changes meanwhile, the lost-update race made certain instead of likely. `seen` fires when
+/// that GET has gone through to the registry.
+struct DelayProxy {
+    host: String,
+    seen: std::sync::Arc<tokio::sync::Notify>,
+}
+
+async fn delay_proxy(delay: Duration) -> DelayProxy {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls;
+
+    let tb = Testbed::get();
+    let cert = std::fs::read(tb.var("TESTBED_SERVER_CERT")).unwrap();
+    let key = std::fs::read(tb.var("TESTBED_SERVER_KEY")).unwrap();
+    let (listener, addr, acceptor) = common::loopback::tls_listener(&cert, &key).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem::parse_many(tb.ca_pem()).unwrap() {
+        roots.add(c.into_contents().into()).unwrap();
+    }
+    let client_config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let upstream: std::net::SocketAddr = tb.var("REGISTRY_HOST").parse().unwrap();
+    let seen = Arc::new(tokio::sync::Notify::new());
+    let armed = Arc::new(AtomicBool::new(true));
+    let (seen2, armed2) = (seen.clone(), armed.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, connector) = (acceptor.clone(), connector.clone());
+            let (seen, armed) = (seen2.clone(), armed2.clone());
+            tokio::spawn(async move {
+                let Ok(client) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let up = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let Ok(up) = connector.connect(name, up).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = tokio::io::split(client);
+                let (mut ur, mut uw) = tokio::io::split(up);
+                let hold = Arc::new(AtomicBool::new(false));
+                let hold2 = hold.clone();
+                let to_registry = async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let head = String::from_utf8_lossy(&buf[..n.min(512)]).into_owned();
+                        let sig_get = head.starts_with("GET ")
+                            && head
+                                .lines()
+                                .next()
+                                .is_some_and(|l| l.contains(".sig HTTP/1.1"));
+                        if sig_get && armed.swap(false, Ordering::SeqCst) {
+                            hold2.store(true, Ordering::SeqCst);
+                        }
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        if sig_get && hold2.load(Ordering::SeqCst) {
+                            seen.notify_one();
+                        }
+                    }
+                    let _ = uw.shutdown().await;
+                };
+                let to_client = async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match ur.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if hold.swap(false, Ordering::SeqCst) {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(to_registry, to_client);
+            });
+        }
+    });
+    DelayProxy {
+        host: addr.to_string(),
+        seen,
+    }
+}
+
+/// The signer of an [`OurKey`], in process (no key derivation or process start in the race).
+fn load_signer(key: &OurKey) -> SigningKey {
+    let pem = std::fs::read(&key.pem).unwrap();
+    let pass = SecretString::from(std::fs::read_to_string(&key.pass).unwrap());
+    SigningKey::from_pem(&pem, Some(&pass)).unwrap().remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_cosign_overwrites_our_push_we_sign_again() {
+    use trustkeeper::formats::cosign_sign::{CosignOptions, sign};
+    let dir = tempdir();
+    let repo = fresh_repo("overwritten");
+    let tags = push_images(&repo).await;
+    let (_, digest) = &tags[0];
+    let ours = our_key(&dir.path, "ours");
+    let signer = load_signer(&ours);
+    let (theirs_key, theirs_pub) = cosign_key(&dir.path, &dir.path, "theirs");
+    // cosign reads the empty tag through the proxy and gets the answer 700 ms later: we push
+    // in between, and cosign then replaces the tag with its own signature alone.
+    let proxy = delay_proxy(Duration::from_millis(700)).await;
+    let proxied = repo.replacen(Testbed::get().var("REGISTRY_HOST"), &proxy.host, 1);
+    let child = cosign("COSIGN_2_5", &dir.path)
+        .args(["sign", "--yes", "--tlog-upload=false", "--key"])
+        .arg(&theirs_key)
+        .arg(format!("{proxied}@{digest}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), proxy.seen.notified())
+        .await
+        .expect("cosign read the signature tag through the proxy");
+    let image = ImageRef::parse(&repo).unwrap();
+    let opts = CosignOptions {
+        settle: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let signed = sign(&registry_client(), &image, digest, &signer, &opts)
+        .await
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "cosign: {}", text(&out));
+    assert!(signed.added);
+    let m = signatures(&repo, digest).await;
+    assert_eq!(m.layers.len(), 2, "{m:?}");
+    assert_verifies(&dir.path, &ours.public, &repo, digest);
+    assert_verifies(&dir.path, &theirs_pub, &repo, digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn we_never_overwrite_a_signature_pushed_after_our_read() {
+    use trustkeeper::formats::cosign_sign::{CosignOptions, sign};
+    let dir = tempdir();
+    let repo = fresh_repo("stale-read");
+    let tags = push_images(&repo).await;
+    let ours = our_key(&dir.path, "ours");
+    let signer = load_signer(&ours);
+    let (theirs_key, theirs_pub) = cosign_key(&dir.path, &dir.path, "theirs");
+    let other = our_key(&dir.path, "other");
+    let other_signer = load_signer(&other);
+    // we read through the proxy and get the answer 3 s later; meanwhile cosign 3.1 signs one
+    // digest and another trustkeeper the other, directly: our stale read must not win
+    for (round, (_, digest)) in tags.iter().take(2).enumerate() {
+        let proxy = delay_proxy(Duration::from_secs(3)).await;
+        let proxied =
+            ImageRef::parse(&repo.replacen(Testbed::get().var("REGISTRY_HOST"), &proxy.host, 1))
+                .unwrap();
+        let client = RegistryClient::new(RegistryOptions {
+            ca_pem: Some(Testbed::get().ca_pem()),
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        })
+        .unwrap();
+        let opts = CosignOptions {
+            settle: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let (d, s, o) = (digest.clone(), &signer, &opts);
+        let ours_task = async move { sign(&client, &proxied, &d, s, o).await };
+        let theirs_task = async {
+            tokio::time::timeout(Duration::from_secs(30), proxy.seen.notified())
+                .await
+                .expect("we read the signature tag through the proxy");
+            if round == 0 {
+                let o = cosign_sign("COSIGN", &dir.path, &theirs_key, &repo, digest);
+                assert!(o.status.success(), "cosign: {}", text(&o));
+            } else {
+                let image = ImageRef::parse(&repo).unwrap();
+                sign(&registry_client(), &image, digest, &other_signer, &opts)
+                    .await
+                    .unwrap();
+            }
+        };
+        let (r, ()) = tokio::join!(ours_task, theirs_task);
+        assert!(r.unwrap().added);
+        let m = signatures(&repo, digest).await;
+        assert_eq!(m.layers.len(), 2, "round {round}: {m:?}");
+        let second = if round == 0 {
+            &theirs_pub
+        } else {
+            &other.public
+        };
+        assert_verifies(&dir.path, &ours.public, &repo, digest);
+        assert_verifies(&dir.path, second, &repo, digest);
+    }
+}
+
+#[tokio::test]
+async fn token_registry_signing_with_docker_config_credentials() {
+    use base64::Engine as _;
+    let tb = Testbed::token();
+    let dir = tempdir();
+    let (user, pass) = (tb.var("TOKEN_USER"), tb.var("TOKEN_PASSWORD"));
+    let host = tb.var("REGISTRY_HOST");
+    // one docker config for both: trustkeeper reads it by --docker-config, cosign by DOCKER_CONFIG
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    std::fs::create_dir_all(dir.path.join(".docker")).unwrap();
+    let config = dir.path.join(".docker/config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {host: {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let repo = format!("{host}/test/cosign-token-{}-{nanos:x}", std::process::id());
+    let c = registry_client_on(tb, Credentials::basic(user, pass));
+    let tags = push_images_with(&c, &repo).await;
+    let ours = our_key(&dir.path, "ours");
+    let (tag, digest) = &tags[2];
+    let o = trustkeeper_sign_on(
+        tb,
+        &dir.path,
+        &ours,
+        &[format!("{repo}:{tag}")],
+        &["--docker-config", config.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    for name in COSIGNS {
+        let o = cosign_on(tb, name, &dir.path)
+            .args(["verify", "--insecure-ignore-tlog", "--key"])
+            .arg(&ours.public)
+            .arg(format!("{repo}@{digest}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}: {}", text(&o));
+    }
+    // without credentials the push is refused, saying that push rights are needed
+    let empty = dir.path.join("empty.json");
+    std::fs::write(&empty, "{}").unwrap();
+    let (tag, _) = &tags[0];
+    let o = trustkeeper_sign_on(
+        tb,
+        &dir.path,
+        &ours,
+        &[format!("{repo}:{tag}")],
+        &["--docker-config", empty.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused access"), "{err}");
+}
