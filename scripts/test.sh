@@ -109,6 +109,8 @@ if [ "$status" = 0 ] && [ "${BENCH:-1}" != 0 ]; then
   log "benchmark: trustkeeper vs the notary Go client"
   # 9 iterations (~12 s each): the median of 5 moved by 0.3x between runs at the witness row.
   BENCH_ITERATIONS=${BENCH_ITERATIONS:-9} cargo bench --locked --bench sign_vs_notary 2>&1 | grep -v '^ *Compiling' || true
+  log "benchmark: one trustkeeper sign in several formats vs the notary Go client and cosign"
+  FORMATS_BENCH_ITERATIONS=${FORMATS_BENCH_ITERATIONS:-3} cargo bench --locked --bench formats_vs_peers 2>&1 | grep -v '^ *Compiling' | tee "$WORK/formats.log" || true
   log "benchmark: the operator with the real engine, ${TRUSTKEEPER_SCALE_N:-1000} SignedImages x ${TRUSTKEEPER_SCALE_TAGS:-10} tags"
   # Its figures are informational; its correctness checks (every SignedImage Ready with its tags,
   # the Go client agreeing) fail the run.
@@ -135,6 +137,7 @@ log "summary"
 grep -ho 'reliability: .*' "$WORK/test.log" || true
 grep -h '^fuzz: ' "$WORK/fuzz.log" 2>/dev/null || true
 grep -hE '^(nothing-new|peak RSS)' "$WORK/scale.log" 2>/dev/null || true
+grep -h '^formats: ' "$WORK/formats.log" 2>/dev/null || true
 set -- $passed
 echo "$1 passed, $2 failed"
 [ "$status" = 0 ] || exit "$status"
