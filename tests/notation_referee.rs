@@ -163,3 +163,86 @@ async fn what_we_sign_verifies_with_notation_for_images_lists_and_indexes() {
         "{out}"
     );
 }
+
+fn cosign3(home: &Path) -> Command {
+    let dir = std::env::var("TRUSTKEEPER_REFEREES").expect("TRUSTKEEPER_REFEREES is not set");
+    let env = common::parse_env_file(&Path::new(&dir).join("env"));
+    let tool = env
+        .get("COSIGN")
+        .unwrap_or_else(|| panic!("{dir}/env names no COSIGN: reinstall the referees"));
+    assert!(Path::new(tool).is_file(), "COSIGN={tool} is missing");
+    let mut c = Command::new(tool);
+    c.env("SSL_CERT_FILE", Testbed::get().var("CA_CERT"))
+        .env("HOME", home)
+        .env("COSIGN_PASSWORD", "cosign-test");
+    c
+}
+
+#[tokio::test]
+async fn cosign_3_bundles_and_our_notation_signatures_share_the_referrers_tag() {
+    let tb = Testbed::get();
+    let seed = tb.seed("notation-cosign3");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, pass, cert) = key_and_certificate(dir.path(), "ours");
+    let home = dir.path().join("home");
+    trust(&home, "tk", &cert);
+    let prefix = dir.path().join("cosign");
+    let o = cosign3(&home)
+        .args(["generate-key-pair", "--output-key-prefix"])
+        .arg(&prefix)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "generate-key-pair: {}", text(&o));
+    let sign_ours = |tag: &str| {
+        let image = format!("{}:{tag}", seed.gun);
+        let o = trustkeeper(
+            dir.path(),
+            &[
+                "sign",
+                &image,
+                "--format",
+                "notation",
+                "--certificate",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+                "--passphrase-file",
+                pass.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "sign {tag}: {}", text(&o));
+    };
+    // cosign 3.1's default: a Sigstore bundle listed in the same referrers tag (no tlog here)
+    let sign_cosign = |tag: &str| {
+        let image = format!("{}@sha256:{}", seed.gun, seed.digest(tag));
+        let o = cosign3(&home)
+            .args([
+                "sign",
+                "--yes",
+                "--tlog-upload=false",
+                "--use-signing-config=false",
+            ])
+            .arg("--key")
+            .arg(prefix.with_extension("key"))
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "cosign sign {tag}: {}", text(&o));
+    };
+    sign_ours("v1");
+    sign_cosign("v1");
+    sign_cosign("oci-multi");
+    sign_ours("oci-multi");
+    for tag in ["v1", "oci-multi"] {
+        let image = format!("{}@sha256:{}", seed.gun, seed.digest(tag));
+        let v = notation(&home).arg("verify").arg(&image).output().unwrap();
+        assert!(v.status.success(), "notation verify {tag}: {}", text(&v));
+        let v = cosign3(&home)
+            .args(["verify", "--insecure-ignore-tlog", "--key"])
+            .arg(prefix.with_extension("pub"))
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "cosign verify {tag}: {}", text(&v));
+    }
+}
