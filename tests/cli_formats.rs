@@ -12,12 +12,12 @@ fn trustkeeper(args: &[&str]) -> Output {
 }
 
 #[test]
-fn notation_is_refused_as_not_yet_and_unknown_formats_are_usage_errors() {
+fn notation_needs_a_certificate_and_unknown_formats_are_usage_errors() {
     for f in ["notation", "cosign,notation", "NOTATION"] {
         let o = trustkeeper(&["sign", "127.0.0.1:1/app:v1", "--format", f]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{f}: {err}");
-        assert!(err.contains("not made yet"), "{f}: {err}");
+        assert!(err.contains("needs --certificate"), "{f}: {err}");
     }
     let o = trustkeeper(&["sign", "127.0.0.1:1/app:v1", "--format", "sigstore"]);
     let err = String::from_utf8_lossy(&o.stderr);

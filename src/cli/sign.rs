@@ -50,7 +50,8 @@ pub struct SignArgs {
     /// Signature formats to make (repeatable or comma-separated): `notary` (Docker Content
     /// Trust, on the notary server), `cosign` (the `sha256-<hex>.sig` tag in the registry that
     /// `cosign verify --key PUB --insecure-ignore-tlog` checks; needs no notary server; the
-    /// key must be ECDSA P-256), `notation` (not yet).
+    /// key must be ECDSA P-256), `notation` (a Notary Project JWS signature in the registry,
+    /// listed in the referrers tag `sha256-<hex>`; needs --certificate).
     #[arg(
         long = "format",
         value_name = "FORMAT",
@@ -59,6 +60,10 @@ pub struct SignArgs {
         value_parser = Format::parse
     )]
     pub formats: Vec<Format>,
+    /// With --format notation: the signing certificate chain (PEM, leaf first) for the key, as
+    /// `notation verify` checks it against its trust store.
+    #[arg(long, value_name = "FILE")]
+    pub certificate: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -82,12 +87,20 @@ pub struct WitnessArgs {
 }
 
 pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
-    if a.formats.contains(&Format::Notation) {
-        return Err(CliError::new(
-            "--format notation: Notation signatures are not made yet; sign with --format \
-             notary and/or cosign for now",
-        ));
-    }
+    let chain = match (a.formats.contains(&Format::Notation), &a.certificate) {
+        (true, Some(path)) => Some(super::notation::read_chain(path)?),
+        (true, None) => {
+            return Err(CliError::new(
+                "--format notation needs --certificate FILE: the signing certificate chain \
+                 (PEM, leaf first) for the key; make a self-signed one with `trustkeeper key \
+                 certificate KEY --name NAME`",
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(CliError::new("--certificate is for --format notation"));
+        }
+        (false, None) => None,
+    };
     let mut repo: Option<String> = None;
     let mut tags = Vec::new();
     for i in &a.images {
@@ -130,45 +143,64 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
     };
     // Read once: `--key -` is standard input.
     let credentials = common::signing_credentials(g, a.key.as_deref())?;
-    let cosign = a.formats.contains(&Format::Cosign);
-    if !a.formats.contains(&Format::Notary) {
-        return super::cosign::sign(
+    let copy = |c: &RunSecrets| RunSecrets {
+        signing_key_pem: c.signing_key_pem.clone(),
+        passphrase: c.passphrase.clone(),
+        registry_auth: c.registry_auth.clone(),
+        registry_ca: c.registry_ca.clone(),
+        notary_auth: None,
+        notary_ca: None,
+    };
+    let for_registry = copy(&credentials);
+    // Each format is tried whatever the others' outcome (a notary that is gone must not stop
+    // the signatures that replace it).
+    let mut errors = Vec::new();
+    if a.formats.contains(&Format::Notary) {
+        let r = run(
+            g,
+            &spec,
+            engine.clone(),
+            &options,
+            credentials,
+            pinned.clone(),
+        )
+        .await;
+        errors.extend(r.err());
+    }
+    if a.formats.contains(&Format::Cosign) {
+        let r = super::cosign::sign(
             g,
             &spec,
             &engine,
-            &credentials,
+            &for_registry,
             a.key_id.as_deref(),
             &pinned,
         )
         .await;
+        errors.extend(r.err());
     }
-    if !cosign {
-        return run(g, &spec, engine, &options, credentials, pinned).await;
+    if let Some(chain) = &chain {
+        let r = super::notation::sign(
+            g,
+            &spec,
+            &engine,
+            &for_registry,
+            a.key_id.as_deref(),
+            &pinned,
+            chain,
+        )
+        .await;
+        errors.extend(r.err());
     }
-    let for_cosign = RunSecrets {
-        signing_key_pem: credentials.signing_key_pem.clone(),
-        passphrase: credentials.passphrase.clone(),
-        registry_auth: credentials.registry_auth.clone(),
-        registry_ca: credentials.registry_ca.clone(),
-        notary_auth: None,
-        notary_ca: None,
-    };
-    // Each format is tried whatever the other's outcome (a notary that is gone must not stop
-    // the cosign signatures that replace it).
-    let notary = run(
-        g,
-        &spec,
-        engine.clone(),
-        &options,
-        credentials,
-        pinned.clone(),
-    )
-    .await;
-    let cosign =
-        super::cosign::sign(g, &spec, &engine, &for_cosign, a.key_id.as_deref(), &pinned).await;
-    match (notary, cosign) {
-        (Ok(()), r) | (r, Ok(())) => r,
-        (Err(n), Err(c)) => Err(CliError::new(format!("{n}\n{c}"))),
+    match errors.len() {
+        0 => Ok(()),
+        _ => Err(CliError::new(
+            errors
+                .iter()
+                .map(|e| e.message.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )),
     }
 }
 

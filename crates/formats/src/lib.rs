@@ -9,6 +9,9 @@
 
 pub mod cosign;
 pub mod cosign_sign;
+pub mod notation;
+pub mod notation_cert;
+pub mod notation_sign;
 
 use std::fmt;
 

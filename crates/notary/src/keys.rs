@@ -677,8 +677,8 @@ impl SigningKey {
     }
 
     /// The ECDSA key behind this key, for signing things other than metadata (the root
-    /// certificate).
-    pub(crate) fn p256(&self) -> Option<p256::ecdsa::SigningKey> {
+    /// certificate, a Notation signing certificate). It zeroizes on drop.
+    pub fn p256(&self) -> Option<p256::ecdsa::SigningKey> {
         use aws_lc_rs::encoding::AsBigEndian;
         match &self.secret {
             Secret::P256(pair) => {
