@@ -325,6 +325,7 @@ pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> S
         renew_before: api::DEFAULT_RENEW_BEFORE.into(),
         interval: api::DEFAULT_INTERVAL.into(),
         suspend: false,
+        dry_run: false,
     };
     allow_insecure_realms(g, &mut spec);
     spec

@@ -229,6 +229,7 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
                 let id = format!("{ns}/{name}");
                 let options = RunOptions {
                     force_renew: pending.as_ref().is_some_and(|r| r.force),
+                    dry_run: obj.spec.dry_run,
                     ..RunOptions::default()
                 };
                 if let Some(r) = &pending {

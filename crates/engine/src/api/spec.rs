@@ -107,6 +107,12 @@ pub struct SignedImageSpec {
     /// Stop signing and renewing until set back to false.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Plan only, publish nothing: each run reads the registry and the notary server as usual
+    /// and writes what it would sign, renew or remove to `status.plannedChanges` (Ready False,
+    /// reason `DryRun`) instead of publishing it. Set back to false to publish.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 fn default_validity() -> String {
