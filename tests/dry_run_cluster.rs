@@ -66,6 +66,18 @@ async fn counter(running: &Running, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
+/// `trustkeeper status app -n NS` with the kube testbed's kubeconfig.
+fn trustkeeper_status(ns: &str) -> std::process::Output {
+    let dir = std::env::var("TRUSTKEEPER_KUBE_TESTBED").expect("TRUSTKEEPER_KUBE_TESTBED");
+    let home = tempfile::tempdir().unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_trustkeeper"))
+        .args(["status", "app", "-n", ns])
+        .env("KUBECONFIG", std::path::Path::new(&dir).join("kubeconfig"))
+        .env("HOME", home.path())
+        .output()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_plans_in_the_status_and_publishes_it_when_switched_off() {
     let tb = Testbed::get();
@@ -137,6 +149,20 @@ async fn a_dry_run_plans_in_the_status_and_publishes_it_when_switched_off() {
         ready.message
     );
     assert_eq!(st.tag_summary.as_deref(), Some("1/2"), "{st:?}");
+    // `trustkeeper status` shows the plan.
+    let o = trustkeeper_status(&ns);
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        shown.contains("Planned (dry run, nothing published): 1 tag to sign, 0 to remove, ")
+            && shown.contains(&format!(
+                "  sign   targets/releases  version {} -> {}  expires ",
+                before.1[1],
+                before.1[1] + 1
+            ))
+            && shown.contains(&format!("    add     multi  {digest}  ")),
+        "{shown}"
+    );
 
     // Several polls later: still nothing published, and the unchanged plan was not rewritten.
     let (runs, writes) = (
@@ -179,6 +205,11 @@ async fn a_dry_run_plans_in_the_status_and_publishes_it_when_switched_off() {
     let st = api.get("app").await.unwrap().status.unwrap();
     assert!(signed.is_ok(), "not published: {st:?}");
     assert_eq!(st.planned_changes, None);
+    let o = trustkeeper_status(&ns);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("Planned"),
+        "{o:?}"
+    );
     let after = versions(tb, &seed.gun).await;
     assert!(after.0 > before.0, "no new timestamp");
     for (i, role) in ROLES.iter().enumerate() {
