@@ -226,3 +226,57 @@ async fn reconcile_dry_run_plans_each_resource_and_writes_nothing() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+/// `spec.dryRun: true` in a file: `reconcile -f` (without `--dry-run`) plans, publishes nothing
+/// and keeps the plan in the status; with the field removed the same command publishes it.
+#[tokio::test]
+async fn reconcile_of_a_dry_run_resource_keeps_the_plan_in_its_status() {
+    let tb = Testbed::get();
+    let seed = tb.seed("dry-run-spec");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.yaml");
+    let plain = resource(&seed, tb, "[v1, multi]");
+    std::fs::write(&file, plain.replace("  tags: ", "  dryRun: true\n  tags: ")).unwrap();
+    let before = versions(tb, &seed.gun).await;
+    let args = ["reconcile", "-f", file.to_str().unwrap(), "-o", "json"];
+
+    let o = trustkeeper(tb, &seed, dir.path(), &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ready = &st["conditions"][0];
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&"False".into(), &"DryRun".into()),
+        "{st}"
+    );
+    let plan = &st["plannedChanges"];
+    let releases = (plan["roles"].as_array().unwrap().iter())
+        .find(|r| r["role"] == "targets/releases")
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(releases["newVersion"].as_u64().unwrap(), before[2] + 1);
+    assert_eq!(releases["add"][0]["tag"], "multi", "{plan}");
+    assert_eq!(
+        releases["add"][0]["digest"],
+        format!("sha256:{}", seed.digest("multi"))
+    );
+    assert_eq!(
+        versions(tb, &seed.gun).await,
+        before,
+        "the dry run published"
+    );
+    let kept = std::fs::read_to_string(dir.path().join("app.yaml.status.yaml")).unwrap();
+    assert!(kept.contains("plannedChanges:"), "{kept}");
+
+    std::fs::write(&file, plain).unwrap();
+    let o = trustkeeper(tb, &seed, dir.path(), &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["conditions"][0]["reason"], "Signed", "{st}");
+    assert!(st.get("plannedChanges").is_none(), "{st}");
+    assert_eq!(
+        role_version(tb, &seed.gun, "targets/releases").await,
+        before[2] + 1
+    );
+    let kept = std::fs::read_to_string(dir.path().join("app.yaml.status.yaml")).unwrap();
+    assert!(!kept.contains("plannedChanges"), "{kept}");
+}

@@ -352,6 +352,7 @@ fn show(
             r["targets"].as_u64().unwrap_or(0)
         );
     }
+    show_plan(&status["plannedChanges"]);
     outln!("Earliest expiry:  {}", s(&status["earliestExpiry"]));
     outln!("Last sync:        {}", s(&status["lastSyncTime"]));
     outln!("Next sync:        {}", s(&status["nextSyncTime"]));
@@ -377,6 +378,53 @@ fn show(
         show_events(events);
     }
     Ok(())
+}
+
+/// `status.plannedChanges` (spec.dryRun), when there is one: what the next run would publish.
+fn show_plan(plan: &Value) {
+    if !plan.is_object() {
+        return;
+    }
+    let n = |k: &str| plan[k].as_u64().unwrap_or(0);
+    let s = |v: &Value| printable(v.as_str().unwrap_or("-"));
+    let count = |k: &str, what: &str| match n(k) {
+        1 => format!("1 {what}"),
+        c => format!("{c} {what}s"),
+    };
+    outln!(
+        "Planned (dry run, nothing published): {} to sign, {} to remove, {} to re-sign",
+        count("tagsToSign", "tag"),
+        n("tagsToRemove"),
+        count("rolesToResign", "role")
+    );
+    for r in plan["roles"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        outln!(
+            "  {:5}  {}  version {} -> {}  expires {} -> publish + {}",
+            s(&r["action"]),
+            s(&r["role"]),
+            r["version"].as_u64().unwrap_or(0),
+            r["newVersion"].as_u64().unwrap_or(0),
+            s(&r["expires"]),
+            s(&r["validFor"])
+        );
+        for t in r["add"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            outln!(
+                "    add     {}  {}  {} bytes",
+                s(&t["tag"]),
+                s(&t["digest"]),
+                t["size"].as_u64().unwrap_or(0)
+            );
+        }
+        for t in r["remove"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            outln!("    remove  {}", s(t));
+        }
+    }
+    if n("omitted") > 0 {
+        outln!(
+            "  ... and {} more, not listed in the status (`trustkeeper reconcile -f FILE --dry-run` prints them all)",
+            n("omitted")
+        );
+    }
 }
 
 /// Anyone allowed to create Events writes their text: no terminal control sequences from it.

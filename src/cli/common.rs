@@ -326,6 +326,7 @@ pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> S
         interval: api::DEFAULT_INTERVAL.into(),
         suspend: false,
         formats: api::default_formats(),
+        dry_run: false,
     };
     allow_insecure_realms(g, &mut spec);
     spec

@@ -198,8 +198,11 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
             ctx.metrics.set_status(ns, name, st);
             return Ok(Action::requeue(until(now, next.0)));
         }
+        // A dry run's status holds no time either (`spec.dryRun`): spread the same way.
         if first_look
-            && st.ready().is_some_and(|c| c.is(ConditionStatus::True))
+            && st.ready().is_some_and(|c| {
+                c.is(ConditionStatus::True) || c.reason == crate::api::reasons::DRY_RUN
+            })
             && let Ok(interval) = crate::api::parse_go_duration(&obj.spec.interval)
         {
             let spread = interval.0.mul_f64((ctx.jitter)());
@@ -229,6 +232,7 @@ async fn reconcile_inner<R: Reconciler, S: SecretSource>(
                 let id = format!("{ns}/{name}");
                 let options = RunOptions {
                     force_renew: pending.as_ref().is_some_and(|r| r.force),
+                    dry_run: obj.spec.dry_run,
                     ..RunOptions::default()
                 };
                 if let Some(r) = &pending {

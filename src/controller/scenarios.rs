@@ -722,3 +722,41 @@ async fn failed_status_write_is_retried_with_backoff() {
     drop(ctx);
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_dry_run_is_spread_over_its_interval_on_the_first_look() {
+    // A restarted controller sees a current dry run (Ready False/DryRun, no nextSyncTime): no
+    // Secret read, no engine run, no write; requeued within its poll interval, as a Ready one.
+    let engine = FakeReconciler::new(outcome());
+    let mut st = outcome().status;
+    set_condition(
+        &mut st.conditions,
+        READY,
+        ConditionStatus::False,
+        reasons::DRY_RUN,
+        "dry run: 1 change planned",
+        Some(2),
+        now(),
+    );
+    st.planned_changes = Some(Default::default());
+    let current = serde_json::to_value(&st).unwrap();
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(svc, "default"), engine.clone());
+    let mut ctx = Arc::into_inner(ctx).unwrap();
+    ctx.jitter = Arc::new(|| 0.5);
+    let ctx = Arc::new(ctx);
+    let server = tokio::spawn(serve(handle, vec![]));
+    let action = reconcile(
+        Arc::new(image(json!({"dryRun": true}), Some(current))),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(150))
+    );
+    assert!(engine.calls().is_empty());
+    drop(ctx);
+    server.await.unwrap();
+}

@@ -28,6 +28,7 @@ pub mod keys;
 pub mod model;
 pub mod outcome;
 pub mod plan;
+pub mod planned;
 pub mod progress;
 pub mod report;
 pub mod request;

@@ -331,6 +331,12 @@ impl Engine {
     /// Runs one reconcile under the caller's per-run policy. Never fails: a failure is a status
     /// reason.
     pub async fn run_with(&self, req: ReconcileRequest<'_>, options: &RunOptions) -> Outcome {
+        // `spec.dryRun` is honoured whoever runs the resource (controller or `reconcile -f`).
+        let dry = options.dry_run || req.spec.dry_run;
+        let options = &RunOptions {
+            dry_run: dry,
+            ..options.clone()
+        };
         let now = Timestamp::now();
         let jitter: f64 = rand::random();
         let prev = req.previous;
@@ -387,7 +393,11 @@ impl Engine {
             registry_tag_list = requests.registry.tag_list,
             "requests sent"
         );
-        let mut outcome = Outcome::of_attempt(prev, gen_, &settings, result, now, jitter);
+        let mut outcome = if dry {
+            crate::planned::outcome(prev, gen_, &settings, result, now, jitter)
+        } else {
+            Outcome::of_attempt(prev, gen_, &settings, result, now, jitter)
+        };
         outcome.requests = requests;
         outcome
     }

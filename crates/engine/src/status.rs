@@ -38,6 +38,8 @@ impl Observed<'_> {
 fn base(prev: Option<&SignedImageStatus>, generation: Option<i64>) -> SignedImageStatus {
     let mut s = prev.cloned().unwrap_or_default();
     s.observed_generation = generation;
+    // Only a dry run's status holds a plan (`crate::planned` sets it after this).
+    s.planned_changes = None;
     s
 }
 

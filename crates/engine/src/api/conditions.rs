@@ -30,6 +30,8 @@ pub mod reasons {
     pub const SIGNED: &str = "Signed";
     /// `spec.suspend` is true.
     pub const SUSPENDED: &str = "Suspended";
+    /// `spec.dryRun` is true: the plan is in `status.plannedChanges`, nothing is published.
+    pub const DRY_RUN: &str = "DryRun";
     /// The first reconcile has not finished yet.
     pub const PENDING: &str = "Pending";
     /// The spec is valid for the schema but not usable (bad duration, reference, URL).

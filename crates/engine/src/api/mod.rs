@@ -4,11 +4,13 @@
 
 mod conditions;
 mod meta;
+mod planned;
 mod spec;
 mod status;
 
 pub use conditions::{ConditionStatus, READY, reasons, set_condition};
 pub use meta::{Condition, Time};
+pub use planned::*;
 pub use spec::*;
 pub use status::*;
 pub use trustkeeper_http::duration::{GoDuration, parse_go_duration};

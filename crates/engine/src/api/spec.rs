@@ -117,6 +117,12 @@ pub struct SignedImageSpec {
     #[schemars(length(min = 1, max = 2))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.exists(f, f == 'notary')", "message": "the operator signs cosign beside notary for now: keep notary in formats (`trustkeeper sign --format cosign` signs cosign alone)"}]))]
     pub formats: Vec<SignatureFormat>,
+
+    /// Plan only, publish nothing: each run reads the registry and the notary server as usual
+    /// and writes what it would sign, renew or remove to `status.plannedChanges` (Ready False,
+    /// reason `DryRun`) instead of publishing it. Set back to false to publish.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// A signature format: `notary` or `cosign`.

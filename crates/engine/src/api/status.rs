@@ -54,6 +54,9 @@ pub struct SignedImageStatus {
     /// handled: a script that set it waits until this equals what it set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_renew_request: Option<String>,
+    /// While `spec.dryRun` is true: what the next run would publish. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_changes: Option<super::planned::PlannedChanges>,
 }
 
 impl SignedImageStatus {
