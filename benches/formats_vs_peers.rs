@@ -1,6 +1,7 @@
 //! One `trustkeeper sign` making several signature formats for 50 new tags, against each
 //! format's own tool doing the same on the same testbed in the same run: the notary Go client
-//! (50 `addhash` + one `publish`) and cosign 3.1 (50 `cosign sign --key`, no transparency log).
+//! (50 `addhash` + one `publish`), cosign 3.1 (50 `cosign sign --key`, no transparency log) and
+//! notation 1.3 (50 `notation sign` with its test key and certificate).
 //! Medians over FORMATS_BENCH_ITERATIONS (default 3) runs, interleaved, and the ratio of the
 //! peers' sum to ours.
 //!
@@ -71,6 +72,9 @@ fn main() {
         .get("COSIGN")
         .expect("the referees' env names COSIGN")
         .clone();
+    let notation_bin = (tools.get("NOTATION"))
+        .expect("the referees' env names NOTATION")
+        .clone();
     let tb = Testbed::get();
     let ours_seed = tb.seed("bench-fmt-tk");
     let peer_seed = tb.seed("bench-fmt-go");
@@ -125,6 +129,20 @@ fn main() {
             .output()
             .unwrap()
     };
+    let notation = |args: &[&str]| {
+        Command::new(&notation_bin)
+            .args(args)
+            .env("SSL_CERT_FILE", tb.var("CA_CERT"))
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join(".config"))
+            .output()
+            .unwrap()
+    };
+    // notation's own test key and certificate, its default signing key.
+    check(
+        "notation cert generate-test",
+        notation(&["cert", "generate-test", "--default", "bench"]),
+    );
     // cosign's own key pair, as a cosign user has one.
     let prefix = home.path().join("cosign");
     check(
@@ -136,6 +154,13 @@ fn main() {
         ]),
     );
     let cosign_key = prefix.with_extension("key");
+    // Our signing certificate for Notation (self-signed, from our key).
+    let ours_cert = home.path().join("ours.crt");
+    let out = check(
+        "key certificate",
+        ours(&["key", "certificate", &key, "--name", "bench-signer"]),
+    );
+    std::fs::write(&ours_cert, &out.stdout).unwrap();
     // The public half of our key, for the read-back check at the end.
     let ours_pub = home.path().join("ours.pub");
     let out = check("key public", ours(&["key", "public", &key]));
@@ -148,7 +173,7 @@ fn main() {
     );
     check("warm-up list", go(&["list", &peer_seed.gun]));
 
-    let (mut o, mut g, mut c) = (vec![], vec![], vec![]);
+    let (mut o, mut g, mut c, mut n) = (vec![], vec![], vec![], vec![]);
     let mut last_ours = Vec::new();
     for i in 0..iterations {
         // 50 new tags with digests of their own in each repository, pushed untimed.
@@ -172,9 +197,13 @@ fn main() {
             let mut args = vec!["sign"];
             args.extend(refs.iter().map(String::as_str));
             args.extend(["--key", &key, "--role", "targets/releases"]);
-            args.extend(["--format", "notary,cosign"]);
+            let cert = ours_cert.to_str().unwrap();
+            args.extend(["--format", "notary,cosign,notation", "--certificate", cert]);
             let t = Instant::now();
-            check("trustkeeper sign --format notary,cosign", ours(&args));
+            check(
+                "trustkeeper sign --format notary,cosign,notation",
+                ours(&args),
+            );
             t.elapsed()
         };
         let peers_run = || {
@@ -213,9 +242,15 @@ fn main() {
                     ]),
                 );
             }
-            (notary, t.elapsed())
+            let cosign_d = t.elapsed();
+            let t = Instant::now();
+            for (_, sha, _) in &peer_digests {
+                let image = format!("{}@sha256:{sha}", peer_seed.gun);
+                check("notation sign", notation(&["sign", &image]));
+            }
+            (notary, cosign_d, t.elapsed())
         };
-        let (ours_d, (go_d, cosign_d)) = if i % 2 == 1 {
+        let (ours_d, (go_d, cosign_d, notation_d)) = if i % 2 == 1 {
             let p = peers_run();
             (ours_run(), p)
         } else {
@@ -225,6 +260,7 @@ fn main() {
         o.push(ours_d);
         g.push(go_d);
         c.push(cosign_d);
+        n.push(notation_d);
         last_ours = ours_tags;
     }
 
@@ -251,22 +287,47 @@ fn main() {
         ]),
     );
 
-    let (om, gm, cm) = (median(&o), median(&g), median(&c));
-    let peers = gm + cm;
-    println!(
-        "formats bench: {TAGS} new tags signed in notary + cosign, medians of {iterations} (2 cores shared with the testbed)"
+    // and notation verifies it under a trust policy for our certificate.
+    let cert = ours_cert.to_str().unwrap();
+    check(
+        "notation cert add",
+        notation(&["cert", "add", "--type", "ca", "--store", "ours", cert]),
     );
-    println!(
-        "{:<58} {:>10}",
-        "trustkeeper sign --format notary,cosign (one process)",
-        ms(om)
+    let policy = home.path().join("trustpolicy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({"version": "1.0", "trustPolicies": [{
+            "name": "bench", "registryScopes": ["*"],
+            "signatureVerification": {"level": "strict"},
+            "trustStores": ["ca:ours"], "trustedIdentities": ["*"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    check(
+        "notation policy import",
+        notation(&["policy", "import", "--force", policy.to_str().unwrap()]),
     );
-    println!(
-        "{:<58} {:>10}",
-        "notary Go client: 50 addhash + publish",
-        ms(gm)
+    check(
+        "notation verify",
+        notation(&["verify", &format!("{}@sha256:{sha}", ours_seed.gun)]),
     );
-    println!("{:<58} {:>10}", "cosign 3.1: 50 cosign sign --key", ms(cm));
+
+    let (om, gm, cm, nm) = (median(&o), median(&g), median(&c), median(&n));
+    let peers = gm + cm + nm;
+    println!(
+        "formats bench: {TAGS} new tags signed in notary + cosign + notation, medians of {iterations} (2 cores shared with the testbed)"
+    );
+    for (what, d) in [
+        (
+            "trustkeeper sign --format notary,cosign,notation (one process)",
+            om,
+        ),
+        ("notary Go client: 50 addhash + publish", gm),
+        ("cosign 3.1: 50 cosign sign --key", cm),
+        ("notation 1.3: 50 notation sign", nm),
+    ] {
+        println!("{what:<64} {:>10}", ms(d));
+    }
     let ratio = peers.as_secs_f64() / om.as_secs_f64();
     println!(
         "formats: peers {} vs trustkeeper {}: {ratio:.1}x (aim >= 20x: {})",
