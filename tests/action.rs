@@ -40,6 +40,8 @@ struct Secrets {
     /// `None`: the workflow gives its own (a secret's value is masked wherever it shows).
     key_id: Option<String>,
     passphrase: String,
+    /// `user:password` for the secret NOTARY_AUTH (the seed's `notary-auth`).
+    notary_auth: Option<String>,
 }
 
 impl Secrets {
@@ -67,6 +69,7 @@ impl Secrets {
                 .unwrap()
                 .trim()
                 .to_string(),
+            notary_auth: None,
         }
     }
 
@@ -78,6 +81,9 @@ impl Secrets {
             .collect();
         assert!(v.len() >= 3, "the key has a base64 body");
         v.push(&self.passphrase);
+        if let Some((_, password)) = self.notary_auth.as_deref().and_then(|a| a.split_once(':')) {
+            v.push(password);
+        }
         v
     }
 }
@@ -101,8 +107,9 @@ fn seed_workflow(uses: &str, with: &[(&str, &str)]) -> String {
          \x20         SIZE: ${{ steps.sign.outputs.size }}\n\
          \x20         ROLES: ${{ steps.sign.outputs.roles }}\n\
          \x20         SIGNED: ${{ steps.sign.outputs.signed }}\n\
+         \x20         RENEWED: ${{ steps.sign.outputs.renewed }}\n\
          \x20       run: |\n\
-         \x20         echo \"outputs: digest=$DIGEST size=$SIZE roles=$ROLES signed=$SIGNED\"\n",
+         \x20         echo \"outputs: digest=$DIGEST size=$SIZE roles=$ROLES signed=$SIGNED renewed=$RENEWED\"\n",
     );
     w
 }
@@ -131,7 +138,20 @@ struct Run {
 /// testbed's CA for the runner (as a self-hosted runner with a private CA has it) and a fresh
 /// trust directory; the secrets come from act's environment (`-s NAME`), never an argument.
 fn act(workflow: &str, secrets: &Secrets) -> Run {
-    let tb = Testbed::get();
+    act_with(Testbed::get(), workflow, secrets, &Runner::default())
+}
+
+/// What the runner machine has besides the workflow.
+#[derive(Default)]
+struct Runner {
+    /// `~/.docker/config.json`, as `docker/login-action` leaves it.
+    docker_config: Option<String>,
+    /// No trustkeeper on PATH: the action must install one (from the source beside its
+    /// action.yml, of which this test copies none).
+    without_trustkeeper: bool,
+}
+
+fn act_with(tb: &Testbed, workflow: &str, secrets: &Secrets, runner: &Runner) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path().join("workspace");
     let wf_dir = ws.join(".github/workflows");
@@ -151,13 +171,20 @@ fn act(workflow: &str, secrets: &Secrets) -> Run {
     let bin = Path::new(env!("CARGO_BIN_EXE_trustkeeper"))
         .parent()
         .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let system_path = std::env::var("PATH").unwrap_or_default();
+    let path = if runner.without_trustkeeper {
+        (system_path.split(':'))
+            .filter(|d| !Path::new(d).join("trustkeeper").exists())
+            .collect::<Vec<_>>()
+            .join(":")
+    } else {
+        format!("{}:{system_path}", bin.display())
+    };
     let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    if let Some(config) = &runner.docker_config {
+        std::fs::write(home.join(".docker/config.json"), config).unwrap();
+    }
     let mut c = Command::new(referee("ACT", "act"));
     c.current_dir(&ws)
         .args(["push", "-P", "ubuntu-latest=-self-hosted", "-W"])
@@ -187,14 +214,16 @@ fn act(workflow: &str, secrets: &Secrets) -> Run {
         .env("HOME", &home)
         .env("DOCKER_PRIVATE_KEY", &secrets.key_pem)
         .env("DOCKER_PRIVATE_KEY_PASSPHRASE", &secrets.passphrase);
+    if let Some(auth) = &secrets.notary_auth {
+        c.args(["-s", "NOTARY_AUTH"]).env("NOTARY_AUTH", auth);
+    }
     if let Some(id) = &secrets.key_id {
         c.args(["-s", "DOCKER_PRIVATE_KEY_ID"])
             .env("DOCKER_PRIVATE_KEY_ID", id);
     }
     // Nothing of the test's own environment may stand in for the action's inputs.
     for (k, _) in std::env::vars() {
-        if k.starts_with("TRUSTKEEPER_") || k == "NOTARY_AUTH" || k == "DOCKER_CONTENT_TRUST_SERVER"
-        {
+        if k.starts_with("TRUSTKEEPER_") || k == "DOCKER_CONTENT_TRUST_SERVER" {
             c.env_remove(k);
         }
     }
@@ -257,7 +286,7 @@ fn seed_workflow_with_private_key_name_signs_into_the_delegation() {
     assert_eq!(
         outputs_line(&run.log),
         format!(
-            "digest=sha256:{} size={} roles=targets/ci-bot,targets/releases signed=true",
+            "digest=sha256:{} size={} roles=targets/ci-bot,targets/releases signed=true renewed=",
             seed.digest("multi"),
             seed.var("TAG_MULTI_SIZE")
         )
@@ -280,7 +309,7 @@ fn seed_workflow_without_private_key_name_signs_into_targets_with_the_repository
     assert_eq!(
         outputs_line(&run.log),
         format!(
-            "digest=sha256:{} size={} roles=targets signed=true",
+            "digest=sha256:{} size={} roles=targets signed=true renewed=",
             seed.digest("oci-multi"),
             seed.var("TAG_OCI_MULTI_SIZE")
         )
@@ -430,4 +459,80 @@ fn actionlint_passes_the_readme_examples_and_the_workflows_run_here() {
     let missing = seed_workflow(USES, &[("image-ref", "registry.example.com/team/app:v1")]);
     let (ok, text) = actionlint(&[missing]);
     assert!(!ok && text.contains("private-key"), "{text}");
+}
+
+#[test]
+fn notary_auth_reaches_a_token_notary_and_renew_re_signs_the_roles() {
+    use base64::Engine as _;
+    let tb = Testbed::token();
+    let seed = tb.seed("action-token");
+    let user_password = format!("{}:{}", tb.var("TOKEN_USER"), tb.var("TOKEN_PASSWORD"));
+    // The registry's credentials as docker/login-action writes them; the notary's only in
+    // notary-auth.
+    let docker_config = serde_json::json!({"auths": {tb.var("REGISTRY_HOST"): {
+        "auth": base64::engine::general_purpose::STANDARD.encode(&user_password)
+    }}})
+    .to_string();
+    let image = format!("\"{}:multi\"", seed.gun);
+    let server = format!("\"{}\"", tb.var("NOTARY_URL"));
+    let wf = seed_workflow(
+        USES,
+        &seed_with(
+            &image,
+            &[
+                ("private-key-name", "ci-bot"),
+                ("sign-manifest", "true"),
+                ("notary-server", &server),
+                ("notary-auth", "${{ secrets.NOTARY_AUTH }}"),
+                ("renew", "true"),
+            ],
+        ),
+    );
+    let runner = Runner {
+        docker_config: Some(docker_config),
+        ..Default::default()
+    };
+    let mut secrets = Secrets::delegation(&seed);
+    secrets.notary_auth = Some(format!("{}:wrong", tb.var("TOKEN_USER")));
+    let run = act_with(tb, &wf, &secrets, &runner);
+    assert!(!run.ok, "a wrong notary-auth signed:\n{}", run.log);
+    assert!(run.log.contains("Unauthorized"), "{}", run.log);
+
+    secrets.notary_auth = Some(user_password);
+    let run = act_with(tb, &wf, &secrets, &runner);
+    assert!(run.ok, "the workflow failed:\n{}", run.log);
+    let listed = tb.notary_list(&seed.gun, Some("targets/ci-bot"));
+    assert_eq!(listed["multi"].sha256, seed.digest("multi"));
+    assert_eq!(
+        outputs_line(&run.log),
+        format!(
+            "digest=sha256:{} size={} roles=targets/ci-bot,targets/releases signed=true \
+             renewed=targets/ci-bot,targets/releases",
+            seed.digest("multi"),
+            seed.var("TAG_MULTI_SIZE")
+        )
+    );
+}
+
+#[test]
+fn without_trustkeeper_on_path_or_its_source_the_action_says_what_to_install() {
+    let tb = Testbed::get();
+    let seed = tb.seed("action-no-binary");
+    let image = format!("\"{}:multi\"", seed.gun);
+    let wf = seed_workflow(USES, &seed_with(&image, &[("private-key-name", "ci-bot")]));
+    let runner = Runner {
+        without_trustkeeper: true,
+        ..Default::default()
+    };
+    let run = act_with(tb, &wf, &Secrets::delegation(&seed), &runner);
+    assert!(!run.ok, "the workflow passed:\n{}", run.log);
+    assert!(
+        run.log.contains("no trustkeeper on PATH and no source in"),
+        "{}",
+        run.log
+    );
+    assert!(
+        !tb.notary_list(&seed.gun, Some("targets/ci-bot"))
+            .contains_key("multi")
+    );
 }
