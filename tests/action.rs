@@ -146,6 +146,8 @@ fn act(workflow: &str, secrets: &Secrets) -> Run {
 struct Runner {
     /// `~/.docker/config.json`, as `docker/login-action` leaves it.
     docker_config: Option<String>,
+    /// Configuration variables (`vars.NAME`), as `act --var-file` reads them.
+    vars: Option<String>,
     /// No trustkeeper on PATH: the action must install one (from the source beside its
     /// action.yml, of which this test copies none).
     without_trustkeeper: bool,
@@ -214,6 +216,11 @@ fn act_with(tb: &Testbed, workflow: &str, secrets: &Secrets, runner: &Runner) ->
         .env("HOME", &home)
         .env("DOCKER_PRIVATE_KEY", &secrets.key_pem)
         .env("DOCKER_PRIVATE_KEY_PASSPHRASE", &secrets.passphrase);
+    if let Some(vars) = &runner.vars {
+        let f = tmp.path().join("vars");
+        std::fs::write(&f, vars).unwrap();
+        c.arg("--var-file").arg(f);
+    }
     if let Some(auth) = &secrets.notary_auth {
         c.args(["-s", "NOTARY_AUTH"]).env("NOTARY_AUTH", auth);
     }
@@ -534,5 +541,51 @@ fn without_trustkeeper_on_path_or_its_source_the_action_says_what_to_install() {
     assert!(
         !tb.notary_list(&seed.gun, Some("targets/ci-bot"))
             .contains_key("multi")
+    );
+}
+
+/// A key that is not a secret of the workflow (here a configuration variable) gets no masking
+/// from the runner: the action's own masks, line by line, keep it out of every later line of
+/// the log, a step that prints the key file included.
+#[test]
+fn a_key_that_is_no_secret_is_masked_by_the_action() {
+    let tb = Testbed::get();
+    let seed = tb.seed("action-mask");
+    let mut secrets = Secrets::delegation(&seed);
+    secrets.key_id = None;
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key_file.path(), &secrets.key_pem).unwrap();
+    let wf = format!(
+        "name: Sign\n\
+         on: push\n\
+         jobs:\n  sign:\n    runs-on: ubuntu-latest\n    steps:\n\
+         \x20     - id: sign\n\
+         \x20       uses: {USES}\n\
+         \x20       with:\n\
+         \x20         image-ref: \"{gun}:multi\"\n\
+         \x20         private-key: ${{{{ vars.SIGNING_KEY }}}}\n\
+         \x20         private-key-passphrase: ${{{{ secrets.DOCKER_PRIVATE_KEY_PASSPHRASE }}}}\n\
+         \x20         private-key-name: ci-bot\n\
+         \x20         notary-server: \"{notary}\"\n\
+         \x20     - run: cat {file}\n",
+        file = key_file.path().display(),
+        gun = seed.gun,
+        notary = tb.var("NOTARY_URL"),
+    );
+    let runner = Runner {
+        vars: Some(format!("SIGNING_KEY=\"{}\"\n", secrets.key_pem.trim_end())),
+        ..Default::default()
+    };
+    let run = act_with(tb, &wf, &secrets, &runner);
+    assert!(run.ok, "the workflow failed:\n{}", run.log);
+    // The log would show the key: the last step printed the file, armour and headers unmasked.
+    assert!(
+        run.log.contains("| -----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "the key file was not printed:\n{}",
+        run.log
+    );
+    assert_eq!(
+        tb.notary_list(&seed.gun, Some("targets/ci-bot"))["multi"].sha256,
+        seed.digest("multi")
     );
 }
