@@ -148,9 +148,14 @@ struct Runner {
     docker_config: Option<String>,
     /// Configuration variables (`vars.NAME`), as `act --var-file` reads them.
     vars: Option<String>,
-    /// No trustkeeper on PATH: the action must install one (from the source beside its
-    /// action.yml, of which this test copies none).
+    /// No trustkeeper on PATH: the action must install one from the source beside its
+    /// action.yml.
     without_trustkeeper: bool,
+    /// That source, as (path, contents) under the action's directory; none by default.
+    source: Vec<(String, String)>,
+    /// act's cache (its tool cache is `DIR/tool_cache`), to share between runs; a fresh one by
+    /// default.
+    act_cache: Option<PathBuf>,
 }
 
 fn act_with(tb: &Testbed, workflow: &str, secrets: &Secrets, runner: &Runner) -> Run {
@@ -176,6 +181,11 @@ fn act_with(tb: &Testbed, workflow: &str, secrets: &Secrets, runner: &Runner) ->
     let action = tmp.path().join("action");
     std::fs::create_dir_all(&action).unwrap();
     std::fs::copy(action_yml(), action.join("action.yml")).unwrap();
+    for (file, text) in &runner.source {
+        let f = action.join(file);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, text).unwrap();
+    }
     let bin = Path::new(env!("CARGO_BIN_EXE_trustkeeper"))
         .parent()
         .unwrap();
@@ -204,7 +214,7 @@ fn act_with(tb: &Testbed, workflow: &str, secrets: &Secrets, runner: &Runner) ->
         ])
         .arg(format!("{USES}={}", action.display()))
         .arg("--action-cache-path")
-        .arg(tmp.path().join("act-cache"))
+        .arg((runner.act_cache.clone()).unwrap_or_else(|| tmp.path().join("act-cache")))
         .args([
             "-s",
             "DOCKER_PRIVATE_KEY",
@@ -220,6 +230,9 @@ fn act_with(tb: &Testbed, workflow: &str, secrets: &Secrets, runner: &Runner) ->
         ))
         .env("PATH", path)
         .env("HOME", &home)
+        // rustup's cargo under the runner's own HOME.
+        .env("RUSTUP_HOME", rust_home("RUSTUP_HOME", ".rustup"))
+        .env("CARGO_HOME", rust_home("CARGO_HOME", ".cargo"))
         .env("DOCKER_PRIVATE_KEY", &secrets.key_pem)
         .env("DOCKER_PRIVATE_KEY_PASSPHRASE", &secrets.passphrase);
     if let Some(vars) = &runner.vars {
@@ -259,6 +272,13 @@ fn act_with(tb: &Testbed, workflow: &str, secrets: &Secrets, runner: &Runner) ->
         ok: out.status.success(),
         log,
     }
+}
+
+/// Where rustup keeps its toolchains and cargo its registry: `var`, or `~/DIR` of the real HOME.
+fn rust_home(var: &str, dir: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(dir))
 }
 
 /// The `outputs:` line the workflow's second step prints.
@@ -588,4 +608,95 @@ fn a_key_that_is_no_secret_is_masked_by_the_action() {
         tb.notary_list(&seed.gun, Some("targets/ci-bot"))["multi"].sha256,
         seed.digest("multi")
     );
+}
+
+/// The source of a `trustkeeper` that runs the one this test built, laid out as the
+/// repository is (what the action hashes for its tool-cache key): it builds in a second where
+/// the real one takes a release build of every dependency.
+fn stand_in_source() -> Vec<(String, String)> {
+    let real = env!("CARGO_BIN_EXE_trustkeeper");
+    vec![
+        (
+            "Cargo.toml".into(),
+            "[package]\nname = \"trustkeeper\"\nversion = \"0.0.1\"\nedition = \"2024\"\n".into(),
+        ),
+        (
+            "Cargo.lock".into(),
+            "version = 4\n\n[[package]]\nname = \"trustkeeper\"\nversion = \"0.0.1\"\n".into(),
+        ),
+        ("build.rs".into(), "fn main() {}\n".into()),
+        ("crates/README".into(), "the workspace's crates\n".into()),
+        (
+            "src/main.rs".into(),
+            format!(
+                "fn main() {{\n    let s = std::process::Command::new({real:?})\n        \
+                 .args(std::env::args_os().skip(1))\n        .status()\n        \
+                 .expect(\"run trustkeeper\");\n    std::process::exit(s.code().unwrap_or(1));\n}}\n"
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn without_trustkeeper_on_path_the_action_builds_its_own_source_once_into_the_tool_cache() {
+    let tb = Testbed::get();
+    let seed = tb.seed("action-install");
+    let image = format!("\"{}:multi\"", seed.gun);
+    let server = format!("\"{}\"", tb.var("NOTARY_URL"));
+    let wf = seed_workflow(
+        USES,
+        &seed_with(
+            &image,
+            &[("private-key-name", "ci-bot"), ("notary-server", &server)],
+        ),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let runner = Runner {
+        without_trustkeeper: true,
+        source: stand_in_source(),
+        act_cache: Some(cache.path().to_path_buf()),
+        ..Default::default()
+    };
+    let secrets = Secrets::delegation(&seed);
+    let tool_cache = cache.path().join("tool_cache/trustkeeper");
+
+    let first = act_with(tb, &wf, &secrets, &runner);
+    assert!(first.ok, "the first run failed:\n{}", first.log);
+    assert!(
+        first.log.contains("trustkeeper: building 0.0.1 ("),
+        "{}",
+        first.log
+    );
+    let installed: Vec<_> = std::fs::read_dir(&tool_cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        matches!(&installed[..], [v] if v.starts_with("0.0.1-")),
+        "{installed:?}"
+    );
+    assert_eq!(
+        tb.notary_list(&seed.gun, Some("targets/ci-bot"))["multi"].sha256,
+        seed.digest("multi")
+    );
+    assert!(outputs_line(&first.log).contains(" signed=true"));
+
+    // The second run of the same ref finds the build: nothing is built again.
+    let second = act_with(tb, &wf, &secrets, &runner);
+    assert!(second.ok, "the second run failed:\n{}", second.log);
+    assert!(
+        !second.log.contains("trustkeeper: building"),
+        "{}",
+        second.log
+    );
+    assert!(
+        second.log.contains(&format!(
+            "trustkeeper: using {}/{}/",
+            tool_cache.display(),
+            installed[0]
+        )),
+        "{}",
+        second.log
+    );
+    assert!(outputs_line(&second.log).contains(" signed=false"));
 }
