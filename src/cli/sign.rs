@@ -419,7 +419,11 @@ async fn run(
 pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
     let ready = o.status.ready();
     if g.output == Output::Json {
-        common::print_json(&o.status);
+        common::print_json(&JsonReport {
+            status: &o.status,
+            signed: &o.signed,
+            renewed: &o.renewed,
+        });
     } else if o.failure_reason.is_none() {
         for t in &o.status.signed_tags {
             let new = if o.signed.contains(&t.tag) {
@@ -454,4 +458,16 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
         (Some(reason), None) => Err(CliError::new(reason)),
         _ => Ok(()),
     }
+}
+
+/// `-o json`: the status, and what this run changed (the Action's `signed` and `renewed`
+/// outputs).
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    #[serde(flatten)]
+    status: &'a crate::api::SignedImageStatus,
+    /// Tags this run signed or moved.
+    signed: &'a [String],
+    /// Roles this run re-signed.
+    renewed: &'a [String],
 }
