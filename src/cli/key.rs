@@ -16,6 +16,16 @@ pub enum KeyCommand {
         /// A PEM file written by `notary key export` or `notary key generate -o`.
         file: PathBuf,
     },
+    /// Make a new ECDSA P-256 key as DIR/NAME.key, encrypted as `notary key export` writes it
+    /// (passphrase from TRUSTKEEPER_KEY_PASSPHRASE, --passphrase-file or a prompt), and its
+    /// public key as DIR/NAME.pub (what `signer add --key` takes); prints the key ID.
+    Generate {
+        /// The signer's name: the key is for targets/NAME.
+        name: String,
+        /// Where to write the two files [default: the current directory].
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Serialize)]
@@ -28,7 +38,10 @@ struct KeyInfo {
 }
 
 pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
-    let KeyCommand::Inspect { file } = cmd;
+    let file = match cmd {
+        KeyCommand::Inspect { file } => file,
+        KeyCommand::Generate { name, dir } => return super::key_generate::generate(g, &name, &dir),
+    };
     let creds = common::credentials(g, Some(&file))?;
     let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())
         .map_err(|e| CliError::new(e.to_string()))?;

@@ -12,9 +12,11 @@ macro_rules! outln {
     ($($t:tt)*) => { out!("{}\n", format_args!($($t)*)) };
 }
 
+mod admin;
 mod common;
 mod inspect;
 mod key;
+mod key_generate;
 mod reconcile;
 mod sign;
 mod trust_dir;
@@ -138,6 +140,12 @@ pub enum Command {
     Controller(crate::controller::ControllerArgs),
     /// Print the SignedImage CustomResourceDefinition (what `crds/` holds).
     Crd,
+    /// Delegations of a repository (`notary delegation list|add|remove`).
+    #[command(subcommand)]
+    Delegation(admin::DelegationCommand),
+    /// Signers of a repository (`docker trust signer add|remove`).
+    #[command(subcommand)]
+    Signer(admin::SignerCommand),
 }
 
 /// The global flags (by id) that `controller` accepts, as every subcommand does, but never reads:
@@ -246,6 +254,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Command::Inspect(a) => inspect::inspect(&cli.global, a).await,
             Command::Key(k) => key::run(&cli.global, k),
             Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
+            Command::Delegation(c) => admin::delegation(&cli.global, c).await,
+            Command::Signer(c) => admin::signer(&cli.global, c).await,
             Command::Crd | Command::Controller(_) => unreachable!("handled above"),
         }
     });

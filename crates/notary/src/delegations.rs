@@ -30,7 +30,13 @@ pub(crate) enum DelegationOp {
         threshold: Option<u64>,
     },
     /// Removes keys (TUF or canonical IDs) from `name`.
-    RemoveKeys { name: String, key_ids: Vec<String> },
+    RemoveKeys {
+        name: String,
+        key_ids: Vec<String>,
+        /// Whether the role may be left without keys (`docker trust signer remove` of the
+        /// last signer of `targets/releases`, after its warning).
+        allow_empty: bool,
+    },
     /// Removes `name` from its parent.
     Remove { name: String },
 }
@@ -150,7 +156,26 @@ impl Editor<'_> {
             .push(DelegationOp::RemoveKeys {
                 name: name.into(),
                 key_ids: key_ids.to_vec(),
+                allow_empty: false,
             });
+        Ok(self)
+    }
+
+    /// Like [`Editor::remove_delegation_keys`], but the role may be left without keys (and
+    /// then signs nothing): what `docker trust signer remove` does to `targets/releases` when
+    /// its last signer goes. The caller warns.
+    pub fn remove_delegation_keys_leaving_none(
+        &mut self,
+        name: &str,
+        key_ids: &[String],
+    ) -> Result<&mut Self> {
+        self.remove_delegation_keys(name, key_ids)?;
+        let parent = parent_of(name).expect("checked: has a /");
+        if let Some(DelegationOp::RemoveKeys { allow_empty, .. }) =
+            self.entry(parent)?.delegations.last_mut()
+        {
+            *allow_empty = true;
+        }
         Ok(self)
     }
 
@@ -312,7 +337,11 @@ pub(crate) fn apply(
                 entry.insert("paths".into(), json!(all_paths));
                 entry.insert("threshold".into(), json!(t));
             }
-            DelegationOp::RemoveKeys { name, key_ids } => {
+            DelegationOp::RemoveKeys {
+                name,
+                key_ids,
+                allow_empty,
+            } => {
                 let idx =
                     find(&roles, name).ok_or_else(|| Error::UnknownRole { role: name.clone() })?;
                 let mut ids = key_ids_of(&roles[idx]);
@@ -337,14 +366,14 @@ pub(crate) fn apply(
                     };
                     ids.remove(pos);
                 }
-                if ids.is_empty() {
+                if ids.is_empty() && !allow_empty {
                     return Err(Error::LastKey { role: name.clone() });
                 }
                 let t = roles[idx]
                     .get("threshold")
                     .and_then(Value::as_u64)
                     .unwrap_or(1);
-                if t as usize > ids.len() {
+                if t as usize > ids.len() && !(ids.is_empty() && *allow_empty) {
                     return Err(Error::ThresholdTooHigh {
                         role: name.clone(),
                         threshold: t,
@@ -437,6 +466,7 @@ mod tests {
         let not_member = DelegationOp::RemoveKeys {
             name: "targets/ci".into(),
             key_ids: vec!["00".repeat(32)],
+            allow_empty: false,
         };
         let e = apply("targets", &mut obj.clone(), &[not_member], &mut dropped).unwrap_err();
         assert!(
@@ -446,6 +476,7 @@ mod tests {
         let both = DelegationOp::RemoveKeys {
             name: "targets/ci".into(),
             key_ids: vec![a.key_id(), b.canonical_id().unwrap()],
+            allow_empty: false,
         };
         let e = apply("targets", &mut obj.clone(), &[both], &mut dropped).unwrap_err();
         assert!(matches!(e, Error::LastKey { .. }), "{e}");
@@ -453,6 +484,7 @@ mod tests {
         let one = DelegationOp::RemoveKeys {
             name: "targets/ci".into(),
             key_ids: vec![a.key_id()],
+            allow_empty: false,
         };
         let e = apply(
             "targets",
