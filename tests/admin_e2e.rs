@@ -389,7 +389,11 @@ fn key_generate_signer_add_and_remove_as_docker_did() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let go = go_delegations(tb, gun);
-    assert_eq!(go["targets/alice"], std::slice::from_ref(&alice_id), "{go:?}");
+    assert_eq!(
+        go["targets/alice"],
+        std::slice::from_ref(&alice_id),
+        "{go:?}"
+    );
     assert!(go["targets/releases"].contains(&alice_id), "{go:?}");
     assert!(
         go["targets/releases"].contains(&seed.var("DELEGATION_KEY_ID").to_string()),
@@ -498,4 +502,93 @@ fn key_generate_signer_add_and_remove_as_docker_did() {
     let go = go_delegations(tb, gun);
     assert!(!go.contains_key("targets/ci-bot"), "{go:?}");
     assert_eq!(go["targets/releases"], Vec::<String>::new(), "{go:?}");
+}
+
+#[test]
+fn remove_drops_a_tag_from_the_roles_the_key_signs() {
+    let tb = Testbed::get();
+    let seed = tb.seed("remove-tag");
+    let trust = tempfile::tempdir().unwrap();
+    let gun = seed.gun.as_str();
+    let pass = std::fs::read_to_string(seed.var("DELEGATION_PASSPHRASE_FILE")).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+        c.args(args)
+            .env("TRUSTKEEPER_TRUST_DIR", trust.path())
+            .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
+            .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
+            .env("TRUSTKEEPER_PASSPHRASE", pass.trim())
+            .env_remove("TRUSTKEEPER_KEY")
+            .env_remove("TRUSTKEEPER_DOCKER_CONFIG");
+        common::cli_output(&mut c, trust.path(), &[])
+    };
+    let key = seed.var("DELEGATION_KEY");
+    let image = |tag: &str| format!("{gun}:{tag}");
+    assert!(
+        tb.notary_digests(gun, Some("targets/ci-bot"))
+            .contains_key("v1")
+    );
+    let keep = "aa".repeat(32);
+    tb.go_publish_target(gun, "keep", &keep, "targets/ci-bot");
+    tb.go_publish_target(gun, "keep", &keep, "targets/releases");
+
+    // Without --role: every role holding v1 that the key signs (targets/releases, ci-bot).
+    let o = run(&["remove", &image("v1"), "--key", key]);
+    assert!(o.status.success(), "{}", text(&o));
+    let all = tb.notary_digests(gun, None);
+    assert!(!all.contains_key("v1"), "{all:?}");
+    assert!(
+        !tb.notary_digests(gun, Some("targets/ci-bot"))
+            .contains_key("v1")
+    );
+    assert_eq!(all["keep"], keep);
+
+    // --role: only there; targets/releases keeps it.
+    let o = run(&[
+        "remove",
+        &image("keep"),
+        "--role",
+        "targets/ci-bot",
+        "--key",
+        key,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !tb.notary_digests(gun, Some("targets/ci-bot"))
+            .contains_key("keep")
+    );
+    assert_eq!(tb.notary_digests(gun, None)["keep"], keep);
+
+    // Refusals publish nothing.
+    let v = served_targets_version(tb, gun);
+    // The repository key does not sign targets/releases.
+    let o = run(&[
+        "remove",
+        &image("keep"),
+        "--role",
+        "targets/releases",
+        "--key",
+        seed.var("TARGETS_KEY"),
+        "--passphrase-file",
+        seed.var("TARGETS_PASSPHRASE_FILE"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        common::stderr_text(&o).contains("no valid signing keys for targets/releases"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["remove", &image("nope"), "--key", key]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        common::stderr_text(&o).contains("nothing to remove"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["remove", gun, "--key", key]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(served_targets_version(tb, gun), v);
+    assert_eq!(tb.notary_digests(gun, None)["keep"], keep);
+    // The Go client publishes on top.
+    tb.go_publish_target(gun, "v2", &"12".repeat(32), "targets/releases");
 }

@@ -642,3 +642,87 @@ pub async fn signer(g: &Global, cmd: SignerCommand) -> Result<(), CliError> {
         }
     }
 }
+
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// The tag whose signature goes, as IMAGE:TAG.
+    #[arg(value_name = "IMAGE:TAG")]
+    pub image: String,
+    /// Role to remove it from (repeatable) [default: every role holding the tag that the key
+    /// signs].
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// The key of the role: a PEM written by `notary key export`, or `-` for standard input
+    /// [default: the PEM text in TRUSTKEEPER_KEY]; its passphrase as for `sign`.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+}
+
+/// `remove IMAGE:TAG`: drops the tag from roles (`notary remove GUN TAG -r ROLE` + `publish`),
+/// e.g. a stale entry in a role docker reads first (TagShadowed).
+pub async fn remove(g: &Global, a: RemoveArgs) -> Result<(), CliError> {
+    let r = ImageRef::parse(&a.image).map_err(|e| CliError::new(e.to_string()))?;
+    let Some(tag) = r.tag().map(str::to_string) else {
+        return Err(
+            CliError::new(format!("{:?} names no tag: give IMAGE:TAG", a.image)).with_code(2),
+        );
+    };
+    if r.digest().is_some() {
+        return Err(
+            CliError::new(format!("{:?}: give IMAGE:TAG without a digest", a.image)).with_code(2),
+        );
+    }
+    let creds = common::signing_credentials(g, a.key.as_deref())?;
+    if SigningKey::pem_holds_only_root_keys(&creds.signing_key_pem) {
+        return Err(CliError::new(
+            "that is a root key: a tag is removed with the key of the role that holds it",
+        ));
+    }
+    let keys =
+        SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref()).map_err(err)?;
+    let ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
+    let mut s = Session::new(g, &r.gun())?;
+    let chosen = std::sync::Mutex::new(Vec::new());
+    let p = s
+        .publish(&keys, |repo, ed| {
+            let holding: Vec<&str> = repo.all_entries(&tag).into_iter().map(|f| f.role).collect();
+            let roles: Vec<String> = if a.roles.is_empty() {
+                holding
+                    .iter()
+                    .filter(|role| {
+                        repo.signers_of(role)
+                            .is_ok_and(|s| s.canonical_ids().iter().any(|c| ids.contains(c)))
+                    })
+                    .map(|r| r.to_string())
+                    .collect()
+            } else {
+                a.roles.clone()
+            };
+            if holding.is_empty() {
+                return Err(CliError::new(format!(
+                    "no role of {} holds {tag}: nothing to remove",
+                    repo.gun
+                )));
+            }
+            if roles.is_empty() {
+                return Err(CliError::new(format!(
+                    "{tag} is in {holding:?}, none of which the key {ids:?} signs: give the key \
+                     of the role (--key) and --role"
+                )));
+            }
+            for role in &roles {
+                if !holding.contains(&role.as_str()) {
+                    return Err(CliError::new(format!(
+                        "{role} does not hold {tag} (it is in {holding:?}): nothing to remove there"
+                    )));
+                }
+                ed.remove_target(role, &tag).map_err(err)?;
+            }
+            *chosen.lock().unwrap_or_else(|e| e.into_inner()) = roles;
+            Ok(())
+        })
+        .await?;
+    let roles = chosen.into_inner().unwrap_or_else(|e| e.into_inner());
+    print_published(g, &p, &format!("{tag} removed from {}", roles.join(", ")));
+    Ok(())
+}

@@ -146,6 +146,8 @@ pub enum Command {
     /// Signers of a repository (`docker trust signer add|remove`).
     #[command(subcommand)]
     Signer(admin::SignerCommand),
+    /// Remove a tag's signature from a role (`notary remove` + `notary publish`).
+    Remove(admin::RemoveArgs),
 }
 
 /// The global flags (by id) that `controller` accepts, as every subcommand does, but never reads:
@@ -256,6 +258,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
             Command::Delegation(c) => admin::delegation(&cli.global, c).await,
             Command::Signer(c) => admin::signer(&cli.global, c).await,
+            Command::Remove(a) => admin::remove(&cli.global, a).await,
             Command::Crd | Command::Controller(_) => unreachable!("handled above"),
         }
     });
