@@ -21,7 +21,10 @@ fn trustkeeper(tb: &Testbed, trust: &Path, seed: &Seed, args: &[&str]) -> Output
         .env_remove("TRUSTKEEPER_PASSPHRASE")
         .env_remove("TRUSTKEEPER_KEY_PASSPHRASE")
         .env_remove("TRUSTKEEPER_DOCKER_CONFIG");
-    common::cli_output(&mut c, trust, &[])
+    let o = common::cli_output(&mut c, trust, &[]);
+    // The passphrase never shows, whatever the command answers.
+    assert!(!text(&o).contains(pass.trim()), "passphrase in output");
+    o
 }
 
 fn text(o: &Output) -> String {
@@ -399,6 +402,30 @@ fn key_generate_signer_add_and_remove_as_docker_did() {
         go["targets/releases"].contains(&seed.var("DELEGATION_KEY_ID").to_string()),
         "the existing signer stays: {go:?}"
     );
+    // The same again publishes nothing and succeeds.
+    let v = served_targets_version(tb, gun);
+    let o = trustkeeper(
+        tb,
+        trust.path(),
+        &seed,
+        &[
+            "signer",
+            "add",
+            "alice",
+            gun,
+            "--key",
+            pub_file.to_str().unwrap(),
+            "--repo-key",
+            seed.var("TARGETS_KEY"),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("unchanged"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(served_targets_version(tb, gun), v);
 
     // The Go client imports the generated key (its own trust directory) and signs with it.
     let go_trust = tempfile::tempdir().unwrap();

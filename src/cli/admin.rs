@@ -323,11 +323,12 @@ impl Session {
                 let mut ed = repo.edit();
                 stage(&repo, &mut ed)?;
                 let files = ed.sign(keys, Timestamp::now()).map_err(err)?;
+                // Already as asked: nothing is published, and a script run twice succeeds.
                 if files.is_empty() {
-                    return Err(CliError::new(format!(
-                        "nothing to change in {}: it already is as asked",
-                        self.gun
-                    )));
+                    return Ok(Published {
+                        gun: self.gun.clone(),
+                        published: vec![],
+                    });
                 }
                 match self.clients.notary.publish(&self.gun, &files).await {
                     Err(NotaryError::VersionConflict { .. }) if attempt < PUBLISH_ATTEMPTS => {
@@ -380,6 +381,12 @@ fn print_published(g: &Global, p: &Published, what: &str) {
     if g.output == Output::Json {
         common::print_json(p);
         return;
+    }
+    if p.published.is_empty() {
+        outln!(
+            "unchanged {}: already as asked ({what}), nothing published",
+            p.gun
+        );
     }
     for r in &p.published {
         outln!("published {} v{} of {}: {what}", r.role, r.version, p.gun);
