@@ -45,6 +45,7 @@ pub enum DelegationCommand {
     },
     /// Declare a delegation in its parent, or add keys and paths to it (`notary delegation add`).
     Add {
+        /// The image repository.
         image: String,
         /// The role, e.g. targets/releases or targets/alice.
         role: String,
@@ -65,7 +66,9 @@ pub enum DelegationCommand {
     },
     /// Remove keys from a delegation, or (without --key) the delegation (`notary delegation remove`).
     Remove {
+        /// The image repository.
         image: String,
+        /// The role.
         role: String,
         /// A key ID to remove (as `delegation list` shows it; repeatable).
         #[arg(long = "key", value_name = "ID")]
@@ -80,7 +83,9 @@ pub enum SignerCommand {
     /// Add a signer as `docker trust signer add` does: `targets/NAME` and `targets/releases`
     /// both list its keys, for every tag.
     Add {
+        /// The signer's name (role targets/NAME).
         name: String,
+        /// The image repository.
         image: String,
         /// The signer's public key or certificate (PEM; repeatable).
         #[arg(long = "key", value_name = "PUB.pem", required = true)]
@@ -91,7 +96,9 @@ pub enum SignerCommand {
     /// Remove a signer as `docker trust signer remove` does: `targets/NAME` goes and its keys
     /// leave `targets/releases`.
     Remove {
+        /// The signer's name (role targets/NAME).
         name: String,
+        /// The image repository.
         image: String,
         /// Also when it leaves `targets/releases` without keys (docker pulls then fail).
         #[arg(long)]
@@ -732,4 +739,31 @@ pub async fn remove(g: &Global, a: RemoveArgs) -> Result<(), CliError> {
     let roles = chosen.into_inner().unwrap_or_else(|e| e.into_inner());
     print_published(g, &p, &format!("{tag} removed from {}", roles.join(", ")));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signer_names_follow_docker() {
+        assert_eq!(signer_role("alice").unwrap(), "targets/alice");
+        assert_eq!(signer_role("ci-bot_2").unwrap(), "targets/ci-bot_2");
+        for bad in ["releases", "", "Alice", "-x", "a/b", "a b", &"a".repeat(65)] {
+            let e = signer_role(bad).unwrap_err();
+            assert_eq!(e.code, 2, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn delegations_are_of_a_repository_not_a_tag() {
+        assert_eq!(
+            gun_of("registry.example.com/team/app").unwrap(),
+            "registry.example.com/team/app"
+        );
+        assert_eq!(
+            gun_of("registry.example.com/team/app:v1").unwrap_err().code,
+            2
+        );
+    }
 }
