@@ -10,6 +10,16 @@ use std::process::{Command, Output};
 use common::{Seed, Testbed};
 
 fn trustkeeper(tb: &Testbed, trust: &Path, seed: &Seed, args: &[&str]) -> Output {
+    trustkeeper_env(tb, trust, seed, args, &[])
+}
+
+fn trustkeeper_env(
+    tb: &Testbed,
+    trust: &Path,
+    seed: &Seed,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let pass = std::fs::read_to_string(seed.var("TARGETS_PASSPHRASE_FILE")).unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
     c.args(args)
@@ -21,7 +31,7 @@ fn trustkeeper(tb: &Testbed, trust: &Path, seed: &Seed, args: &[&str]) -> Output
         .env_remove("TRUSTKEEPER_PASSPHRASE")
         .env_remove("TRUSTKEEPER_KEY_PASSPHRASE")
         .env_remove("TRUSTKEEPER_DOCKER_CONFIG");
-    let o = common::cli_output(&mut c, trust, &[]);
+    let o = common::cli_output(&mut c, trust, env);
     // The passphrase never shows, whatever the command answers.
     assert!(!text(&o).contains(pass.trim()), "passphrase in output");
     o
@@ -618,4 +628,69 @@ fn remove_drops_a_tag_from_the_roles_the_key_signs() {
     assert_eq!(tb.notary_digests(gun, None)["keep"], keep);
     // The Go client publishes on top.
     tb.go_publish_target(gun, "v2", &"12".repeat(32), "targets/releases");
+}
+
+/// Another writer (the Go client declaring delegations in `targets` too) publishing while
+/// trustkeeper does: every trustkeeper command still succeeds (a version conflict re-reads and
+/// re-applies), and nobody's delegation is lost.
+#[test]
+fn delegation_add_beside_a_concurrent_go_writer_loses_nothing() {
+    let tb = Testbed::get();
+    let seed = tb.seed("deleg-race");
+    let trust = tempfile::tempdir().unwrap();
+    let gun = seed.gun.clone();
+    let pubkey = seed.var("DELEGATION_PUBKEY").to_string();
+    let go = {
+        let (gun, pubkey) = (gun.clone(), pubkey.clone());
+        std::thread::spawn(move || {
+            let mut added = vec![];
+            for i in 0..6 {
+                let role = format!("targets/go{i}");
+                let a = tb.notary(&["delegation", "add", &gun, &role, &pubkey, "--all-paths"]);
+                let p = tb.notary(&["publish", &gun]);
+                if a.status.success() && p.status.success() {
+                    added.push(role);
+                } else {
+                    // A lost race of the Go client's own: its change stays staged; drop it.
+                    let _ = tb.notary(&["reset", &gun, "--all"]);
+                }
+            }
+            added
+        })
+    };
+    let mut ours = vec![];
+    let mut conflicts = 0;
+    for i in 0..6 {
+        let role = format!("targets/tk{i}");
+        let o = trustkeeper_env(
+            tb,
+            trust.path(),
+            &seed,
+            &[
+                "delegation",
+                "add",
+                &gun,
+                &role,
+                "--key",
+                &pubkey,
+                "--all-paths",
+                "--repo-key",
+                seed.var("TARGETS_KEY"),
+            ],
+            &[("TRUSTKEEPER_LOG", "trustkeeper=info")],
+        );
+        assert!(o.status.success(), "{role}: {}", text(&o));
+        conflicts += common::stderr_text(&o).matches("version conflict").count();
+        ours.push(role);
+    }
+    let theirs = go.join().unwrap();
+    let listed = go_delegations(tb, &gun);
+    for role in ours.iter().chain(&theirs) {
+        assert!(listed.contains_key(role), "{role} lost: {listed:?}");
+    }
+    assert!(!theirs.is_empty(), "the Go client never published");
+    eprintln!(
+        "Go client publishes that went through: {} of 6; trustkeeper re-reads after a conflict: {conflicts}",
+        theirs.len()
+    );
 }

@@ -20,7 +20,7 @@ use crate::registry::ImageRef;
 /// Largest public key or certificate file read for `--key`.
 const MAX_PUBLIC_KEY_BYTES: u64 = 64 << 10;
 /// Publishes tried when other writers keep publishing first.
-const PUBLISH_ATTEMPTS: u32 = 3;
+const PUBLISH_ATTEMPTS: u32 = 5;
 
 #[derive(Args, Debug)]
 pub struct RepoKeyArgs {
@@ -339,6 +339,7 @@ impl Session {
                 }
                 match self.clients.notary.publish(&self.gun, &files).await {
                     Err(NotaryError::VersionConflict { .. }) if attempt < PUBLISH_ATTEMPTS => {
+                        tracing::info!(gun = %self.gun, attempt, "version conflict: another writer published first; re-reading and re-applying");
                         tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64))
                             .await;
                         continue;
