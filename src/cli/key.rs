@@ -33,6 +33,16 @@ pub enum KeyCommand {
         #[arg(long)]
         name: String,
     },
+    /// Make a new ECDSA P-256 key as DIR/NAME.key, encrypted as `notary key export` writes it
+    /// (passphrase from TRUSTKEEPER_KEY_PASSPHRASE, --passphrase-file or a prompt), and its
+    /// public key as DIR/NAME.pub (what `signer add --key` takes); prints the key ID.
+    Generate {
+        /// The signer's name: the key is for targets/NAME.
+        name: String,
+        /// Where to write the two files [default: the current directory].
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Serialize)]
@@ -49,6 +59,7 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
         KeyCommand::Inspect { file } => file,
         KeyCommand::Public { file } => return public(g, &file),
         KeyCommand::Certificate { file, name } => return certificate(g, &file, &name),
+        KeyCommand::Generate { name, dir } => return super::key_generate::generate(g, &name, &dir),
     };
     let creds = common::credentials(g, Some(&file))?;
     let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())

@@ -12,12 +12,14 @@ macro_rules! outln {
     ($($t:tt)*) => { out!("{}\n", format_args!($($t)*)) };
 }
 
+mod admin;
 mod cluster;
 mod common;
 mod cosign;
 mod inspect;
 mod inspect_cosign;
 mod key;
+mod key_generate;
 mod notation;
 mod reconcile;
 mod sign;
@@ -148,6 +150,14 @@ pub enum Command {
     /// Show a SignedImage's status from the cluster: Ready, tags, roles with expiry, renew
     /// requests, failures.
     Status(cluster::StatusArgs),
+    /// Delegations of a repository (`notary delegation list|add|remove`).
+    #[command(subcommand)]
+    Delegation(admin::DelegationCommand),
+    /// Signers of a repository (`docker trust signer add|remove`).
+    #[command(subcommand)]
+    Signer(admin::SignerCommand),
+    /// Remove a tag's signature from a role (`notary remove` + `notary publish`).
+    Remove(admin::RemoveArgs),
 }
 
 /// The global flags (by id) that `controller` accepts, as every subcommand does, but never reads:
@@ -296,6 +306,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
             Command::Renew(a) => cluster::renew(&cli.global, a).await,
             Command::Status(a) => cluster::status(&cli.global, a).await,
+            Command::Delegation(c) => admin::delegation(&cli.global, c).await,
+            Command::Signer(c) => admin::signer(&cli.global, c).await,
+            Command::Remove(a) => admin::remove(&cli.global, a).await,
             Command::Crd | Command::Controller(_) => unreachable!("handled above"),
         }
     });

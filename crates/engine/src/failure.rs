@@ -64,6 +64,10 @@ impl From<NotaryError> for Failure {
             E::KeyExport { .. } | E::Certificate { .. } => reasons::BAD_KEY,
             E::KeyEncryption { .. } => reasons::BAD_KEY,
             E::Signing { .. } => reasons::BAD_KEY,
+            // Delegation administration (`delegation`, `signer`), which a reconcile does not do.
+            E::NotAMember { .. } | E::LastKey { .. } | E::ThresholdTooHigh { .. } => {
+                reasons::INVALID_SPEC
+            }
         };
         Failure::new(reason, e.to_string())
     }

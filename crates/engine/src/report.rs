@@ -172,8 +172,9 @@ impl Problem {
             ),
             Problem::TagShadowed { tag, role, sha256 } => format!(
                 "{tag} would still resolve to sha256:{} from {role}, which docker reads first; \
-                 remove the stale entry with the key of {role} (`notary remove {gun} {tag} -r \
-                 {role}` and `notary publish {gun}`) or sign into {role} too",
+                 remove the stale entry with the key of {role} (`trustkeeper remove {gun}:{tag} \
+                 --role {role} --key <key of {role}>`, or `notary remove {gun} {tag} -r {role}` \
+                 and `notary publish {gun}`) or sign into {role} too",
                 short(sha256)
             ),
             Problem::RoleNotRead { tag, roles } => format!(

@@ -77,17 +77,19 @@ impl std::fmt::Debug for SignedFile {
 }
 
 #[derive(Debug, Default, Clone)]
-struct StagedRole {
+pub(crate) struct StagedRole {
     add: BTreeMap<String, (String, u64)>,
     remove: BTreeSet<String>,
     witness: bool,
     expires: Option<Timestamp>,
+    /// Changes to the role's `delegations`, applied in order (see `delegations.rs`).
+    pub(crate) delegations: Vec<super::delegations::DelegationOp>,
 }
 
 /// Staged changes on a verified [`Repository`].
 #[derive(Debug)]
 pub struct Editor<'a> {
-    repo: &'a Repository,
+    pub(crate) repo: &'a Repository,
     changes: BTreeMap<String, StagedRole>,
 }
 
@@ -138,7 +140,7 @@ impl<'a> Editor<'a> {
             .ok_or_else(|| Error::UnknownRole { role: role.into() })
     }
 
-    fn entry(&mut self, role: &str) -> Result<&mut StagedRole> {
+    pub(crate) fn entry(&mut self, role: &str) -> Result<&mut StagedRole> {
         if !(role == "targets" || role.starts_with("targets/")) {
             return Err(Error::UnknownRole { role: role.into() });
         }
@@ -194,6 +196,14 @@ impl<'a> Editor<'a> {
         Ok(self)
     }
 
+    /// The delegation changes staged on `role`.
+    pub(crate) fn staged_delegations(
+        &self,
+        role: &str,
+    ) -> Option<&[super::delegations::DelegationOp]> {
+        self.changes.get(role).map(|c| c.delegations.as_slice())
+    }
+
     /// Roles with staged changes.
     pub fn staged_roles(&self) -> Vec<&str> {
         self.changes.keys().map(String::as_str).collect()
@@ -207,6 +217,8 @@ impl<'a> Editor<'a> {
         let mut out = Vec::new();
         // Pass 1: build bodies and check signers for all roles.
         let mut planned = Vec::new();
+        // Delegations removed from their parent: the snapshot no longer lists them.
+        let mut dropped = Vec::new();
         for (role, change) in &self.changes {
             let (mut body, old_version) = match self.repo.role(role) {
                 Some(r) => (r.envelope.signed.clone(), r.version),
@@ -224,10 +236,12 @@ impl<'a> Editor<'a> {
             if targets.is_null() {
                 *targets = Value::Object(Map::new());
             }
-            let tmap = targets
-                .as_object_mut()
-                .ok_or_else(|| Error::invalid(role, "targets is not an object"))?;
             let mut changed = change.witness || change.expires.is_some();
+            changed |= super::delegations::apply(role, obj, &change.delegations, &mut dropped)?;
+            let tmap = obj
+                .get_mut("targets")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| Error::invalid(role, "targets is not an object"))?;
             for name in &change.remove {
                 changed |= tmap.remove(name).is_some();
             }
@@ -301,6 +315,9 @@ impl<'a> Editor<'a> {
                 .or_insert_with(|| Value::Object(Map::new()))
                 .as_object_mut()
                 .ok_or_else(|| Error::invalid("snapshot", "meta is not an object"))?;
+            for role in &dropped {
+                meta.remove(role);
+            }
             for (role, m) in snap_updates {
                 meta.insert(role, m);
             }

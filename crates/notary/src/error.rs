@@ -215,6 +215,35 @@ pub enum Error {
          holding the key is reachable, lets this key sign, and answers in the signer's encoding"
     )]
     Signing { key: String, reason: String },
+
+    /// A key named for removal that the delegation does not list.
+    #[error(
+        "{role} does not list key {key}: it lists {members:?}; give one of those IDs (as \
+         `delegation list` shows them)"
+    )]
+    NotAMember {
+        role: String,
+        key: String,
+        members: Vec<String>,
+    },
+
+    /// Removing every key of a delegation would leave a role nobody can sign.
+    #[error(
+        "removing every key of {role} leaves a role nobody can sign: remove the delegation \
+         instead (`delegation remove IMAGE {role}`), or add the new key first"
+    )]
+    LastKey { role: String },
+
+    /// A threshold of 0, or above the number of keys the delegation lists.
+    #[error(
+        "{role}: threshold {threshold} with {keys} key(s) listed; a threshold is between 1 and \
+         the number of keys: lower it (--threshold) or add keys"
+    )]
+    ThresholdTooHigh {
+        role: String,
+        threshold: u64,
+        keys: usize,
+    },
 }
 
 impl Error {

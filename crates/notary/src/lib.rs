@@ -82,6 +82,7 @@
 pub mod cache;
 pub mod canonical;
 pub mod client;
+pub mod delegations;
 pub mod edit;
 pub mod error;
 pub mod init;
