@@ -22,6 +22,11 @@ pub enum KeyCommand {
         /// A PEM file written by `notary key export` or `notary key generate -o`.
         file: PathBuf,
     },
+    /// Make a self-signed signing certificate for an ECDSA P-256 key, as Notation's rules want
+    /// a leaf (keyUsage digitalSignature, extKeyUsage codeSigning, CA:FALSE): what `sign
+    /// --format notation --certificate` takes and a `notation verify` trust store of type `ca`
+    /// holds. Only the certificate is written; the key is not.
+    Certificate(super::notation::CertificateArgs),
 }
 
 #[derive(Serialize)]
@@ -37,6 +42,7 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
     let file = match cmd {
         KeyCommand::Inspect { file } => file,
         KeyCommand::Public { file } => return public(g, &file),
+        KeyCommand::Certificate(a) => return super::notation::certificate(g, a),
     };
     let creds = common::credentials(g, Some(&file))?;
     let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())

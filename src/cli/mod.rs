@@ -17,6 +17,7 @@ mod cosign;
 mod inspect;
 mod inspect_cosign;
 mod key;
+mod notation;
 mod reconcile;
 mod sign;
 mod trust_dir;

@@ -4,11 +4,13 @@
 //! |---|---|
 //! | [`cosign`] | the `sha256-<hex>.sig` tag layout, payloads and signatures (no I/O) |
 //! | [`cosign_sign`] | reading, appending to and checking that tag in a registry |
+//! | [`notation`] | Notation's certificate, JWS envelope, signature manifest, referrers index (no I/O) |
 //!
 //! Knows the registry client and the [`crate::notary::Signer`] seam, nothing above them.
 
 pub mod cosign;
 pub mod cosign_sign;
+pub mod notation;
 
 use std::fmt;
 
