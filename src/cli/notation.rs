@@ -79,3 +79,172 @@ pub fn certificate(g: &Global, a: CertificateArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// One tag's Notation outcome, as `-o json` prints it.
+#[derive(serde::Serialize)]
+struct Row {
+    tag: String,
+    digest: String,
+    added: bool,
+    signature: String,
+    signatures: usize,
+    referrers: &'static str,
+    certificate_subject: String,
+    certificate_thumbprint: String,
+    certificate_not_after: String,
+}
+
+/// Reads `--certificate` (bounded before it is read).
+pub(super) fn read_chain(path: &std::path::Path) -> Result<Chain, CliError> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)
+        .map_err(|e| CliError::new(format!("--certificate {}: {e}", path.display())))?;
+    let mut text = Vec::new();
+    f.take(notation::MAX_CHAIN_PEM_BYTES as u64 + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| CliError::new(format!("--certificate {}: {e}", path.display())))?;
+    Chain::from_pem(&text)
+        .map_err(|e| CliError::new(format!("--certificate {}: {e}", path.display())))
+}
+
+/// Signs every tag's digest (or the pinned one) in the Notation format.
+pub async fn sign(
+    g: &Global,
+    spec: &crate::api::SignedImageSpec,
+    engine: &crate::engine::Engine,
+    credentials: &crate::engine::RunSecrets,
+    key_id: Option<&str>,
+    certificate: &std::path::Path,
+    pinned: &std::collections::BTreeMap<String, crate::engine::model::Manifest>,
+) -> Result<(), CliError> {
+    use crate::formats::notation_sign::{self, NotationOptions, ReferrersStore};
+    use futures::StreamExt as _;
+
+    let chain = read_chain(certificate)?;
+    let settings =
+        crate::engine::Settings::from_spec(spec).map_err(|f| CliError::new(f.message))?;
+    let image = &settings.image;
+    let registry = engine
+        .clients(&settings, credentials)
+        .map_err(|f| CliError::new(f.message))?
+        .registry;
+    let keys = crate::engine::run::load_keys(credentials)
+        .await
+        .map_err(|f| CliError::new(f.message))?;
+    let leaf_spki = chain.leaf_spki();
+    let signer = match key_id {
+        Some(id) => keys
+            .into_iter()
+            .find(|k| k.key_id() == id)
+            .ok_or_else(|| CliError::new(format!("the signing key PEM holds no key {id}")))?,
+        // The key the certificate certifies.
+        None => keys
+            .into_iter()
+            .find(|k| k.public_key().spki_der().is_ok_and(|s| s == leaf_spki))
+            .ok_or_else(|| {
+                CliError::new(format!(
+                    "--certificate {}: its leaf certifies none of the keys in the signing key \
+                     PEM; make one for the key with `trustkeeper key certificate --key KEY --out \
+                     cert.pem`",
+                    certificate.display()
+                ))
+            })?,
+    };
+    let spki = signer
+        .public_key()
+        .spki_der()
+        .map_err(|e| CliError::new(e.to_string()))?;
+    chain
+        .check_key(&spki)
+        .map_err(|e| CliError::new(format!("--certificate {}: {e}", certificate.display())))?;
+
+    // tag → descriptor: what the registry serves for the tag, or for the pinned digest
+    let mut targets: Vec<(String, crate::registry::manifest::ManifestDescriptor)> = Vec::new();
+    if pinned.is_empty() {
+        for (tag, r) in registry.resolve_many(image, &spec.tags).await {
+            targets.push((tag, r.map_err(|e| CliError::new(format!("notation: {e}")))?));
+        }
+    } else {
+        for (tag, m) in pinned {
+            let d = format!("sha256:{}", m.sha256);
+            let r = registry
+                .resolve(image, &d)
+                .await
+                .map_err(|e| CliError::new(format!("notation: {e}")))?;
+            targets.push((tag.clone(), r));
+        }
+    }
+    let mut unique: Vec<_> = targets.iter().map(|(_, d)| d.clone()).collect();
+    unique.sort_by(|a, b| a.digest.cmp(&b.digest));
+    unique.dedup();
+    let opts = NotationOptions::default();
+    let signer_ref: &dyn crate::notary::Signer = signer.as_ref();
+    let results: Vec<_> = futures::stream::iter(unique)
+        .map(|d| {
+            let (registry, opts, chain) = (&registry, &opts, &chain);
+            async move {
+                let r = notation_sign::sign(registry, image, &d, signer_ref, chain, opts).await;
+                (d.digest, r)
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut by_digest = std::collections::BTreeMap::new();
+    let mut failures = Vec::new();
+    for (d, r) in results {
+        match r {
+            Ok(s) => {
+                by_digest.insert(d, s);
+            }
+            Err(e) => failures.push(format!("{d}: {e}")),
+        }
+    }
+    let leaf = chain.leaf_info();
+    let rows: Vec<Row> = targets
+        .iter()
+        .filter_map(|(tag, d)| {
+            by_digest.get(&d.digest).map(|s| Row {
+                tag: tag.clone(),
+                digest: d.digest.clone(),
+                added: s.added,
+                signature: s.signature.clone(),
+                signatures: s.signatures,
+                referrers: match s.store {
+                    ReferrersStore::Api => "api",
+                    ReferrersStore::Tag => "tag",
+                },
+                certificate_subject: leaf.subject.clone(),
+                certificate_thumbprint: leaf.thumbprint.clone(),
+                certificate_not_after: leaf.not_after.clone(),
+            })
+        })
+        .collect();
+    if g.output == super::Output::Json {
+        common::print_json(&serde_json::json!({ "notation": rows }));
+    } else {
+        let repo = image.gun();
+        for r in &rows {
+            let what = if r.added { "signed" } else { "unchanged" };
+            outln!(
+                "{what:9} {repo}:{} {} in notation ({} signature{}, {}; certificate {} until {})",
+                r.tag,
+                r.digest,
+                r.signatures,
+                if r.signatures == 1 { "" } else { "s" },
+                r.signature,
+                r.certificate_subject,
+                r.certificate_not_after
+            );
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::new(format!(
+            "notation signing failed for {} digest(s): {}",
+            failures.len(),
+            failures.join("; ")
+        )))
+    }
+}

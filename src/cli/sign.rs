@@ -46,7 +46,8 @@ pub struct SignArgs {
     /// Signature formats to make (repeatable or comma-separated): `notary` (Docker Content
     /// Trust, on the notary server), `cosign` (the `sha256-<hex>.sig` tag in the registry that
     /// `cosign verify --key PUB --insecure-ignore-tlog` checks; needs no notary server; the
-    /// key must be ECDSA P-256), `notation` (not yet).
+    /// key must be ECDSA P-256), `notation` (a Notary Project signature with the registry's
+    /// referrers; needs --certificate).
     #[arg(
         long = "format",
         value_name = "FORMAT",
@@ -55,6 +56,10 @@ pub struct SignArgs {
         value_parser = Format::parse
     )]
     pub formats: Vec<Format>,
+    /// With --format notation: the signing certificate chain (PEM, leaf first) whose leaf
+    /// certifies the key (`trustkeeper key certificate` makes a self-signed one).
+    #[arg(long, value_name = "CERT.pem")]
+    pub certificate: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -75,10 +80,11 @@ pub struct WitnessArgs {
 }
 
 pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
-    if a.formats.contains(&Format::Notation) {
+    if a.formats.contains(&Format::Notation) && a.certificate.is_none() {
         return Err(CliError::new(
-            "--format notation: Notation signatures are not made yet; sign with --format \
-             notary and/or cosign for now",
+            "--format notation needs --certificate CERT.pem: the signing certificate chain \
+             (PEM, leaf first) for the key; without a PKI, make a self-signed one with \
+             `trustkeeper key certificate --key KEY --out cert.pem`",
         ));
     }
     let mut repo: Option<String> = None;
@@ -122,22 +128,8 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
     };
     // Read once: `--key -` is standard input.
     let credentials = common::signing_credentials(g, a.key.as_deref())?;
-    let cosign = a.formats.contains(&Format::Cosign);
-    if !a.formats.contains(&Format::Notary) {
-        return super::cosign::sign(
-            g,
-            &spec,
-            &engine,
-            &credentials,
-            a.key_id.as_deref(),
-            &pinned,
-        )
-        .await;
-    }
-    if !cosign {
-        return run(g, &spec, engine, &options, credentials, pinned).await;
-    }
-    let for_cosign = RunSecrets {
+    let notation = a.formats.contains(&Format::Notation);
+    let for_registry = RunSecrets {
         signing_key_pem: credentials.signing_key_pem.clone(),
         passphrase: credentials.passphrase.clone(),
         registry_auth: credentials.registry_auth.clone(),
@@ -145,22 +137,57 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         notary_auth: None,
         notary_ca: None,
     };
-    // Each format is tried whatever the other's outcome (a notary that is gone must not stop
-    // the cosign signatures that replace it).
-    let notary = run(
-        g,
-        &spec,
-        engine.clone(),
-        &options,
-        credentials,
-        pinned.clone(),
-    )
-    .await;
-    let cosign =
-        super::cosign::sign(g, &spec, &engine, &for_cosign, a.key_id.as_deref(), &pinned).await;
-    match (notary, cosign) {
-        (Ok(()), r) | (r, Ok(())) => r,
-        (Err(n), Err(c)) => Err(CliError::new(format!("{n}\n{c}"))),
+    // Each format is tried whatever the others' outcome (a notary that is gone must not stop
+    // the signatures that replace it).
+    let mut errors: Vec<CliError> = Vec::new();
+    if a.formats.contains(&Format::Notary) {
+        let r = run(
+            g,
+            &spec,
+            engine.clone(),
+            &options,
+            credentials,
+            pinned.clone(),
+        )
+        .await;
+        errors.extend(r.err());
+    }
+    if a.formats.contains(&Format::Cosign) {
+        let r = super::cosign::sign(
+            g,
+            &spec,
+            &engine,
+            &for_registry,
+            a.key_id.as_deref(),
+            &pinned,
+        )
+        .await;
+        errors.extend(r.err());
+    }
+    if notation {
+        let cert = a.certificate.as_deref().expect("checked above");
+        let r = super::notation::sign(
+            g,
+            &spec,
+            &engine,
+            &for_registry,
+            a.key_id.as_deref(),
+            cert,
+            &pinned,
+        )
+        .await;
+        errors.extend(r.err());
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.pop().expect("one")),
+        _ => Err(CliError::new(
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )),
     }
 }
 

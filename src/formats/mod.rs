@@ -5,12 +5,14 @@
 //! | [`cosign`] | the `sha256-<hex>.sig` tag layout, payloads and signatures (no I/O) |
 //! | [`cosign_sign`] | reading, appending to and checking that tag in a registry |
 //! | [`notation`] | Notation's certificate, JWS envelope, signature manifest, referrers index (no I/O) |
+//! | [`notation_sign`] | pushing a Notation signature and its referrers entry, and checking them |
 //!
 //! Knows the registry client and the [`crate::notary::Signer`] seam, nothing above them.
 
 pub mod cosign;
 pub mod cosign_sign;
 pub mod notation;
+pub mod notation_sign;
 
 use std::fmt;
 

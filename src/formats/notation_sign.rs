@@ -1,0 +1,324 @@
+//! Notation signatures in a registry: find ours, push a new one, register it as a referrer, and
+//! check what was pushed.
+//!
+//! - **Steady state**: the referrers of the digest are listed (the referrers API, else the
+//!   `sha256-<hex>` tag); a Notation signature whose leaf thumbprint is our certificate's is
+//!   read and verified (signature, target descriptor, not expired): then nothing is pushed.
+//! - **Push**: the envelope blob, the empty config, the signature manifest (by digest). A
+//!   registry with the referrers API indexes it by its `subject`; otherwise the tag index is
+//!   read-modify-written.
+//! - **Read-modify-write races** (no conditional PUT in distribution): a HEAD just before the
+//!   PUT checks that the tag is what we read (else read and merge again); after the PUT the tag
+//!   is read at once and again after [`NotationOptions::settle`]; entries we wrote (ours and
+//!   the ones we had read) that are gone are merged back and the index pushed again.
+//! - **Read back**: the signature manifest and the envelope are fetched again and verified
+//!   before success is reported.
+
+use std::time::Duration;
+
+use crate::notary::keys::{SignatureAlgorithm, Signer};
+use crate::registry::manifest::{ManifestDescriptor, OCI_INDEX_V1, OCI_MANIFEST_V1, sha256_digest};
+use crate::registry::{ImageRef, RegistryClient, RegistryError};
+
+use super::notation::{
+    Chain, Descriptor, EMPTY_CONFIG, MAX_ENVELOPE_BYTES, NotationError, ReferrersIndex, envelope,
+    envelope_layer, referrers_tag, signature_manifest, verify_envelope,
+};
+
+/// Why a Notation signature was not made (or not confirmed).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotationSignError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Notation(#[from] NotationError),
+    #[error(
+        "key {key_id} is {algorithm:?}: Notation signatures are made with ECDSA P-256 keys here \
+         (as `notary key generate` makes); give such a key"
+    )]
+    UnsupportedKey {
+        key_id: String,
+        algorithm: SignatureAlgorithm,
+    },
+    #[error(
+        "{tag}: after {attempts} pushes the referrers index still lacked an entry we wrote \
+         (other writers keep replacing it); run sign again"
+    )]
+    Contended { tag: String, attempts: usize },
+    #[error("{what}: read back after the push, {detail}; the signature is not confirmed")]
+    ReadBack { what: String, detail: String },
+}
+
+/// How the signer registers and checks referrers.
+#[derive(Clone, Debug)]
+pub struct NotationOptions {
+    /// Wait before the second read after a push.
+    pub settle: Duration,
+    /// Reads of the referrers index in all, before [`NotationSignError::Contended`].
+    pub max_reads: usize,
+    /// `io.cncf.notary.expiry` this long after signing (none: the certificate's validity).
+    pub expiry: Option<Duration>,
+    /// A signature of ours that ends (certificate or expiry) within this is made again.
+    pub renew_before: Duration,
+}
+
+impl Default for NotationOptions {
+    fn default() -> Self {
+        NotationOptions {
+            settle: Duration::from_millis(1500),
+            max_reads: 12,
+            expiry: None,
+            renew_before: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// Where the registry keeps the referrers of a digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReferrersStore {
+    /// `GET /v2/<repo>/referrers/<digest>`.
+    Api,
+    /// The `sha256-<hex>` tag (referrers tag schema).
+    Tag,
+}
+
+/// What [`sign`] did for one digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotationSigned {
+    pub digest: String,
+    /// Whether a signature was pushed now (false: a valid one of ours was there).
+    pub added: bool,
+    /// The digest of our signature manifest.
+    pub signature: String,
+    /// Notation signatures among the digest's referrers afterwards, ours included.
+    pub signatures: usize,
+    pub store: ReferrersStore,
+}
+
+/// The referrers of `digest`: where, the tag's digest (tag schema), and the index.
+pub async fn referrers(
+    client: &RegistryClient,
+    image: &ImageRef,
+    digest: &str,
+) -> Result<(ReferrersStore, Option<String>, ReferrersIndex), NotationSignError> {
+    if let Some(body) = client.get_referrers(image, digest).await? {
+        return Ok((ReferrersStore::Api, None, ReferrersIndex::parse(&body)?));
+    }
+    let tag = referrers_tag(digest);
+    match client.get_manifest_raw(image, &tag).await {
+        Ok(raw) => Ok((
+            ReferrersStore::Tag,
+            Some(raw.descriptor.digest),
+            ReferrersIndex::parse(&raw.bytes)?,
+        )),
+        Err(RegistryError::NotFound { .. }) => {
+            Ok((ReferrersStore::Tag, None, ReferrersIndex::default()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads and verifies the Notation signature manifest `sig` about `target`.
+pub async fn read_signature(
+    client: &RegistryClient,
+    image: &ImageRef,
+    sig: &str,
+    target: &Descriptor,
+) -> Result<super::notation::Verified, NotationSignError> {
+    let raw = client.get_manifest_raw(image, sig).await?;
+    let layer = envelope_layer(&raw.bytes, &target.digest)?;
+    if layer.size > MAX_ENVELOPE_BYTES as u64 {
+        return Err(NotationError::Malformed {
+            what: format!("signature {sig}"),
+            detail: format!("its envelope is {} bytes, over the limit", layer.size),
+        }
+        .into());
+    }
+    let bytes = client
+        .get_blob(image, &layer.digest, MAX_ENVELOPE_BYTES)
+        .await?;
+    let v = verify_envelope(&bytes)?;
+    if v.target != *target {
+        return Err(NotationError::Malformed {
+            what: format!("signature {sig}"),
+            detail: format!(
+                "it signs {} ({}, {} bytes), not {} ({}, {} bytes)",
+                v.target.digest,
+                v.target.media_type,
+                v.target.size,
+                target.digest,
+                target.media_type,
+                target.size
+            ),
+        }
+        .into());
+    }
+    Ok(v)
+}
+
+fn ends_at(v: &super::notation::Verified) -> i64 {
+    let cert = v.chain.leaf_info().not_after_unix;
+    let expiry = v
+        .expiry
+        .as_deref()
+        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.as_second());
+    expiry.map_or(cert, |e| e.min(cert))
+}
+
+/// Signs `target` of `image` in the Notation format with `signer` and `chain` (leaf first,
+/// the leaf certifying the signer's key), keeping every other referrer.
+pub async fn sign(
+    client: &RegistryClient,
+    image: &ImageRef,
+    target: &ManifestDescriptor,
+    signer: &dyn Signer,
+    chain: &Chain,
+    opts: &NotationOptions,
+) -> Result<NotationSigned, NotationSignError> {
+    let digest = target.digest.clone();
+    crate::registry::reference::validate_digest(&digest)
+        .map_err(|r| RegistryError::bad_reference(&digest, r))?;
+    if signer.algorithm() != SignatureAlgorithm::EcdsaP256Sha256 {
+        return Err(NotationSignError::UnsupportedKey {
+            key_id: signer.key_id().to_string(),
+            algorithm: signer.algorithm(),
+        });
+    }
+    let spki = signer
+        .public_key()
+        .spki_der()
+        .map_err(|e| NotationError::Signing(e.to_string()))?;
+    chain.check_key(&spki)?;
+    let subject = Descriptor {
+        media_type: target.media_type.clone(),
+        digest: digest.clone(),
+        size: target.size,
+    };
+    let leaf = chain.leaf_info();
+    let now = jiff::Timestamp::now();
+    if leaf.not_after_unix <= now.as_second() {
+        return Err(NotationError::Chain(format!("leaf expired at {}", leaf.not_after)).into());
+    }
+
+    let (store, mut seen, current) = referrers(client, image, &digest).await?;
+    let renew_at = now.as_second() + opts.renew_before.as_secs() as i64;
+    for e in current.signatures_by(&leaf.thumbprint) {
+        match read_signature(client, image, &e.digest, &subject).await {
+            Ok(v) if ends_at(&v) > renew_at => {
+                return Ok(NotationSigned {
+                    digest,
+                    added: false,
+                    signature: e.digest.clone(),
+                    signatures: count(&current),
+                    store,
+                });
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::info!(signature = %e.digest, %err, "a signature listed with our certificate does not verify; signing again")
+            }
+        }
+    }
+
+    let expiry = opts
+        .expiry
+        .map(|d| now + jiff::SignedDuration::from_secs(d.as_secs() as i64));
+    let env = envelope(&subject, chain, now, expiry, |input| {
+        signer.sign(input).map_err(|e| e.to_string())
+    })?;
+    let manifest = signature_manifest(&env, &subject, chain, now);
+    client.push_blob(image, &env).await?;
+    client.push_blob(image, EMPTY_CONFIG).await?;
+    let sig = sha256_digest(&manifest);
+    client
+        .put_manifest(image, &sig, OCI_MANIFEST_V1, &manifest)
+        .await?;
+
+    let mut index = current;
+    let mut settled = false;
+    let mut pushes = 0;
+    let mut written: Option<ReferrersIndex> = None;
+    let tag = referrers_tag(&digest);
+    for turn in 0..opts.max_reads.max(1) {
+        if turn > 0 {
+            let (s, d, i) = referrers(client, image, &digest).await?;
+            if s != store {
+                return Err(NotationSignError::ReadBack {
+                    what: image.repository_only().to_string(),
+                    detail: "the registry's referrers API came or went during the run".into(),
+                });
+            }
+            seen = d;
+            index = i;
+        }
+        let lost = written.as_ref().is_some_and(|w| !index.contains_all(w));
+        if index.contains(&sig) && !lost {
+            if settled || (store == ReferrersStore::Api && turn > 0) {
+                read_signature(client, image, &sig, &subject)
+                    .await
+                    .map_err(|e| NotationSignError::ReadBack {
+                        what: format!("signature {sig}"),
+                        detail: e.to_string(),
+                    })?;
+                return Ok(NotationSigned {
+                    digest,
+                    added: true,
+                    signature: sig,
+                    signatures: count(&index),
+                    store,
+                });
+            }
+            tokio::time::sleep(opts.settle).await;
+            settled = true;
+            continue;
+        }
+        if store == ReferrersStore::Api {
+            // The registry indexes the subject itself, perhaps a moment later.
+            tokio::time::sleep(opts.settle / 4).await;
+            continue;
+        }
+        if lost {
+            tracing::info!(%tag, "a concurrent writer replaced the referrers index; merging and pushing again");
+        }
+        let next = match &written {
+            Some(w) => index.union(w),
+            None => index.clone(),
+        }
+        .with_signature(&manifest, chain);
+        if pushes > 0 {
+            // Two writers that lost each other's entry must not retry in lockstep.
+            let jitter = rand::random_range(50..400);
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+        }
+        // Narrows the race to one round trip: a writer that replaced the index since our read
+        // is merged on the next turn instead of overwritten.
+        let now_at = match client.resolve(image, &tag).await {
+            Ok(d) => Some(d.digest),
+            Err(RegistryError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if now_at != seen {
+            continue;
+        }
+        client
+            .put_manifest(image, &tag, OCI_INDEX_V1, &next.to_bytes())
+            .await?;
+        pushes += 1;
+        written = Some(next);
+        settled = false;
+    }
+    Err(NotationSignError::Contended {
+        tag,
+        attempts: pushes,
+    })
+}
+
+fn count(index: &ReferrersIndex) -> usize {
+    index
+        .entries
+        .iter()
+        .filter(|e| e.artifact_type.as_deref() == Some(super::notation::ARTIFACT_TYPE))
+        .count()
+}

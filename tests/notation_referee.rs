@@ -1,0 +1,491 @@
+//! The Notation format with the real `notation` (1.3) as referee: what `trustkeeper sign
+//! --format notation` pushes (to registry:2, which has no referrers API: the `sha256-<hex>`
+//! tag index) verifies with `notation verify` under a trust store holding our certificate
+//! (made by `trustkeeper key certificate`), for a single-platform image, a Docker manifest list
+//! and an OCI index; another certificate is refused; a signature notation made is kept when
+//! ours is added; two of ours at once both end up in the index.
+//!
+//! Needs `TRUSTKEEPER_TESTBED` (the registry) and `TRUSTKEEPER_REFEREES` (a directory whose
+//! `env` file names NOTATION, as `referees.sh install DIR` writes it). A tool that is missing
+//! fails the test: these tests never skip.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::Testbed;
+use secrecy::SecretString;
+use trustkeeper::formats::notation::{ARTIFACT_TYPE, ReferrersIndex, referrers_tag};
+use trustkeeper::notary::SigningKey;
+use trustkeeper::registry::manifest::{
+    DOCKER_MANIFEST_LIST_V2, DOCKER_MANIFEST_V2, OCI_INDEX_V1, OCI_MANIFEST_V1, sha256_digest,
+};
+use trustkeeper::registry::{Credentials, ImageRef, RegistryClient, RegistryOptions};
+
+/// `$NOTATION` from `$TRUSTKEEPER_REFEREES/env`; panics (fails the test) when missing.
+fn notation_bin() -> String {
+    let dir = std::env::var("TRUSTKEEPER_REFEREES").unwrap_or_else(|_| {
+        panic!(
+            "TRUSTKEEPER_REFEREES is not set: the referee tests need the real notation binary; \
+             install it with referees.sh install DIR and export TRUSTKEEPER_REFEREES=DIR"
+        )
+    });
+    let env = common::parse_env_file(&Path::new(&dir).join("env"));
+    let path = env
+        .get("NOTATION")
+        .unwrap_or_else(|| panic!("TRUSTKEEPER_REFEREES/env names no NOTATION: reinstall"))
+        .clone();
+    assert!(
+        Path::new(&path).is_file(),
+        "NOTATION={path} is missing: reinstall the referees (referees.sh install DIR)"
+    );
+    path
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A private notation configuration (XDG_CONFIG_HOME): a `ca` trust store `name` holding
+/// `certs`, and a strict trust policy for every registry scope that trusts that store.
+fn notation_home(dir: &Path, name: &str, certs: &[&Path]) -> PathBuf {
+    let home = dir.join(format!("notation-{name}"));
+    let store = home.join("notation/truststore/x509/ca").join(name);
+    std::fs::create_dir_all(&store).unwrap();
+    for (i, c) in certs.iter().enumerate() {
+        std::fs::copy(c, store.join(format!("cert{i}.pem"))).unwrap();
+    }
+    let policy = serde_json::json!({
+        "version": "1.0",
+        "trustPolicies": [{
+            "name": "trustkeeper-test",
+            "registryScopes": ["*"],
+            "signatureVerification": {"level": "strict"},
+            "trustStores": [format!("ca:{name}")],
+            "trustedIdentities": ["*"],
+        }],
+    });
+    std::fs::write(
+        home.join("notation/trustpolicy.json"),
+        serde_json::to_vec_pretty(&policy).unwrap(),
+    )
+    .unwrap();
+    home
+}
+
+fn notation(home: &Path) -> Command {
+    let mut c = Command::new(notation_bin());
+    c.env("XDG_CONFIG_HOME", home)
+        .env("HOME", home)
+        .env("SSL_CERT_FILE", Testbed::get().var("CA_CERT"))
+        .env_remove("NOTATION_USERNAME")
+        .env_remove("NOTATION_PASSWORD");
+    c
+}
+
+fn notation_verify(home: &Path, image: &str, digest: &str) -> Output {
+    notation(home)
+        .args(["verify", &format!("{image}@{digest}")])
+        .output()
+        .unwrap()
+}
+
+fn assert_verifies(home: &Path, image: &str, digest: &str) {
+    let o = notation_verify(home, image, digest);
+    assert!(
+        o.status.success(),
+        "notation refused {image}@{digest} under {}:\n{}",
+        home.display(),
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(digest),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A notary-style ECDSA P-256 key (encrypted PEM, passphrase file) and the certificate
+/// `trustkeeper key certificate` makes for it.
+struct OurKey {
+    pem: PathBuf,
+    pass: PathBuf,
+    cert: PathBuf,
+}
+
+fn our_key(dir: &Path, name: &str) -> OurKey {
+    let key = SigningKey::generate_ecdsa("targets/releases", "notation-test").unwrap();
+    let pass = SecretString::from("our-test-passphrase".to_string());
+    let pem_path = dir.join(format!("{name}.key.pem"));
+    std::fs::write(&pem_path, key.export_pem(&pass).unwrap()).unwrap();
+    let pass_path = dir.join(format!("{name}.pass"));
+    std::fs::write(&pass_path, "our-test-passphrase").unwrap();
+    let cert = dir.join(format!("{name}.crt"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.args(["key", "certificate", "--key"])
+        .arg(&pem_path)
+        .arg("--passphrase-file")
+        .arg(&pass_path)
+        .args(["--subject", &format!("CN={name},O=trustkeeper tests")])
+        .args(["--days", "30", "--out"])
+        .arg(&cert);
+    let o = common::cli_output(&mut c, dir, &[]);
+    assert!(o.status.success(), "key certificate: {}", text(&o));
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !out.contains("PRIVATE") && !out.contains("our-test-passphrase"),
+        "{out}"
+    );
+    OurKey {
+        pem: pem_path,
+        pass: pass_path,
+        cert,
+    }
+}
+
+fn registry_client() -> RegistryClient {
+    trustkeeper::tls::install_crypto_provider();
+    RegistryClient::new(RegistryOptions {
+        ca_pem: Some(Testbed::get().ca_pem()),
+        credentials: Credentials::Anonymous,
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn fresh_repo(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}/test/notation-{name}-{}-{nanos:x}",
+        Testbed::get().var("REGISTRY_HOST"),
+        std::process::id()
+    )
+}
+
+async fn push_platform(
+    c: &RegistryClient,
+    image: &ImageRef,
+    arch: &str,
+    oci: bool,
+    reference: Option<&str>,
+) -> serde_json::Value {
+    let config = format!(
+        r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"repo":"{}"}}"#,
+        image.repository()
+    )
+    .into_bytes();
+    let layer = format!("{arch} layer of {} oci={oci}", image.repository()).into_bytes();
+    c.push_blob(image, &config).await.unwrap();
+    c.push_blob(image, &layer).await.unwrap();
+    let (mt, config_mt, layer_mt) = if oci {
+        (
+            OCI_MANIFEST_V1,
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar",
+        )
+    } else {
+        (
+            DOCKER_MANIFEST_V2,
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar",
+        )
+    };
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt,
+        "config": {"mediaType": config_mt, "size": config.len(), "digest": sha256_digest(&config)},
+        "layers": [{"mediaType": layer_mt, "size": layer.len(), "digest": sha256_digest(&layer)}],
+    }))
+    .unwrap();
+    let digest = sha256_digest(&manifest);
+    c.put_manifest(image, reference.unwrap_or(&digest), mt, &manifest)
+        .await
+        .unwrap();
+    serde_json::json!({"mediaType": mt, "size": manifest.len(), "digest": digest,
+                       "platform": {"architecture": arch, "os": "linux"}})
+}
+
+/// Pushes `v1` (Docker schema 2), `multi` (Docker manifest list) and `oci-multi` (OCI index);
+/// returns tag → digest.
+async fn push_images(repo: &str) -> Vec<(String, String)> {
+    let c = registry_client();
+    let image = ImageRef::parse(repo).unwrap();
+    let single = push_platform(&c, &image, "amd64", false, Some("v1")).await;
+    let mut out = vec![(
+        "v1".to_string(),
+        single["digest"].as_str().unwrap().to_string(),
+    )];
+    for (tag, mt, oci) in [
+        ("multi", DOCKER_MANIFEST_LIST_V2, false),
+        ("oci-multi", OCI_INDEX_V1, true),
+    ] {
+        let mut platforms = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            platforms.push(push_platform(&c, &image, arch, oci, None).await);
+        }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": mt, "manifests": platforms,
+        }))
+        .unwrap();
+        let d = c.put_manifest(&image, tag, mt, &index).await.unwrap();
+        out.push((tag.to_string(), d));
+    }
+    out
+}
+
+fn trustkeeper_sign(home: &Path, key: &OurKey, images: &[String], extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.arg("sign")
+        .args(images)
+        .args(["--format", "notation", "--key"])
+        .arg(&key.pem)
+        .arg("--certificate")
+        .arg(&key.cert)
+        .arg("--passphrase-file")
+        .arg(&key.pass)
+        .args(["--ca-file", Testbed::get().var("CA_CERT")])
+        .args(extra)
+        .env_remove("TRUSTKEEPER_KEY")
+        .env_remove("TRUSTKEEPER_PASSPHRASE")
+        .env_remove("TRUSTKEEPER_ROOT_KEY_ID")
+        .env_remove("RUST_LOG")
+        .env_remove("TRUSTKEEPER_LOG")
+        .env("HOME", home);
+    c
+}
+
+/// The referrers tag index of `digest` (registry:2 has no referrers API).
+async fn referrers(repo: &str, digest: &str) -> ReferrersIndex {
+    let image = ImageRef::parse(repo).unwrap();
+    let c = registry_client();
+    assert_eq!(
+        c.get_referrers(&image, digest).await.unwrap(),
+        None,
+        "the testbed registry grew a referrers API: these tests check the tag schema"
+    );
+    let raw = c
+        .get_manifest_raw(&image, &referrers_tag(digest))
+        .await
+        .unwrap();
+    assert_eq!(raw.descriptor.media_type, OCI_INDEX_V1);
+    ReferrersIndex::parse(&raw.bytes).unwrap()
+}
+
+fn notation_signatures(index: &ReferrersIndex) -> usize {
+    index
+        .entries
+        .iter()
+        .filter(|e| e.artifact_type.as_deref() == Some(ARTIFACT_TYPE))
+        .count()
+}
+
+#[tokio::test]
+async fn what_we_sign_verifies_under_notation_for_images_lists_and_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = fresh_repo("formats");
+    let tags = push_images(&repo).await;
+    let ours = our_key(dir, "ours");
+    let images: Vec<String> = tags.iter().map(|(t, _)| format!("{repo}:{t}")).collect();
+
+    let started = std::time::Instant::now();
+    let o = trustkeeper_sign(dir, &ours, &images, &[]).output().unwrap();
+    let first = started.elapsed();
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let home = notation_home(dir, "ours", &[&ours.cert]);
+    for (tag, digest) in &tags {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("signed") && l.contains(&format!(":{tag} {digest}"))),
+            "{tag}: {out}"
+        );
+        assert_verifies(&home, &repo, digest);
+        assert_eq!(notation_signatures(&referrers(&repo, digest).await), 1);
+    }
+
+    // another certificate (another key) in the trust store: refused
+    let other = our_key(dir, "other");
+    let wrong = notation_home(dir, "other", &[&other.cert]);
+    for (tag, digest) in &tags {
+        let o = notation_verify(&wrong, &repo, digest);
+        assert!(
+            !o.status.success(),
+            "notation accepted {tag} under another certificate: {}",
+            text(&o)
+        );
+    }
+
+    // again: nothing pushed, every tag unchanged, still one signature each
+    let started = std::time::Instant::now();
+    let o = trustkeeper_sign(dir, &ours, &images, &[]).output().unwrap();
+    let second = started.elapsed();
+    assert!(o.status.success(), "second sign: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("unchanged")).count(),
+        tags.len(),
+        "{out}"
+    );
+    for (_, digest) in &tags {
+        assert_eq!(notation_signatures(&referrers(&repo, digest).await), 1);
+    }
+    eprintln!("3 tags: first sign {first:?}, steady-state re-run {second:?}");
+}
+
+#[tokio::test]
+async fn notation_without_a_certificate_or_with_another_keys_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = fresh_repo("refused");
+    let tags = push_images(&repo).await;
+    let ours = our_key(dir, "ours");
+    let other = our_key(dir, "other");
+    let image = format!("{repo}:{}", tags[0].0);
+
+    let mut c = trustkeeper_sign(dir, &ours, std::slice::from_ref(&image), &[]);
+    let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+    // without --certificate
+    let mut bare = Command::new(c.get_program());
+    let mut skip = false;
+    for a in &args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a == "--certificate" {
+            skip = true;
+            continue;
+        }
+        bare.arg(a);
+    }
+    bare.env("HOME", dir)
+        .env_remove("TRUSTKEEPER_KEY")
+        .env_remove("TRUSTKEEPER_ROOT_KEY_ID");
+    let o = bare.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--certificate") && err.contains("key certificate"),
+        "{err}"
+    );
+
+    // the other key's certificate: refused before anything is pushed
+    let mismatched = OurKey {
+        pem: ours.pem.clone(),
+        pass: ours.pass.clone(),
+        cert: other.cert.clone(),
+    };
+    let o = trustkeeper_sign(dir, &mismatched, &[image], &[])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("certifies none of the keys"), "{err}");
+    let c2 = registry_client();
+    let img = ImageRef::parse(&repo).unwrap();
+    assert!(
+        c2.get_manifest_raw(&img, &referrers_tag(&tags[0].1))
+            .await
+            .is_err(),
+        "a referrers index was pushed for a refused run"
+    );
+    drop(c.output());
+}
+
+#[tokio::test]
+async fn a_signature_notation_made_is_kept_when_we_add_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = fresh_repo("keep");
+    let tags = push_images(&repo).await;
+    let ours = our_key(dir, "ours");
+    // notation's own test key and certificate, in its own configuration
+    let theirs = dir.join("notation-gen");
+    std::fs::create_dir_all(&theirs).unwrap();
+    let o = notation(&theirs)
+        .args(["cert", "generate-test", "--default", "theirs"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "generate-test: {}", text(&o));
+    let their_cert = theirs.join("notation/localkeys/theirs.crt");
+    assert!(their_cert.is_file(), "{}", text(&o));
+    let their_home = notation_home(dir, "theirs", &[&their_cert]);
+    // notation signs with the key generate-test made (its config dir), verifies in its own
+    std::fs::copy(
+        theirs.join("notation/signingkeys.json"),
+        their_home.join("notation/signingkeys.json"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(their_home.join("notation/localkeys")).unwrap();
+    for f in ["theirs.key", "theirs.crt"] {
+        std::fs::copy(
+            theirs.join("notation/localkeys").join(f),
+            their_home.join("notation/localkeys").join(f),
+        )
+        .unwrap();
+    }
+    let (tag, digest) = &tags[1];
+    let o = notation(&theirs)
+        .args(["sign", &format!("{repo}@{digest}")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "notation sign: {}", text(&o));
+    assert_eq!(notation_signatures(&referrers(&repo, digest).await), 1);
+
+    let o = trustkeeper_sign(dir, &ours, &[format!("{repo}:{tag}")], &[])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    let index = referrers(&repo, digest).await;
+    assert_eq!(notation_signatures(&index), 2, "{index:?}");
+    // each trust store accepts its own signer's signature: both are there and valid
+    let home = notation_home(dir, "ours", &[&ours.cert]);
+    assert_verifies(&home, &repo, digest);
+    assert_verifies(&their_home, &repo, digest);
+}
+
+#[tokio::test]
+async fn two_of_ours_at_once_on_one_digest_both_end_up_in_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = fresh_repo("race");
+    let tags = push_images(&repo).await;
+    let a = our_key(dir, "a");
+    let b = our_key(dir, "b");
+    let (tag, digest) = &tags[2];
+    let image = vec![format!("{repo}:{tag}")];
+    let spawn = |k: &OurKey| {
+        trustkeeper_sign(dir, k, &image, &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ca, cb) = (spawn(&a), spawn(&b));
+    for (name, child) in [("a", ca), ("b", cb)] {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "signer {name}: {}", text(&o));
+    }
+    let index = referrers(&repo, digest).await;
+    assert_eq!(notation_signatures(&index), 2, "{index:?}");
+    for (name, k) in [("a", &a), ("b", &b)] {
+        let home = notation_home(dir, name, &[&k.cert]);
+        assert_verifies(&home, &repo, digest);
+    }
+}
