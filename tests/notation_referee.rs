@@ -489,3 +489,254 @@ async fn two_of_ours_at_once_on_one_digest_both_end_up_in_the_index() {
         assert_verifies(&home, &repo, digest);
     }
 }
+
+/// A TLS proxy to the testbed registry that holds back the answer to the first GET of a
+/// referrers tag (`/manifests/sha256-…`) by `delay`: the writer behind it acts on an index
+/// that another writer changes meanwhile, the lost-update race made certain instead of likely.
+/// `seen` fires when that GET has gone through to the registry. (As cosign_referee's proxy
+/// for `.sig` tags.)
+struct DelayProxy {
+    host: String,
+    seen: std::sync::Arc<tokio::sync::Notify>,
+}
+
+async fn delay_proxy(delay: Duration) -> DelayProxy {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls;
+
+    let tb = Testbed::get();
+    let cert = std::fs::read(tb.var("TESTBED_SERVER_CERT")).unwrap();
+    let key = std::fs::read(tb.var("TESTBED_SERVER_KEY")).unwrap();
+    let (listener, addr, acceptor) = common::loopback::tls_listener(&cert, &key).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem::parse_many(tb.ca_pem()).unwrap() {
+        roots.add(c.into_contents().into()).unwrap();
+    }
+    let client_config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let upstream: std::net::SocketAddr = tb.var("REGISTRY_HOST").parse().unwrap();
+    let seen = Arc::new(tokio::sync::Notify::new());
+    let armed = Arc::new(AtomicBool::new(true));
+    let (seen2, armed2) = (seen.clone(), armed.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, connector) = (acceptor.clone(), connector.clone());
+            let (seen, armed) = (seen2.clone(), armed2.clone());
+            tokio::spawn(async move {
+                let Ok(client) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let up = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let Ok(up) = connector.connect(name, up).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = tokio::io::split(client);
+                let (mut ur, mut uw) = tokio::io::split(up);
+                let hold = Arc::new(AtomicBool::new(false));
+                let hold2 = hold.clone();
+                let to_registry = async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let head = String::from_utf8_lossy(&buf[..n.min(512)]).into_owned();
+                        let sig_get = head.starts_with("GET ")
+                            && head
+                                .lines()
+                                .next()
+                                .is_some_and(|l| l.contains("/manifests/sha256-"));
+                        if sig_get && armed.swap(false, Ordering::SeqCst) {
+                            hold2.store(true, Ordering::SeqCst);
+                        }
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        if sig_get && hold2.load(Ordering::SeqCst) {
+                            seen.notify_one();
+                        }
+                    }
+                    let _ = uw.shutdown().await;
+                };
+                let to_client = async move {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match ur.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if hold.swap(false, Ordering::SeqCst) {
+                            tokio::time::sleep(delay).await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(to_registry, to_client);
+            });
+        }
+    });
+    DelayProxy {
+        host: addr.to_string(),
+        seen,
+    }
+}
+
+fn load_signer(key: &OurKey) -> SigningKey {
+    let pem = std::fs::read(&key.pem).unwrap();
+    let pass = SecretString::from(std::fs::read_to_string(&key.pass).unwrap());
+    SigningKey::from_pem(&pem, Some(&pass)).unwrap().remove(0)
+}
+
+fn load_chain(key: &OurKey) -> trustkeeper::formats::notation::Chain {
+    trustkeeper::formats::notation::Chain::from_pem(&std::fs::read(&key.cert).unwrap()).unwrap()
+}
+
+async fn descriptor(
+    repo: &str,
+    digest: &str,
+) -> trustkeeper::registry::manifest::ManifestDescriptor {
+    registry_client()
+        .resolve(&ImageRef::parse(repo).unwrap(), digest)
+        .await
+        .unwrap()
+}
+
+/// notation sign with a key `notation cert generate-test` made; returns the config to verify
+/// its signatures with.
+fn notation_test_key(dir: &Path) -> (PathBuf, PathBuf) {
+    let gen_home = dir.join("notation-gen");
+    std::fs::create_dir_all(&gen_home).unwrap();
+    let o = notation(&gen_home)
+        .args(["cert", "generate-test", "--default", "theirs"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "generate-test: {}", text(&o));
+    let cert = gen_home.join("notation/localkeys/theirs.crt");
+    (gen_home, notation_home(dir, "theirs", &[&cert]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_notation_overwrites_our_index_push_we_add_ours_again() {
+    use trustkeeper::formats::notation_sign::{NotationOptions, sign};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = fresh_repo("overwritten");
+    let tags = push_images(&repo).await;
+    let (_, digest) = &tags[0];
+    let ours = our_key(dir, "ours");
+    let (gen_home, their_home) = notation_test_key(dir);
+    // notation reads the (absent) index through the proxy and gets the answer 700 ms later: we
+    // push in between, and notation then writes an index with its own entry alone.
+    let proxy = delay_proxy(Duration::from_millis(700)).await;
+    let proxied = repo.replacen(Testbed::get().var("REGISTRY_HOST"), &proxy.host, 1);
+    let child = notation(&gen_home)
+        .args(["sign", &format!("{proxied}@{digest}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), proxy.seen.notified())
+        .await
+        .expect("notation read the referrers tag through the proxy");
+    let image = ImageRef::parse(&repo).unwrap();
+    let signed = sign(
+        &registry_client(),
+        &image,
+        &descriptor(&repo, digest).await,
+        &load_signer(&ours),
+        &load_chain(&ours),
+        &NotationOptions::default(),
+    )
+    .await
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "notation: {}", text(&out));
+    assert!(signed.added);
+    let index = referrers(&repo, digest).await;
+    assert_eq!(notation_signatures(&index), 2, "{index:?}");
+    assert_verifies(&notation_home(dir, "ours", &[&ours.cert]), &repo, digest);
+    assert_verifies(&their_home, &repo, digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn we_never_overwrite_an_index_entry_pushed_after_our_read() {
+    use trustkeeper::formats::notation_sign::{NotationOptions, sign};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = fresh_repo("stale-read");
+    let tags = push_images(&repo).await;
+    let ours = our_key(dir, "ours");
+    let other = our_key(dir, "other");
+    let (gen_home, their_home) = notation_test_key(dir);
+    // we read through the proxy and get the answer 3 s later; meanwhile notation signs one
+    // digest and another trustkeeper the other, directly: our stale read must not win
+    for (round, (_, digest)) in tags.iter().take(2).enumerate() {
+        let proxy = delay_proxy(Duration::from_secs(3)).await;
+        let proxied =
+            ImageRef::parse(&repo.replacen(Testbed::get().var("REGISTRY_HOST"), &proxy.host, 1))
+                .unwrap();
+        let client = RegistryClient::new(RegistryOptions {
+            ca_pem: Some(Testbed::get().ca_pem()),
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        })
+        .unwrap();
+        let opts = NotationOptions {
+            settle: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let target = descriptor(&repo, digest).await;
+        let (signer, chain) = (load_signer(&ours), load_chain(&ours));
+        let (other_signer, other_chain) = (load_signer(&other), load_chain(&other));
+        let ours_task = sign(&client, &proxied, &target, &signer, &chain, &opts);
+        let theirs_task = async {
+            tokio::time::timeout(Duration::from_secs(30), proxy.seen.notified())
+                .await
+                .expect("we read the referrers tag through the proxy");
+            if round == 0 {
+                let o = notation(&gen_home)
+                    .args(["sign", &format!("{repo}@{digest}")])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "notation: {}", text(&o));
+            } else {
+                let image = ImageRef::parse(&repo).unwrap();
+                sign(
+                    &registry_client(),
+                    &image,
+                    &target,
+                    &other_signer,
+                    &other_chain,
+                    &opts,
+                )
+                .await
+                .unwrap();
+            }
+        };
+        let (r, ()) = tokio::join!(ours_task, theirs_task);
+        assert!(r.unwrap().added);
+        let index = referrers(&repo, digest).await;
+        assert_eq!(notation_signatures(&index), 2, "round {round}: {index:?}");
+        assert_verifies(&notation_home(dir, "ours", &[&ours.cert]), &repo, digest);
+        let second = if round == 0 {
+            their_home.clone()
+        } else {
+            notation_home(dir, "other", &[&other.cert])
+        };
+        assert_verifies(&second, &repo, digest);
+    }
+}
