@@ -56,6 +56,17 @@ fn text(o: &Output) -> String {
 /// A private notation configuration (XDG_CONFIG_HOME): a `ca` trust store `name` holding
 /// `certs`, and a strict trust policy for every registry scope that trusts that store.
 fn notation_home(dir: &Path, name: &str, certs: &[&Path]) -> PathBuf {
+    notation_home_for(dir, name, certs, "*", "*")
+}
+
+/// [`notation_home`] with the policy's registry scope and trusted identity given.
+fn notation_home_for(
+    dir: &Path,
+    name: &str,
+    certs: &[&Path],
+    scope: &str,
+    identity: &str,
+) -> PathBuf {
     let home = dir.join(format!("notation-{name}"));
     let store = home.join("notation/truststore/x509/ca").join(name);
     std::fs::create_dir_all(&store).unwrap();
@@ -66,10 +77,10 @@ fn notation_home(dir: &Path, name: &str, certs: &[&Path]) -> PathBuf {
         "version": "1.0",
         "trustPolicies": [{
             "name": "trustkeeper-test",
-            "registryScopes": ["*"],
+            "registryScopes": [scope],
             "signatureVerification": {"level": "strict"},
             "trustStores": [format!("ca:{name}")],
-            "trustedIdentities": ["*"],
+            "trustedIdentities": [identity],
         }],
     });
     std::fs::write(
@@ -133,7 +144,10 @@ fn our_key(dir: &Path, name: &str) -> OurKey {
         .arg(&pem_path)
         .arg("--passphrase-file")
         .arg(&pass_path)
-        .args(["--subject", &format!("CN={name},O=trustkeeper tests")])
+        .args([
+            "--subject",
+            &format!("CN={name},O=trustkeeper tests,ST=WA,C=US"),
+        ])
         .args(["--days", "30", "--out"])
         .arg(&cert);
     let o = common::cli_output(&mut c, dir, &[]);
@@ -308,7 +322,14 @@ async fn what_we_sign_verifies_under_notation_for_images_lists_and_indexes() {
     let first = started.elapsed();
     assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let home = notation_home(dir, "ours", &[&ours.cert]);
+    // the README's policy: this repository's scope, the certificate's subject as identity
+    let home = notation_home_for(
+        dir,
+        "ours",
+        &[&ours.cert],
+        &repo,
+        "x509.subject: CN=ours,O=trustkeeper tests,ST=WA,C=US",
+    );
     for (tag, digest) in &tags {
         assert!(
             out.lines()
@@ -319,6 +340,19 @@ async fn what_we_sign_verifies_under_notation_for_images_lists_and_indexes() {
         assert_eq!(notation_signatures(&referrers(&repo, digest).await), 1);
     }
 
+    // another subject trusted: refused
+    let o = notation_verify(
+        &notation_home_for(
+            dir,
+            "ours",
+            &[&ours.cert],
+            &repo,
+            "x509.subject: CN=someone else,O=trustkeeper tests,ST=WA,C=US",
+        ),
+        &repo,
+        &tags[0].1,
+    );
+    assert!(!o.status.success(), "another identity: {}", text(&o));
     // another certificate (another key) in the trust store: refused
     let other = our_key(dir, "other");
     let wrong = notation_home(dir, "other", &[&other.cert]);

@@ -17,8 +17,9 @@ pub struct CertificateArgs {
     /// The key ID to certify when the PEM holds more than one key.
     #[arg(long, value_name = "ID")]
     pub key_id: Option<String>,
-    /// The certificate's subject (and issuer), an RFC 4514 name; a Notation trust policy's
-    /// `trustedIdentities` can name it as `x509.subject: ...`.
+    /// The certificate's subject (and issuer), an RFC 4514 name. For a Notation trust policy
+    /// to name it in `trustedIdentities` (`x509.subject: ...`) it must hold C, ST and O, e.g.
+    /// `CN=builder,O=Example,ST=WA,C=US`.
     #[arg(long, default_value = "CN=trustkeeper", value_name = "NAME")]
     pub subject: String,
     /// Days the certificate is valid (Notation refuses signatures made outside them).
