@@ -492,6 +492,58 @@ async fn a_signature_notation_made_is_kept_when_we_add_ours() {
     let home = notation_home(dir, "ours", &[&ours.cert]);
     assert_verifies(&home, &repo, digest);
     assert_verifies(&their_home, &repo, digest);
+
+    // inspect reads both: valid, with each certificate's thumbprint and subject
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.args([
+        "inspect",
+        &format!("{repo}:{tag}"),
+        "--format",
+        "notation",
+        "-o",
+        "json",
+    ])
+    .args(["--ca-file", Testbed::get().var("CA_CERT")]);
+    let o = common::cli_output(&mut c, dir, &[]);
+    assert!(o.status.success(), "inspect: {}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["digest"], digest.as_str());
+    assert_eq!(v["referrers"], "tag");
+    let thumb = |p: &Path| {
+        let der = pem::parse(std::fs::read(p).unwrap()).unwrap();
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(der.contents()))
+    };
+    let mut seen: Vec<(String, String)> = v["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["valid"], true, "{s}");
+            assert!(s["signing_time"].is_string(), "{s}");
+            (
+                s["certificate_thumbprint"].as_str().unwrap().to_string(),
+                s["certificate_subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut want = vec![
+        (
+            thumb(&ours.cert),
+            "CN=ours,O=trustkeeper tests,ST=WA,C=US".to_string(),
+        ),
+        (thumb(&their_cert), seen_subject(&seen, &thumb(&their_cert))),
+    ];
+    want.sort();
+    assert_eq!(seen, want, "{v}");
+}
+
+/// The subject listed for `thumbprint` (notation's test certificate names its own).
+fn seen_subject(seen: &[(String, String)], thumbprint: &str) -> String {
+    seen.iter()
+        .find(|(t, _)| t == thumbprint)
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| panic!("no signature by {thumbprint}: {seen:?}"))
 }
 
 #[tokio::test]

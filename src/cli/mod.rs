@@ -16,6 +16,7 @@ mod common;
 mod cosign;
 mod inspect;
 mod inspect_cosign;
+mod inspect_notation;
 mod key;
 mod notation;
 mod reconcile;

@@ -372,9 +372,11 @@ pub fn verify_envelope(bytes: &[u8]) -> Result<Verified, NotationError> {
     };
     let protected: Map<String, Value> = serde_json::from_slice(&b64u(&env.protected, "protected")?)
         .map_err(|e| malformed(W, format!("protected header: {e}")))?;
-    if protected.get("alg") != Some(&json!("ES256")) {
-        return Err(malformed(W, "alg is not ES256"));
-    }
+    let alg = protected
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed(W, "no alg"))?
+        .to_string();
     if protected.get("cty") != Some(&json!(PAYLOAD_TYPE)) {
         return Err(malformed(W, format!("cty is not {PAYLOAD_TYPE}")));
     }
@@ -401,7 +403,7 @@ pub fn verify_envelope(bytes: &[u8]) -> Result<Verified, NotationError> {
     let chain = Chain::from_der(der)?;
     let sig = b64u(&env.signature, "signature")?;
     let input = format!("{}.{}", env.protected, env.payload);
-    if !verify_p256_fixed(&chain.leaf_spki(), input.as_bytes(), &sig) {
+    if !verify_jws(&alg, &chain.leaf_spki(), input.as_bytes(), &sig)? {
         return Err(malformed(
             W,
             "the signature does not verify under its leaf certificate",
@@ -422,22 +424,44 @@ pub fn verify_envelope(bytes: &[u8]) -> Result<Verified, NotationError> {
     })
 }
 
-/// ES256 (r‖s) under a P-256 SubjectPublicKeyInfo.
-pub fn verify_p256_fixed(spki_der: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+/// A JWS signature under a SubjectPublicKeyInfo, for the algorithms the Notary Project allows
+/// (ES256/384/512 with r‖s, PS256/384/512); the key's type must be the algorithm's.
+fn verify_jws(alg: &str, spki_der: &[u8], msg: &[u8], sig: &[u8]) -> Result<bool, NotationError> {
+    use aws_lc_rs::signature::{self as s, UnparsedPublicKey, VerificationAlgorithm};
+    let (algorithm, curve): (&'static dyn VerificationAlgorithm, Option<&str>) = match alg {
+        "ES256" => (&s::ECDSA_P256_SHA256_FIXED, Some("1.2.840.10045.3.1.7")),
+        "ES384" => (&s::ECDSA_P384_SHA384_FIXED, Some("1.3.132.0.34")),
+        "ES512" => (&s::ECDSA_P521_SHA512_FIXED, Some("1.3.132.0.35")),
+        "PS256" => (&s::RSA_PSS_2048_8192_SHA256, None),
+        "PS384" => (&s::RSA_PSS_2048_8192_SHA384, None),
+        "PS512" => (&s::RSA_PSS_2048_8192_SHA512, None),
+        other => {
+            return Err(malformed(
+                "the Notation envelope",
+                format!("alg {other:?} is not one the Notary Project allows"),
+            ));
+        }
+    };
     let Ok(info) = p256::pkcs8::spki::SubjectPublicKeyInfoRef::from_der(spki_der) else {
-        return false;
+        return Ok(false);
     };
-    let p256_oid = p256::pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-    if info.algorithm.parameters_oid().ok() != Some(p256_oid) {
-        return false;
-    }
-    let Some(point) = info.subject_public_key.as_bytes() else {
-        return false;
+    let ec = p256::pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    let rsa = p256::pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    let key_ok = match curve {
+        Some(c) => {
+            info.algorithm.oid == ec
+                && info.algorithm.parameters_oid().ok()
+                    == Some(p256::pkcs8::ObjectIdentifier::new_unwrap(c))
+        }
+        None => info.algorithm.oid == rsa,
     };
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-        .verify(msg, sig)
-        .is_ok()
+    let Some(key) = info.subject_public_key.as_bytes() else {
+        return Ok(false);
+    };
+    Ok(key_ok
+        && UnparsedPublicKey::new(algorithm, key)
+            .verify(msg, sig)
+            .is_ok())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,12 +505,19 @@ pub fn envelope_layer(manifest: &[u8], subject_digest: &str) -> Result<Descripto
     struct M {
         #[serde(rename = "artifactType")]
         artifact_type: Option<String>,
+        config: Descriptor,
         layers: Vec<Descriptor>,
         subject: Option<Descriptor>,
     }
     let m: M = serde_json::from_slice(manifest).map_err(|e| malformed(W, e.to_string()))?;
-    if m.artifact_type.as_deref() != Some(ARTIFACT_TYPE) {
-        return Err(malformed(W, format!("artifactType is not {ARTIFACT_TYPE}")));
+    // notation 1.x writes the OCI 1.0 form by default: no artifactType, the type as the
+    // config's media type.
+    let kind = m.artifact_type.as_deref().unwrap_or(&m.config.media_type);
+    if kind != ARTIFACT_TYPE {
+        return Err(malformed(
+            W,
+            format!("it is a {kind}, not a {ARTIFACT_TYPE}"),
+        ));
     }
     if m.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject_digest) {
         return Err(malformed(W, format!("its subject is not {subject_digest}")));
