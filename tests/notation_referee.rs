@@ -2,8 +2,10 @@
 //! --format notation` pushes (to registry:2, which has no referrers API: the `sha256-<hex>`
 //! tag index) verifies with `notation verify` under a trust store holding our certificate
 //! (made by `trustkeeper key certificate`), for a single-platform image, a Docker manifest list
-//! and an OCI index; another certificate is refused; a signature notation made is kept when
-//! ours is added; two of ours at once both end up in the index.
+//! and an OCI index; another certificate or identity is refused; a signature notation made is
+//! kept when ours is added and `inspect` reads both; concurrent writers (two of ours, notation,
+//! with a delaying proxy making the races certain) lose no entry; a forged signature listed
+//! under our certificate is not taken for ours.
 //!
 //! Needs `TRUSTKEEPER_TESTBED` (the registry) and `TRUSTKEEPER_REFEREES` (a directory whose
 //! `env` file names NOTATION, as `referees.sh install DIR` writes it). A tool that is missing
@@ -825,4 +827,98 @@ async fn we_never_overwrite_an_index_entry_pushed_after_our_read() {
         };
         assert_verifies(&second, &repo, digest);
     }
+}
+
+#[tokio::test]
+async fn a_forged_signature_listed_under_our_certificate_is_not_taken_for_ours() {
+    use trustkeeper::formats::notation::{Descriptor, EMPTY_CONFIG, envelope, signature_manifest};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = fresh_repo("forged");
+    let tags = push_images(&repo).await;
+    let (tag, digest) = &tags[0];
+    let ours = our_key(dir, "ours");
+    let chain = load_chain(&ours);
+    // an envelope carrying our certificate but signed by another key, listed in the index
+    // with our certificate's thumbprint: a reader trusting the listing would call it ours
+    let forger = SigningKey::generate_ecdsa("targets", "forger").unwrap();
+    let d = descriptor(&repo, digest).await;
+    let subject = Descriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.clone(),
+        size: d.size,
+    };
+    let now = jiff::Timestamp::now();
+    let env = envelope(&subject, &chain, now, None, |m| {
+        trustkeeper::notary::Signer::sign(&forger, m).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    let manifest = signature_manifest(&env, &subject, &chain, now);
+    let c = registry_client();
+    let image = ImageRef::parse(&repo).unwrap();
+    c.push_blob(&image, &env).await.unwrap();
+    c.push_blob(&image, EMPTY_CONFIG).await.unwrap();
+    let forged = c
+        .put_manifest(
+            &image,
+            &sha256_digest(&manifest),
+            OCI_MANIFEST_V1,
+            &manifest,
+        )
+        .await
+        .unwrap();
+    let index = ReferrersIndex::default().with_signature(&manifest, &chain);
+    c.put_manifest(
+        &image,
+        &referrers_tag(digest),
+        OCI_INDEX_V1,
+        &index.to_bytes(),
+    )
+    .await
+    .unwrap();
+    let home = notation_home(dir, "ours", &[&ours.cert]);
+    assert!(
+        !notation_verify(&home, &repo, digest).status.success(),
+        "notation accepted the forged signature"
+    );
+
+    let o = trustkeeper_sign(dir, &ours, &[format!("{repo}:{tag}")], &[])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("signed"), "{out}");
+    let index = referrers(&repo, digest).await;
+    assert_eq!(
+        notation_signatures(&index),
+        2,
+        "the forged entry is kept: {index:?}"
+    );
+    assert_verifies(&home, &repo, digest);
+
+    // inspect tells them apart
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.args([
+        "inspect",
+        &format!("{repo}:{tag}"),
+        "--format",
+        "notation",
+        "-o",
+        "json",
+    ])
+    .args(["--ca-file", Testbed::get().var("CA_CERT")]);
+    let o = common::cli_output(&mut c, dir, &[]);
+    assert!(o.status.success(), "inspect: {}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sigs = v["signatures"].as_array().unwrap();
+    let bad: Vec<_> = sigs.iter().filter(|s| s["valid"] == false).collect();
+    assert_eq!(bad.len(), 1, "{v}");
+    assert_eq!(bad[0]["manifest"], forged.as_str());
+    assert!(
+        bad[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify under its leaf"),
+        "{v}"
+    );
 }
