@@ -922,3 +922,48 @@ async fn a_forged_signature_listed_under_our_certificate_is_not_taken_for_ours()
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn sign_by_digest_signs_that_manifest_with_its_own_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = fresh_repo("pinned");
+    let tags = push_images(&repo).await;
+    let (tag, digest) = &tags[1];
+    let d = descriptor(&repo, digest).await;
+    let ours = our_key(dir, "ours");
+    let size = d.size.to_string();
+    let o = trustkeeper_sign(
+        dir,
+        &ours,
+        &[format!("{repo}:{tag}")],
+        &["--digest", digest, "--size", &size],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "trustkeeper sign: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("signed"),
+        "{}",
+        text(&o)
+    );
+    assert_verifies(&notation_home(dir, "ours", &[&ours.cert]), &repo, digest);
+    // the payload names the manifest list with its own media type and size
+    let index = referrers(&repo, digest).await;
+    let c = registry_client();
+    let image = ImageRef::parse(&repo).unwrap();
+    let target = trustkeeper::formats::notation::Descriptor {
+        media_type: DOCKER_MANIFEST_LIST_V2.into(),
+        digest: digest.clone(),
+        size: d.size,
+    };
+    let v = trustkeeper::formats::notation_sign::read_signature(
+        &c,
+        &image,
+        &index.entries[0].digest,
+        &target,
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.target, target);
+}
