@@ -188,7 +188,9 @@ pub async fn sign(
                 (d.digest, r)
             }
         })
-        .buffer_unordered(8)
+        // Most of a digest's time is the settle wait after its push: the registry client's
+        // own permits bound the requests, so the waits overlap freely.
+        .buffer_unordered(64)
         .collect()
         .await;
     let mut by_digest = std::collections::BTreeMap::new();

@@ -102,8 +102,27 @@ pub async fn referrers(
     image: &ImageRef,
     digest: &str,
 ) -> Result<(ReferrersStore, Option<String>, ReferrersIndex), NotationSignError> {
-    if let Some(body) = client.get_referrers(image, digest).await? {
-        return Ok((ReferrersStore::Api, None, ReferrersIndex::parse(&body)?));
+    read_referrers(client, image, digest, None).await
+}
+
+/// [`referrers`], asking only the store `known` when it is known (a re-read in one run).
+async fn read_referrers(
+    client: &RegistryClient,
+    image: &ImageRef,
+    digest: &str,
+    known: Option<ReferrersStore>,
+) -> Result<(ReferrersStore, Option<String>, ReferrersIndex), NotationSignError> {
+    if known != Some(ReferrersStore::Tag) {
+        match client.get_referrers(image, digest).await? {
+            Some(body) => return Ok((ReferrersStore::Api, None, ReferrersIndex::parse(&body)?)),
+            None if known == Some(ReferrersStore::Api) => {
+                return Err(NotationSignError::ReadBack {
+                    what: image.repository_only().to_string(),
+                    detail: "the registry's referrers API went away during the run".into(),
+                });
+            }
+            None => {}
+        }
     }
     let tag = referrers_tag(digest);
     match client.get_manifest_raw(image, &tag).await {
@@ -243,13 +262,7 @@ pub async fn sign(
     let tag = referrers_tag(&digest);
     for turn in 0..opts.max_reads.max(1) {
         if turn > 0 {
-            let (s, d, i) = referrers(client, image, &digest).await?;
-            if s != store {
-                return Err(NotationSignError::ReadBack {
-                    what: image.repository_only().to_string(),
-                    detail: "the registry's referrers API came or went during the run".into(),
-                });
-            }
+            let (_, d, i) = read_referrers(client, image, &digest, Some(store)).await?;
             seen = d;
             index = i;
         }
