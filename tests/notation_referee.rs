@@ -967,3 +967,180 @@ async fn sign_by_digest_signs_that_manifest_with_its_own_descriptor() {
     .unwrap();
     assert_eq!(v.target, target);
 }
+
+/// A small in-memory registry on loopback that serves the OCI referrers API (the testbed's
+/// registry:2 does not): blobs, manifests by tag or digest, and `GET /v2/<repo>/referrers/<d>`
+/// listing the manifests whose `subject` is `<d>`. Counts the tag PUTs it receives.
+mod referrers_api {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use axum::response::{IntoResponse, Response};
+    use trustkeeper::registry::manifest::sha256_digest;
+
+    #[derive(Default)]
+    pub struct State {
+        blobs: HashMap<String, Vec<u8>>,
+        manifests: HashMap<String, (String, Vec<u8>)>,
+        tags: HashMap<String, String>,
+        pub tag_puts: Vec<String>,
+    }
+
+    pub async fn start() -> (String, Arc<Mutex<State>>) {
+        let state = Arc::new(Mutex::new(State::default()));
+        let st = state.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let st = st.clone();
+                async move { handle(&st, method, uri, headers, body) }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (addr.to_string(), state)
+    }
+
+    fn handle(
+        st: &Mutex<State>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let mut st = st.lock().unwrap();
+        let path = uri.path().to_string();
+        if path == "/v2/" {
+            return StatusCode::OK.into_response();
+        }
+        if let Some(rest) = path.strip_prefix("/upload/") {
+            let _ = rest;
+            let digest = uri
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("digest=")))
+                .unwrap_or_default()
+                .replace("%3A", ":");
+            assert_eq!(sha256_digest(&body), digest);
+            st.blobs.insert(digest, body.to_vec());
+            return StatusCode::CREATED.into_response();
+        }
+        if path.ends_with("/blobs/uploads/") && method == Method::POST {
+            return (StatusCode::ACCEPTED, [("Location", "/upload/1")]).into_response();
+        }
+        let (head, reference) = path.rsplit_once('/').unwrap();
+        let (_, kind) = head.rsplit_once('/').unwrap();
+        match (kind, method.as_str()) {
+            ("blobs", m) => match st.blobs.get(reference) {
+                Some(b) if m == "GET" => b.clone().into_response(),
+                Some(_) => StatusCode::OK.into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
+            },
+            ("manifests", "PUT") => {
+                let digest = sha256_digest(&body);
+                let ct = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                st.manifests.insert(digest.clone(), (ct, body.to_vec()));
+                if !reference.starts_with("sha256:") {
+                    st.tag_puts.push(reference.to_string());
+                    st.tags.insert(reference.to_string(), digest.clone());
+                }
+                (StatusCode::CREATED, [("Docker-Content-Digest", digest)]).into_response()
+            }
+            ("manifests", m) => {
+                let digest = st
+                    .tags
+                    .get(reference)
+                    .cloned()
+                    .unwrap_or(reference.to_string());
+                match st.manifests.get(&digest) {
+                    Some((ct, b)) => {
+                        let h = [
+                            ("Content-Type", ct.clone()),
+                            ("Docker-Content-Digest", digest.clone()),
+                        ];
+                        if m == "HEAD" {
+                            (h, [("Content-Length", b.len().to_string())]).into_response()
+                        } else {
+                            (h, b.clone()).into_response()
+                        }
+                    }
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+            ("referrers", "GET") => {
+                let manifests: Vec<serde_json::Value> = st
+                    .manifests
+                    .iter()
+                    .filter_map(|(d, (ct, b))| {
+                        let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+                        (v.pointer("/subject/digest")?.as_str()? == reference).then(|| {
+                            serde_json::json!({
+                                "mediaType": ct, "digest": d, "size": b.len(),
+                                "artifactType": v.get("artifactType")
+                                    .or(v.pointer("/config/mediaType")),
+                                "annotations": v.get("annotations"),
+                            })
+                        })
+                    })
+                    .collect();
+                (
+                    [("Content-Type", "application/vnd.oci.image.index.v1+json")],
+                    serde_json::to_vec(&serde_json::json!({
+                        "schemaVersion": 2,
+                        "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": manifests,
+                    }))
+                    .unwrap(),
+                )
+                    .into_response()
+            }
+            _ => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_registry_with_the_referrers_api_gets_no_referrers_tag() {
+    use trustkeeper::formats::notation_sign::{NotationOptions, ReferrersStore, sign};
+    let (host, state) = referrers_api::start().await;
+    trustkeeper::tls::install_crypto_provider();
+    let client = RegistryClient::new(RegistryOptions {
+        plain_http: true,
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    })
+    .unwrap();
+    let repo = format!("{host}/test/app");
+    let image = ImageRef::parse(&repo).unwrap();
+    let single = push_platform(&client, &image, "amd64", true, Some("v1")).await;
+    let target = client.resolve(&image, "v1").await.unwrap();
+    assert_eq!(target.digest, single["digest"].as_str().unwrap());
+    let state_puts = || state.lock().unwrap().tag_puts.clone();
+    assert_eq!(state_puts(), vec!["v1".to_string()]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ours = our_key(dir.path(), "ours");
+    let (signer, chain) = (load_signer(&ours), load_chain(&ours));
+    let opts = NotationOptions {
+        settle: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let signed = sign(&client, &image, &target, &signer, &chain, &opts)
+        .await
+        .unwrap();
+    assert!(signed.added);
+    assert_eq!(signed.store, ReferrersStore::Api);
+    assert_eq!(signed.signatures, 1);
+    // the registry indexes it by its subject: no sha256-<hex> tag written
+    assert_eq!(state_puts(), vec!["v1".to_string()]);
+    let again = sign(&client, &image, &target, &signer, &chain, &opts)
+        .await
+        .unwrap();
+    assert!(!again.added, "{again:?}");
+    assert_eq!(again.signature, signed.signature);
+}
