@@ -1144,3 +1144,38 @@ async fn a_registry_with_the_referrers_api_gets_no_referrers_tag() {
     assert!(!again.added, "{again:?}");
     assert_eq!(again.signature, signed.signature);
 }
+
+#[tokio::test]
+async fn a_signature_expiry_is_honoured_by_notation_and_renewed_by_us() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = fresh_repo("expiry");
+    let tags = push_images(&repo).await;
+    let (tag, digest) = &tags[0];
+    let ours = our_key(dir, "ours");
+    let home = notation_home(dir, "ours", &[&ours.cert]);
+    let image = [format!("{repo}:{tag}")];
+    let sign = |expiry: &str| {
+        let o = trustkeeper_sign(dir, &ours, &image, &["--signature-expiry", expiry])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "sign: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // (a sign takes ~1.8 s: the settle wait after the push)
+    assert!(sign("5s").starts_with("signed"));
+    let signed = std::time::Instant::now();
+    assert_verifies(&home, &repo, digest);
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(signed.elapsed())).await;
+    let o = notation_verify(&home, &repo, digest);
+    assert!(
+        !o.status.success(),
+        "notation accepted an expired signature: {}",
+        text(&o)
+    );
+    // the expired one is not ours any more: signed again, then kept while it stands
+    assert!(sign("1h").starts_with("signed"));
+    assert_verifies(&home, &repo, digest);
+    assert!(sign("1h").starts_with("unchanged"));
+    assert_eq!(notation_signatures(&referrers(&repo, digest).await), 2);
+}

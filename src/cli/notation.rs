@@ -108,6 +108,12 @@ pub(super) fn read_chain(path: &std::path::Path) -> Result<Chain, CliError> {
         .map_err(|e| CliError::new(format!("--certificate {}: {e}", path.display())))
 }
 
+/// `sign`'s flags for the Notation format.
+pub struct NotationFlags<'a> {
+    pub certificate: &'a std::path::Path,
+    pub signature_expiry: Option<std::time::Duration>,
+}
+
 /// Signs every tag's digest (or the pinned one) in the Notation format.
 pub async fn sign(
     g: &Global,
@@ -115,9 +121,13 @@ pub async fn sign(
     engine: &crate::engine::Engine,
     credentials: &crate::engine::RunSecrets,
     key_id: Option<&str>,
-    certificate: &std::path::Path,
+    notation_args: NotationFlags<'_>,
     pinned: &std::collections::BTreeMap<String, crate::engine::model::Manifest>,
 ) -> Result<(), CliError> {
+    let NotationFlags {
+        certificate,
+        signature_expiry,
+    } = notation_args;
     use crate::formats::notation_sign::{self, NotationOptions, ReferrersStore};
     use futures::StreamExt as _;
 
@@ -178,7 +188,23 @@ pub async fn sign(
     let mut unique: Vec<_> = targets.iter().map(|(_, d)| d.clone()).collect();
     unique.sort_by(|a, b| a.digest.cmp(&b.digest));
     unique.dedup();
-    let opts = NotationOptions::default();
+    let opts = NotationOptions {
+        expiry: signature_expiry,
+        ..Default::default()
+    };
+    let leaf = chain.leaf_info();
+    let left = leaf.not_after_unix - jiff::Timestamp::now().as_second();
+    if left < 30 * 86_400 {
+        // Signing with it still helps until then; after, notation refuses every signature
+        // it made.
+        eprintln!(
+            "warning: --certificate {}: the certificate ({}) ends at {}: renew it (e.g. \
+             `trustkeeper key certificate`) and sign again before then",
+            certificate.display(),
+            leaf.subject,
+            leaf.not_after
+        );
+    }
     let signer_ref: &dyn crate::notary::Signer = signer.as_ref();
     let results: Vec<_> = futures::stream::iter(unique)
         .map(|d| {
@@ -203,7 +229,6 @@ pub async fn sign(
             Err(e) => failures.push(format!("{d}: {e}")),
         }
     }
-    let leaf = chain.leaf_info();
     let rows: Vec<Row> = targets
         .iter()
         .filter_map(|(tag, d)| {

@@ -60,6 +60,11 @@ pub struct SignArgs {
     /// certifies the key (`trustkeeper key certificate` makes a self-signed one).
     #[arg(long, value_name = "CERT.pem")]
     pub certificate: Option<PathBuf>,
+    /// With --format notation: the signature's own expiry (`io.cncf.notary.expiry`) this long
+    /// after signing, a Go duration (e.g. 720h); a run signs again when a third of it (at most
+    /// 7 days) is left [default: none, the certificate's validity bounds it].
+    #[arg(long, value_name = "DURATION", value_parser = super::flag_duration)]
+    pub signature_expiry: Option<std::time::Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -172,7 +177,10 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
             &engine,
             &for_registry,
             a.key_id.as_deref(),
-            cert,
+            super::notation::NotationFlags {
+                certificate: cert,
+                signature_expiry: a.signature_expiry,
+            },
             &pinned,
         )
         .await;

@@ -59,7 +59,8 @@ pub struct NotationOptions {
     pub max_reads: usize,
     /// `io.cncf.notary.expiry` this long after signing (none: the certificate's validity).
     pub expiry: Option<Duration>,
-    /// A signature of ours that ends (certificate or expiry) within this is made again.
+    /// A signature of ours whose own expiry is within this (or a third of
+    /// [`NotationOptions::expiry`], if shorter) is made again.
     pub renew_before: Duration,
 }
 
@@ -176,14 +177,26 @@ pub async fn read_signature(
     Ok(v)
 }
 
-fn ends_at(v: &super::notation::Verified) -> i64 {
-    let cert = v.chain.leaf_info().not_after_unix;
-    let expiry = v
-        .expiry
-        .as_deref()
-        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
-        .map(|t| t.as_second());
-    expiry.map_or(cert, |e| e.min(cert))
+/// Whether a verified signature of ours still stands at `now`: its certificate has not ended,
+/// and its own expiry (if any) is more than the renewal lead away. A certificate that nears
+/// its end is not a reason to sign again with it (the new signature would end with it too):
+/// a renewed certificate has another thumbprint and is signed with anew.
+fn still_good(v: &super::notation::Verified, now: i64, opts: &NotationOptions) -> bool {
+    if v.chain.leaf_info().not_after_unix <= now {
+        return false;
+    }
+    let Some(expiry) = v.expiry.as_deref() else {
+        return true;
+    };
+    let Ok(e) = expiry.parse::<jiff::Timestamp>() else {
+        return false;
+    };
+    // Within a third of its own lifetime, or the lead, whichever is shorter.
+    let lead = match opts.expiry {
+        Some(life) => opts.renew_before.min(life / 3),
+        None => opts.renew_before,
+    };
+    e.as_second() > now + lead.as_secs() as i64
 }
 
 /// Signs `target` of `image` in the Notation format with `signer` and `chain` (leaf first,
@@ -222,10 +235,9 @@ pub async fn sign(
     }
 
     let (store, mut seen, current) = referrers(client, image, &digest).await?;
-    let renew_at = now.as_second() + opts.renew_before.as_secs() as i64;
     for e in current.signatures_by(&leaf.thumbprint) {
         match read_signature(client, image, &e.digest, &subject).await {
-            Ok(v) if ends_at(&v) > renew_at => {
+            Ok(v) if still_good(&v, now.as_second(), opts) => {
                 return Ok(NotationSigned {
                     digest,
                     added: false,
