@@ -23,7 +23,7 @@ pub enum Format {
     Notary,
     /// Sigstore cosign, the tag-based layout, key-based (no transparency log).
     Cosign,
-    /// Notary Project (Notation) signatures: not made yet.
+    /// Notary Project (Notation) signatures: a JWS envelope among the registry's referrers.
     Notation,
 }
 
