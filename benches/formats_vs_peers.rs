@@ -156,11 +156,19 @@ fn main() {
     let cosign_key = prefix.with_extension("key");
     // Our signing certificate for Notation (self-signed, from our key).
     let ours_cert = home.path().join("ours.crt");
-    let out = check(
+    check(
         "key certificate",
-        ours(&["key", "certificate", &key, "--name", "bench-signer"]),
+        ours(&[
+            "key",
+            "certificate",
+            "--key",
+            &key,
+            "--subject",
+            "CN=bench-signer",
+            "--out",
+            ours_cert.to_str().unwrap(),
+        ]),
     );
-    std::fs::write(&ours_cert, &out.stdout).unwrap();
     // The public half of our key, for the read-back check at the end.
     let ours_pub = home.path().join("ours.pub");
     let out = check("key public", ours(&["key", "public", &key]));

@@ -28,8 +28,9 @@ pub struct InspectArgs {
     /// starts warning), 0 when every role is fine; the roles and their expiry go to stderr.
     #[arg(long)]
     pub check: bool,
-    /// Which signatures to show: `notary` (the trust metadata) or `cosign` (the signatures on
-    /// the tag's `sha256-<hex>.sig` tag; needs IMAGE:TAG).
+    /// Which signatures to show: `notary` (the trust metadata), `cosign` (the signatures on
+    /// the tag's `sha256-<hex>.sig` tag; needs IMAGE:TAG) or `notation` (the Notation
+    /// signatures among the tag's referrers; needs IMAGE:TAG).
     #[arg(long = "format", value_name = "FORMAT", default_value = "notary", value_parser = crate::formats::Format::parse)]
     pub format: crate::formats::Format,
     /// With --format cosign: a public key (PEM, as `cosign verify --key` takes; repeatable) to
@@ -87,10 +88,11 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         crate::formats::Format::Cosign => {
             return super::inspect_cosign::inspect(g, &r, &a.keys).await;
         }
+        crate::formats::Format::Notation if !a.keys.is_empty() => {
+            return Err(CliError::new("--key is for --format cosign"));
+        }
         crate::formats::Format::Notation => {
-            return Err(CliError::new(
-                "--format notation: Notation signatures are not read yet",
-            ));
+            return super::inspect_notation::inspect(g, &r).await;
         }
         crate::formats::Format::Notary if !a.keys.is_empty() => {
             return Err(CliError::new("--key is for --format cosign"));

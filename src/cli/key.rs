@@ -22,17 +22,11 @@ pub enum KeyCommand {
         /// A PEM file written by `notary key export` or `notary key generate -o`.
         file: PathBuf,
     },
-    /// Print a self-signed certificate (PEM) for the key, valid 10 years, that Notation accepts
-    /// as a signing certificate (KeyUsage digitalSignature, ExtKeyUsage codeSigning, not a CA):
-    /// for `sign --format notation --certificate` without a PKI. Add it to Notation's trust
-    /// store with `notation cert add --type ca --store NAME FILE`.
-    Certificate {
-        /// A PEM file holding the (one) signing key.
-        file: PathBuf,
-        /// The certificate's subject common name, e.g. the repository.
-        #[arg(long)]
-        name: String,
-    },
+    /// Make a self-signed signing certificate for an ECDSA P-256 key, as Notation's rules want
+    /// a leaf (keyUsage digitalSignature, extKeyUsage codeSigning, CA:FALSE): what `sign
+    /// --format notation --certificate` takes and a `notation verify` trust store of type `ca`
+    /// holds. Only the certificate is written; the key is not.
+    Certificate(super::notation::CertificateArgs),
     /// Make a new ECDSA P-256 key as DIR/NAME.key, encrypted as `notary key export` writes it
     /// (passphrase from TRUSTKEEPER_KEY_PASSPHRASE, --passphrase-file or a prompt), and its
     /// public key as DIR/NAME.pub (what `signer add --key` takes); prints the key ID.
@@ -58,7 +52,7 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
     let file = match cmd {
         KeyCommand::Inspect { file } => file,
         KeyCommand::Public { file } => return public(g, &file),
-        KeyCommand::Certificate { file, name } => return certificate(g, &file, &name),
+        KeyCommand::Certificate(a) => return super::notation::certificate(g, a),
         KeyCommand::Generate { name, dir } => return super::key_generate::generate(g, &name, &dir),
     };
     let creds = common::credentials(g, Some(&file))?;
@@ -117,24 +111,5 @@ fn public(g: &Global, file: &std::path::Path) -> Result<(), CliError> {
             .map_err(|e| CliError::new(format!("key {}: {e}", k.key_id())))?;
         out!("{}", pem::encode(&pem::Pem::new("PUBLIC KEY", spki)));
     }
-    Ok(())
-}
-
-/// `key certificate`: a self-signed leaf certificate Notation accepts.
-fn certificate(g: &Global, file: &std::path::Path, name: &str) -> Result<(), CliError> {
-    let creds = common::credentials(g, Some(file))?;
-    let mut keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())
-        .map_err(|e| CliError::new(e.to_string()))?;
-    if keys.len() != 1 {
-        return Err(CliError::new(format!(
-            "{} holds {} keys: give a file with the one signing key",
-            file.display(),
-            keys.len()
-        )));
-    }
-    let key = keys.remove(0);
-    let cert = crate::formats::notation_cert::self_signed(&key, name, jiff::Timestamp::now())
-        .map_err(|e| CliError::new(e.to_string()))?;
-    out!("{cert}");
     Ok(())
 }

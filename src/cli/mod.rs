@@ -18,6 +18,7 @@ mod common;
 mod cosign;
 mod inspect;
 mod inspect_cosign;
+mod inspect_notation;
 mod key;
 mod key_generate;
 mod notation;

@@ -1,65 +1,137 @@
-//! `sign --format notation --certificate FILE`: Notary Project signatures (JWS) of the tags'
-//! digests, with the key the certificate is for.
+//! `key certificate` and `sign --format notation`: Notary Project signatures with the same key.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
-use futures::StreamExt as _;
-use serde::Serialize;
+use clap::Args;
 
+use super::Global;
 use super::common::{self, CliError};
-use super::{Global, Output};
-use crate::api::SignedImageSpec;
-use crate::engine::model::Manifest;
-use crate::engine::{Engine, RunSecrets};
-use crate::formats::cosign_sign::CosignOptions;
-use crate::formats::notation_sign::{self, NotationSigned};
-use crate::notary::Signer;
+use crate::formats::notation::{self, Chain};
+use crate::notary::SigningKey;
 
-/// Largest certificate chain file read.
-const MAX_CHAIN_BYTES: u64 = 1 << 20;
-
-/// The `CERTIFICATE` blocks of a PEM file, in order (leaf first), as DER.
-pub fn read_chain(path: &Path) -> Result<Vec<Vec<u8>>, CliError> {
-    let bytes = common::read_file_bounded(
-        "certificate",
-        path,
-        MAX_CHAIN_BYTES,
-        "give the PEM certificate chain, leaf first",
-    )?;
-    let blocks = pem::parse_many(&bytes[..])
-        .map_err(|e| CliError::new(format!("{}: not PEM: {e}", path.display())))?;
-    let chain: Vec<Vec<u8>> = blocks
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| b.into_contents())
-        .collect();
-    if chain.is_empty() {
-        return Err(CliError::new(format!(
-            "{} holds no CERTIFICATE block: give the PEM certificate chain, leaf first",
-            path.display()
-        )));
-    }
-    Ok(chain)
+#[derive(Args, Debug)]
+pub struct CertificateArgs {
+    /// The key: a PEM written by `notary key export` or `notary key generate -o` (ECDSA P-256).
+    #[arg(long, value_name = "PATH")]
+    pub key: PathBuf,
+    /// The key ID to certify when the PEM holds more than one key.
+    #[arg(long, value_name = "ID")]
+    pub key_id: Option<String>,
+    /// The certificate's subject (and issuer), an RFC 4514 name. For a Notation trust policy
+    /// to name it in `trustedIdentities` (`x509.subject: ...`) it must hold C, ST and O, e.g.
+    /// `CN=builder,O=Example,ST=WA,C=US`.
+    #[arg(long, default_value = "CN=trustkeeper", value_name = "NAME")]
+    pub subject: String,
+    /// Days the certificate is valid (Notation refuses signatures made outside them).
+    #[arg(long, default_value_t = 365, value_name = "N")]
+    pub days: u32,
+    /// Where to write the certificate (PEM) [default: standard output]. (`-o` is the global
+    /// output format.)
+    #[arg(long = "out", value_name = "PATH")]
+    pub out_file: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
+/// The key of a PEM that `key_id` names, or its only key.
+pub(super) fn pick_key(
+    keys: Vec<SigningKey>,
+    key_id: Option<&str>,
+    what: &str,
+) -> Result<SigningKey, CliError> {
+    let count = keys.len();
+    if let Some(id) = key_id {
+        return keys
+            .into_iter()
+            .find(|k| k.key_id() == id)
+            .ok_or_else(|| CliError::new(format!("the key PEM holds no key {id}")));
+    }
+    match count {
+        1 => Ok(keys.into_iter().next().expect("one key")),
+        0 => Err(CliError::new("the key PEM holds no private key")),
+        n => Err(CliError::new(format!(
+            "the key PEM holds {n} keys: say which {what} with --key-id"
+        ))),
+    }
+}
+
+pub fn certificate(g: &Global, a: CertificateArgs) -> Result<(), CliError> {
+    let creds = common::credentials(g, Some(&a.key))?;
+    let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())
+        .map_err(|e| CliError::new(e.to_string()))?;
+    let key = pick_key(keys, a.key_id.as_deref(), "to certify")?;
+    let der =
+        notation::self_signed_certificate(&key, &a.subject, a.days, std::time::SystemTime::now())
+            .map_err(|e| CliError::new(format!("key {}: {e}", key.key_id())))?;
+    let chain = Chain::from_der(vec![der.clone()]).map_err(|e| CliError::new(e.to_string()))?;
+    let text = pem::encode(&pem::Pem::new("CERTIFICATE", der));
+    match &a.out_file {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+            let info = chain.leaf_info();
+            eprintln!(
+                "wrote {}: subject {}, SHA-256 {}, valid until {}",
+                path.display(),
+                info.subject,
+                info.thumbprint,
+                info.not_after
+            );
+        }
+        None => out!("{text}"),
+    }
+    Ok(())
+}
+
+/// One tag's Notation outcome, as `-o json` prints it.
+#[derive(serde::Serialize)]
 struct Row {
     tag: String,
     digest: String,
-    signature: String,
     added: bool,
+    signature: String,
+    signatures: usize,
+    referrers: &'static str,
+    certificate_subject: String,
+    certificate_thumbprint: String,
+    certificate_not_after: String,
 }
 
+/// Reads `--certificate` (bounded before it is read).
+pub(super) fn read_chain(path: &std::path::Path) -> Result<Chain, CliError> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)
+        .map_err(|e| CliError::new(format!("--certificate {}: {e}", path.display())))?;
+    let mut text = Vec::new();
+    f.take(notation::MAX_CHAIN_PEM_BYTES as u64 + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| CliError::new(format!("--certificate {}: {e}", path.display())))?;
+    Chain::from_pem(&text)
+        .map_err(|e| CliError::new(format!("--certificate {}: {e}", path.display())))
+}
+
+/// `sign`'s flags for the Notation format.
+pub struct NotationFlags<'a> {
+    pub certificate: &'a std::path::Path,
+    pub signature_expiry: Option<std::time::Duration>,
+}
+
+/// Signs every tag's digest (or the pinned one) in the Notation format.
 pub async fn sign(
     g: &Global,
-    spec: &SignedImageSpec,
-    engine: &Engine,
-    credentials: &RunSecrets,
+    spec: &crate::api::SignedImageSpec,
+    engine: &crate::engine::Engine,
+    credentials: &crate::engine::RunSecrets,
     key_id: Option<&str>,
-    pinned: &BTreeMap<String, Manifest>,
-    chain: &[Vec<u8>],
+    notation_args: NotationFlags<'_>,
+    pinned: &std::collections::BTreeMap<String, crate::engine::model::Manifest>,
 ) -> Result<(), CliError> {
+    let NotationFlags {
+        certificate,
+        signature_expiry,
+    } = notation_args;
+    use crate::formats::notation_sign::{self, NotationOptions, ReferrersStore};
+    use futures::StreamExt as _;
+
+    let chain = read_chain(certificate)?;
     let settings =
         crate::engine::Settings::from_spec(spec).map_err(|f| CliError::new(f.message))?;
     let image = &settings.image;
@@ -70,48 +142,89 @@ pub async fn sign(
     let keys = crate::engine::keys::load_keys(credentials)
         .await
         .map_err(|f| CliError::new(f.message))?;
-    let signer = pick_for_certificate(keys, key_id, &chain[0])?;
-    // tag → descriptor (Notation signs the media type and size too)
-    let mut targets = Vec::new();
-    let lookups: Vec<(String, String)> = if pinned.is_empty() {
-        spec.tags.iter().map(|t| (t.clone(), t.clone())).collect()
-    } else {
-        (pinned.iter())
-            .map(|(t, m)| (t.clone(), format!("sha256:{}", m.sha256)))
-            .collect()
+    let leaf_spki = chain.leaf_spki();
+    let signer = match key_id {
+        Some(id) => keys
+            .into_iter()
+            .find(|k| k.key_id() == id)
+            .ok_or_else(|| CliError::new(format!("the signing key PEM holds no key {id}")))?,
+        // The key the certificate certifies.
+        None => keys
+            .into_iter()
+            .find(|k| k.public_key().spki_der().is_ok_and(|s| s == leaf_spki))
+            .ok_or_else(|| {
+                CliError::new(format!(
+                    "--certificate {}: its leaf certifies none of the keys in the signing key \
+                     PEM; make one for the key with `trustkeeper key certificate --key KEY --out \
+                     cert.pem`",
+                    certificate.display()
+                ))
+            })?,
     };
-    for (tag, reference) in lookups {
-        let d = registry
-            .resolve(image, &reference)
-            .await
-            .map_err(|e| CliError::new(format!("notation: {e}")))?;
-        targets.push((tag, d));
+    let spki = signer
+        .public_key()
+        .spki_der()
+        .map_err(|e| CliError::new(e.to_string()))?;
+    chain
+        .check_key(&spki)
+        .map_err(|e| CliError::new(format!("--certificate {}: {e}", certificate.display())))?;
+
+    // tag → descriptor: what the registry serves for the tag, or for the pinned digest
+    let mut targets: Vec<(String, crate::registry::manifest::ManifestDescriptor)> = Vec::new();
+    if pinned.is_empty() {
+        for (tag, r) in registry.resolve_many(image, &spec.tags).await {
+            targets.push((tag, r.map_err(|e| CliError::new(format!("notation: {e}")))?));
+        }
+    } else {
+        for (tag, m) in pinned {
+            let d = format!("sha256:{}", m.sha256);
+            let r = registry
+                .resolve(image, &d)
+                .await
+                .map_err(|e| CliError::new(format!("notation: {e}")))?;
+            targets.push((tag.clone(), r));
+        }
     }
     let mut unique: Vec<_> = targets.iter().map(|(_, d)| d.clone()).collect();
     unique.sort_by(|a, b| a.digest.cmp(&b.digest));
     unique.dedup();
-    let opts = CosignOptions::default();
-    let signer_ref: &dyn Signer = signer.as_ref();
-    let results: Vec<(
-        String,
-        Result<NotationSigned, notation_sign::NotationSignError>,
-    )> = futures::stream::iter(unique)
+    let opts = NotationOptions {
+        expiry: signature_expiry,
+        ..Default::default()
+    };
+    let leaf = chain.leaf_info();
+    let left = leaf.not_after_unix - jiff::Timestamp::now().as_second();
+    if left < 30 * 86_400 {
+        // Signing with it still helps until then; after, notation refuses every signature
+        // it made.
+        eprintln!(
+            "warning: --certificate {}: the certificate ({}) ends at {}: renew it (e.g. \
+             `trustkeeper key certificate`) and sign again before then",
+            certificate.display(),
+            leaf.subject,
+            leaf.not_after
+        );
+    }
+    let signer_ref: &dyn crate::notary::Signer = signer.as_ref();
+    let results: Vec<_> = futures::stream::iter(unique)
         .map(|d| {
-            let (registry, opts) = (&registry, &opts);
+            let (registry, opts, chain) = (&registry, &opts, &chain);
             async move {
                 let r = notation_sign::sign(registry, image, &d, signer_ref, chain, opts).await;
                 (d.digest, r)
             }
         })
-        .buffer_unordered(crate::engine::cosign::CONCURRENCY)
+        // Most of a digest's time is the settle wait after its push: the registry client's
+        // own permits bound the requests, so the waits overlap freely.
+        .buffer_unordered(64)
         .collect()
         .await;
-    let mut done = BTreeMap::new();
+    let mut by_digest = std::collections::BTreeMap::new();
     let mut failures = Vec::new();
     for (d, r) in results {
         match r {
             Ok(s) => {
-                done.insert(d, s);
+                by_digest.insert(d, s);
             }
             Err(e) => failures.push(format!("{d}: {e}")),
         }
@@ -119,25 +232,37 @@ pub async fn sign(
     let rows: Vec<Row> = targets
         .iter()
         .filter_map(|(tag, d)| {
-            done.get(&d.digest).map(|s| Row {
+            by_digest.get(&d.digest).map(|s| Row {
                 tag: tag.clone(),
                 digest: d.digest.clone(),
-                signature: s.signature.clone(),
                 added: s.added,
+                signature: s.signature.clone(),
+                signatures: s.signatures,
+                referrers: match s.store {
+                    ReferrersStore::Api => "api",
+                    ReferrersStore::Tag => "tag",
+                },
+                certificate_subject: leaf.subject.clone(),
+                certificate_thumbprint: leaf.thumbprint.clone(),
+                certificate_not_after: leaf.not_after.clone(),
             })
         })
         .collect();
-    if g.output == Output::Json {
+    if g.output == super::Output::Json {
         common::print_json(&serde_json::json!({ "notation": rows }));
     } else {
+        let repo = image.gun();
         for r in &rows {
             let what = if r.added { "signed" } else { "unchanged" };
             outln!(
-                "{what:9} {}:{} {} in notation (signature {})",
-                image.gun(),
+                "{what:9} {repo}:{} {} in notation ({} signature{}, {}; certificate {} until {})",
                 r.tag,
                 r.digest,
-                r.signature
+                r.signatures,
+                if r.signatures == 1 { "" } else { "s" },
+                r.signature,
+                r.certificate_subject,
+                r.certificate_not_after
             );
         }
     }
@@ -150,29 +275,4 @@ pub async fn sign(
             failures.join("; ")
         )))
     }
-}
-
-/// The key the leaf certificate is for (and the one --key-id names, if given).
-fn pick_for_certificate(
-    keys: Vec<Box<dyn Signer>>,
-    key_id: Option<&str>,
-    leaf: &[u8],
-) -> Result<Box<dyn Signer>, CliError> {
-    use x509_cert::der::{Decode, Encode};
-    let cert = x509_cert::Certificate::from_der(leaf)
-        .map_err(|e| CliError::new(format!("--certificate: the leaf is not X.509: {e}")))?;
-    let spki = cert
-        .tbs_certificate()
-        .subject_public_key_info()
-        .to_der()
-        .map_err(|e| CliError::new(format!("--certificate: {e}")))?;
-    keys.into_iter()
-        .filter(|k| key_id.is_none_or(|id| k.key_id() == id))
-        .find(|k| k.public_key().spki_der().is_ok_and(|s| s == spki))
-        .ok_or_else(|| {
-            CliError::new(
-                "--certificate: its leaf is for none of the signing keys given: give the \
-                 certificate made for this key (`trustkeeper key certificate KEY`)",
-            )
-        })
 }

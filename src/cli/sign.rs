@@ -50,8 +50,8 @@ pub struct SignArgs {
     /// Signature formats to make (repeatable or comma-separated): `notary` (Docker Content
     /// Trust, on the notary server), `cosign` (the `sha256-<hex>.sig` tag in the registry that
     /// `cosign verify --key PUB --insecure-ignore-tlog` checks; needs no notary server; the
-    /// key must be ECDSA P-256), `notation` (a Notary Project JWS signature in the registry,
-    /// listed in the referrers tag `sha256-<hex>`; needs --certificate).
+    /// key must be ECDSA P-256), `notation` (a Notary Project signature with the registry's
+    /// referrers; needs --certificate).
     #[arg(
         long = "format",
         value_name = "FORMAT",
@@ -60,10 +60,15 @@ pub struct SignArgs {
         value_parser = Format::parse
     )]
     pub formats: Vec<Format>,
-    /// With --format notation: the signing certificate chain (PEM, leaf first) for the key, as
-    /// `notation verify` checks it against its trust store.
-    #[arg(long, value_name = "FILE")]
+    /// With --format notation: the signing certificate chain (PEM, leaf first) whose leaf
+    /// certifies the key (`trustkeeper key certificate` makes a self-signed one).
+    #[arg(long, value_name = "CERT.pem")]
     pub certificate: Option<PathBuf>,
+    /// With --format notation: the signature's own expiry (`io.cncf.notary.expiry`) this long
+    /// after signing, a Go duration (e.g. 720h); a run signs again when a third of it (at most
+    /// 7 days) is left [default: none, the certificate's validity bounds it].
+    #[arg(long, value_name = "DURATION", value_parser = super::flag_duration)]
+    pub signature_expiry: Option<std::time::Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -87,20 +92,13 @@ pub struct WitnessArgs {
 }
 
 pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
-    let chain = match (a.formats.contains(&Format::Notation), &a.certificate) {
-        (true, Some(path)) => Some(super::notation::read_chain(path)?),
-        (true, None) => {
-            return Err(CliError::new(
-                "--format notation needs --certificate FILE: the signing certificate chain \
-                 (PEM, leaf first) for the key; make a self-signed one with `trustkeeper key \
-                 certificate KEY --name NAME`",
-            ));
-        }
-        (false, Some(_)) => {
-            return Err(CliError::new("--certificate is for --format notation"));
-        }
-        (false, None) => None,
-    };
+    if a.formats.contains(&Format::Notation) && a.certificate.is_none() {
+        return Err(CliError::new(
+            "--format notation needs --certificate CERT.pem: the signing certificate chain \
+             (PEM, leaf first) for the key; without a PKI, make a self-signed one with \
+             `trustkeeper key certificate --key KEY --out cert.pem`",
+        ));
+    }
     let mut repo: Option<String> = None;
     let mut tags = Vec::new();
     for i in &a.images {
@@ -143,18 +141,18 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
     };
     // Read once: `--key -` is standard input.
     let credentials = common::signing_credentials(g, a.key.as_deref())?;
-    let copy = |c: &RunSecrets| RunSecrets {
-        signing_key_pem: c.signing_key_pem.clone(),
-        passphrase: c.passphrase.clone(),
-        registry_auth: c.registry_auth.clone(),
-        registry_ca: c.registry_ca.clone(),
+    let notation = a.formats.contains(&Format::Notation);
+    let for_registry = RunSecrets {
+        signing_key_pem: credentials.signing_key_pem.clone(),
+        passphrase: credentials.passphrase.clone(),
+        registry_auth: credentials.registry_auth.clone(),
+        registry_ca: credentials.registry_ca.clone(),
         notary_auth: None,
         notary_ca: None,
     };
-    let for_registry = copy(&credentials);
     // Each format is tried whatever the others' outcome (a notary that is gone must not stop
     // the signatures that replace it).
-    let mut errors = Vec::new();
+    let mut errors: Vec<CliError> = Vec::new();
     if a.formats.contains(&Format::Notary) {
         let r = run(
             g,
@@ -179,25 +177,30 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         .await;
         errors.extend(r.err());
     }
-    if let Some(chain) = &chain {
+    if notation {
+        let cert = a.certificate.as_deref().expect("checked above");
         let r = super::notation::sign(
             g,
             &spec,
             &engine,
             &for_registry,
             a.key_id.as_deref(),
+            super::notation::NotationFlags {
+                certificate: cert,
+                signature_expiry: a.signature_expiry,
+            },
             &pinned,
-            chain,
         )
         .await;
         errors.extend(r.err());
     }
     match errors.len() {
         0 => Ok(()),
+        1 => Err(errors.pop().expect("one")),
         _ => Err(CliError::new(
             errors
                 .iter()
-                .map(|e| e.message.as_str())
+                .map(|e| e.to_string())
                 .collect::<Vec<_>>()
                 .join("\n"),
         )),

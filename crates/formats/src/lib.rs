@@ -4,13 +4,14 @@
 //! |---|---|
 //! | [`cosign`] | the `sha256-<hex>.sig` tag layout, payloads and signatures (no I/O) |
 //! | [`cosign_sign`] | reading, appending to and checking that tag in a registry |
+//! | [`notation`] | Notation's certificate, JWS envelope, signature manifest, referrers index (no I/O) |
+//! | [`notation_sign`] | pushing a Notation signature and its referrers entry, and checking them |
 //!
 //! Knows the registry client and the [`trustkeeper_notary::Signer`] seam, nothing above them.
 
 pub mod cosign;
 pub mod cosign_sign;
 pub mod notation;
-pub mod notation_cert;
 pub mod notation_sign;
 
 use std::fmt;
@@ -22,7 +23,7 @@ pub enum Format {
     Notary,
     /// Sigstore cosign, the tag-based layout, key-based (no transparency log).
     Cosign,
-    /// Notary Project (Notation) signatures: not made yet.
+    /// Notary Project (Notation) signatures: a JWS envelope among the registry's referrers.
     Notation,
 }
 

@@ -209,6 +209,35 @@ impl RegistryClient {
         Ok(digest)
     }
 
+    /// `GET /v2/<repo>/referrers/<digest>` (the OCI referrers API): its index, or `None` when
+    /// the registry does not serve that API (404), as distribution 2 does not.
+    pub async fn get_referrers(&self, image: &ImageRef, digest: &str) -> Result<Option<Vec<u8>>> {
+        validate_digest(digest).map_err(|r| RegistryError::bad_reference(digest, r))?;
+        let url = format!(
+            "{}/v2/{}/referrers/{digest}",
+            self.base_url(image),
+            image.repository()
+        );
+        let what = format!("{}@{digest} (referrers)", image.repository_only());
+        let scope = format!("repository:{}:pull", image.repository());
+        let call = Call {
+            method: Method::GET,
+            url: &url,
+            kind: Kind::Get,
+            what: &what,
+            content_type: None,
+            accept: Some(super::super::manifest::OCI_INDEX_V1),
+            body: None,
+            scope: &scope,
+            limit: super::MAX_MANIFEST_BYTES,
+        };
+        match self.call(image, &call).await {
+            Ok(f) => Ok(Some(f.body)),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn blob_url(&self, image: &ImageRef, digest: &str) -> String {
         format!(
             "{}/v2/{}/blobs/{digest}",
