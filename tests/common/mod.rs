@@ -6,6 +6,7 @@
 //! - `TRUSTKEEPER_TESTBED_TOKEN`: `up --token` mode (Docker-style bearer tokens)
 #![allow(dead_code)]
 
+pub mod delay_proxy;
 pub mod loopback;
 pub mod vectors;
 
