@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod delay_proxy;
+pub mod images;
 pub mod loopback;
 pub mod vectors;
 
