@@ -49,7 +49,6 @@ async fn operate(
     secrets: MapSecrets,
     done: impl Fn(&SignedImage) -> bool,
 ) -> SignedImage {
-    let _ = tracing_subscriber::fmt().with_env_filter("trustkeeper=debug,trustkeeper_engine=debug").with_writer(std::io::stderr).try_init();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut cfg = config(ns, "formats-e2e");
