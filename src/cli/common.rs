@@ -300,6 +300,7 @@ fn credentials_with(g: &Global, key: Option<KeyInput>) -> Result<RunSecrets, Cli
         registry_ca: None,
         notary_auth,
         notary_ca: None,
+        notation_chain_pem: None,
     })
 }
 
@@ -326,6 +327,7 @@ pub fn spec(g: &Global, image: &str, tags: Vec<String>, roles: Vec<String>) -> S
         interval: api::DEFAULT_INTERVAL.into(),
         suspend: false,
         formats: api::default_formats(),
+        notation: None,
         dry_run: false,
     };
     allow_insecure_realms(g, &mut spec);

@@ -149,6 +149,7 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         registry_ca: credentials.registry_ca.clone(),
         notary_auth: None,
         notary_ca: None,
+        notation_chain_pem: None,
     };
     // Each format is tried whatever the others' outcome (a notary that is gone must not stop
     // the signatures that replace it).

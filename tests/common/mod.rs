@@ -9,6 +9,7 @@
 pub mod delay_proxy;
 pub mod images;
 pub mod loopback;
+pub mod notation;
 pub mod vectors;
 
 use std::collections::HashMap;
@@ -361,6 +362,7 @@ pub fn key_file_creds(
         registry_ca: Some(ca.clone()),
         notary_auth: None,
         notary_ca: Some(ca),
+        notation_chain_pem: None,
     }
 }
 

@@ -26,6 +26,7 @@ pub mod dry_run;
 pub mod failure;
 pub mod keys;
 pub mod model;
+pub mod notation;
 pub mod outcome;
 pub mod plan;
 pub mod planned;
@@ -40,6 +41,7 @@ pub mod settings;
 pub mod status;
 pub mod verify;
 pub mod view;
+pub mod without_notary;
 
 pub use failure::Failure;
 pub use outcome::suspension;

@@ -26,6 +26,9 @@ pub(crate) struct Done {
     pub(crate) publishes: u32,
     /// The cosign signatures of the desired digests (`spec.formats`), empty without cosign.
     pub(crate) cosign: Vec<trustkeeper_formats::cosign_sign::CosignSigned>,
+    /// The Notation signatures of the desired digests and the chain they were made with.
+    pub(crate) notation: Vec<trustkeeper_formats::notation_sign::NotationSigned>,
+    pub(crate) chain: Option<crate::notation::Chain>,
 }
 
 /// The one place `spec.suspend` is decided: the outcome of a suspended SignedImage, or `None`
@@ -87,14 +90,29 @@ impl Outcome {
                     renew_before: settings.renew_before,
                     trust: (&done.trust).into(),
                 };
-                let next = schedule::next_after_success(
-                    now,
-                    settings.interval,
-                    seen.next_renewal(),
-                    jitter,
-                );
+                let renewal = (seen.next_renewal().into_iter())
+                    .chain(crate::notation::next_due(
+                        done.chain.as_ref(),
+                        settings,
+                        now,
+                    ))
+                    .min();
+                let next = schedule::next_after_success(now, settings.interval, renewal, jitter);
                 let published = !done.plan.changes.is_empty();
-                let st = status::success(prev, gen_, &seen, &done.plan.warnings, published, now);
+                let mut st =
+                    status::success(prev, gen_, &seen, &done.plan.warnings, published, now);
+                st.signatures =
+                    crate::without_notary::signatures(&done.desired, &done.cosign, &done.key_ids);
+                st.signatures.extend(crate::notation::signatures(
+                    &done.desired,
+                    &done.notation,
+                    done.chain.as_ref(),
+                ));
+                st.signatures
+                    .sort_by(|a, b| (&a.tag, a.format as u8).cmp(&(&b.tag, b.format as u8)));
+                st.signatures
+                    .truncate(crate::without_notary::MAX_STATUS_SIGNATURES);
+                crate::notation::warn_in_ready(&mut st, done.chain.as_ref(), settings, now);
                 let mut events = Vec::new();
                 let mut signed = Vec::new();
                 let mut renewed = Vec::new();
@@ -140,6 +158,7 @@ impl Outcome {
                         ),
                     });
                 }
+                events.extend(crate::notation::events(&done.notation));
                 if prev_ready.is_some_and(|c| c.is(ConditionStatus::False)) && events.is_empty() {
                     events.push(EngineEvent {
                         type_: EventType::Normal,

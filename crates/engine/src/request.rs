@@ -38,6 +38,8 @@ pub struct RunSecrets {
     pub notary_auth: Option<NotaryAuth>,
     /// Extra CA certificates (PEM) for the notary server.
     pub notary_ca: Option<Vec<u8>>,
+    /// The Notation signing certificate chain (PEM, leaf first); `None` without notation.
+    pub notation_chain_pem: Option<Vec<u8>>,
 }
 
 /// One reconcile of one SignedImage.

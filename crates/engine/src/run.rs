@@ -198,6 +198,17 @@ impl Engine {
                     &keys,
                 )
                 .await?;
+                let (notation, chain) = crate::notation::step(
+                    req.spec,
+                    &clients.registry,
+                    &settings.image,
+                    &resolved.desired,
+                    &keys,
+                    req.credentials.notation_chain_pem.as_deref(),
+                    req.previous,
+                    now,
+                )
+                .await?;
                 return Ok(Done {
                     repo: view,
                     desired: resolved.desired,
@@ -206,6 +217,8 @@ impl Engine {
                     plan: p,
                     publishes,
                     cosign,
+                    notation,
+                    chain,
                 });
             }
             if options.dry_run {
@@ -217,6 +230,8 @@ impl Engine {
                     plan: p,
                     publishes,
                     cosign: Vec::new(),
+                    notation: Vec::new(),
+                    chain: None,
                 });
             }
             // None of our publishes went through yet: every snapshot since the first fetch is
@@ -277,6 +292,17 @@ impl Engine {
                 &keys,
             )
             .await?;
+            let (notation, chain) = crate::notation::step(
+                req.spec,
+                &clients.registry,
+                &settings.image,
+                &resolved.desired,
+                &keys,
+                req.credentials.notation_chain_pem.as_deref(),
+                req.previous,
+                now,
+            )
+            .await?;
             return Ok(Done {
                 repo: served,
                 desired: resolved.desired,
@@ -285,6 +311,8 @@ impl Engine {
                 plan: p,
                 publishes,
                 cosign,
+                notation,
+                chain,
             });
         }
     }
@@ -306,6 +334,13 @@ impl Engine {
             dry_run: true,
             ..options.clone()
         };
+        if !crate::cosign::wants(req.spec, crate::api::SignatureFormat::Notary) {
+            return Err(Failure::new(
+                reasons::INVALID_SPEC,
+                "a dry run plans the notary format only: add notary to the formats, or run \
+                 without --dry-run",
+            ));
+        }
         let settings = Settings::from_spec(req.spec)?;
         settings.notary_in_service(Timestamp::now())?;
         let clients = self.clients(&settings, &req.credentials)?;
@@ -326,6 +361,47 @@ impl Engine {
             &done.repo,
             &done.plan,
         ))
+    }
+
+    /// [`Engine::run_with`] for a spec whose formats lack notary: the notary server is never
+    /// asked (nor its shutdown date looked at).
+    async fn run_without_notary(
+        &self,
+        req: &ReconcileRequest<'_>,
+        options: &RunOptions,
+        settings: &Settings,
+        now: Timestamp,
+        jitter: f64,
+    ) -> Outcome {
+        let (prev, gen_) = (req.previous, req.generation);
+        if options.dry_run {
+            let f = Failure::new(
+                reasons::INVALID_SPEC,
+                "dryRun plans the notary format only: without notary in formats, set dryRun \
+                 back to false (cosign's part adds a signature and removes none)",
+            );
+            return Outcome::failed(prev, gen_, f, now, jitter);
+        }
+        let clients = match self.clients(settings, &req.credentials) {
+            Ok(c) => c,
+            Err(f) => return Outcome::failed(prev, gen_, f, now, jitter),
+        };
+        let progress = Progress::default();
+        let span = tracing::info_span!("reconcile", id = req.id, image = %settings.gun);
+        let result = tokio::time::timeout(
+            self.deadline,
+            self.attempt_without_notary(req, settings, &clients.registry, &progress, now)
+                .instrument(span),
+        )
+        .await
+        .unwrap_or_else(|_| Err(progress.deadline_failure(self.deadline, settings)));
+        let mut outcome =
+            Outcome::of_registry_run(prev, gen_, settings, &req.spec.formats, result, now, jitter);
+        outcome.requests = Requests {
+            notary: clients.notary.stats(),
+            registry: clients.registry.stats(),
+        };
+        outcome
     }
 
     /// Runs one reconcile under the caller's per-run policy. Never fails: a failure is a status
@@ -349,18 +425,9 @@ impl Engine {
             Err(f) => return Outcome::failed(prev, gen_, f, now, jitter),
         };
         if !crate::cosign::wants(req.spec, crate::api::SignatureFormat::Notary) {
-            return Outcome::failed(
-                prev,
-                gen_,
-                Failure::new(
-                    reasons::INVALID_SPEC,
-                    "formats lacks notary: the operator signs cosign beside notary for now; \
-                     keep notary in formats (`trustkeeper sign --format cosign` signs cosign \
-                     alone)",
-                ),
-                now,
-                jitter,
-            );
+            return self
+                .run_without_notary(&req, options, &settings, now, jitter)
+                .await;
         }
         if let Err(f) = settings.notary_in_service(now) {
             return Outcome::failed(prev, gen_, f, now, jitter);

@@ -350,6 +350,10 @@ pub async fn gather<S: SecretSource>(
         Some(ca) => Some(ca_bundle(source, ns, ca, "spec.notary.ca").await?),
         None => None,
     };
+    let notation_chain_pem = match &spec.notation {
+        Some(n) => Some(notation_chain(source, ns, &n.certificate_secret_ref).await?),
+        None => None,
+    };
     Ok(RunSecrets {
         signing_key_pem,
         passphrase,
@@ -357,7 +361,51 @@ pub async fn gather<S: SecretSource>(
         registry_ca,
         notary_auth,
         notary_ca,
+        notation_chain_pem,
     })
+}
+
+/// The most bytes a Notation certificate chain may have: a chain of a few certificates is a
+/// few KiB.
+pub const MAX_CHAIN_BYTES: usize = 64 * 1024;
+
+/// The PEM certificate chain of `spec.notation.certificateSecretRef`, bounded before it is
+/// parsed, with at least one CERTIFICATE block.
+async fn notation_chain<S: SecretSource>(
+    source: &S,
+    ns: &str,
+    r: &crate::api::CertificateSecretRef,
+) -> Result<Vec<u8>, GatherError> {
+    let field = "spec.notation.certificateSecretRef";
+    let mut secret = get_secret(source, ns, &r.name, field).await?;
+    let pem = take_key(&mut secret, ns, &r.name, &r.key, field)?;
+    let bad = |why: String| {
+        GatherError::Problem(SecretProblem::new(
+            reasons::SECRET_INVALID,
+            "Secret",
+            ns,
+            &r.name,
+            Some(&r.key),
+            format!(
+                "Secret {ns}/{} (referenced by {field}): data key {:?} {why}",
+                r.name, r.key
+            ),
+        ))
+    };
+    if pem.len() > MAX_CHAIN_BYTES {
+        return Err(bad(format!(
+            "holds {} bytes, more than the {MAX_CHAIN_BYTES} a certificate chain may have; \
+             store the PEM chain, leaf first",
+            pem.len()
+        )));
+    }
+    let blocks = pem::parse_many(&pem[..]).map_err(|e| bad(format!("is not PEM ({e})")))?;
+    if !blocks.iter().any(|b| b.tag() == "CERTIFICATE") {
+        return Err(bad(
+            "holds no CERTIFICATE block: store the PEM certificate chain, leaf first".into(),
+        ));
+    }
+    Ok(pem.to_vec())
 }
 
 /// `(namespace, name)` of an object.

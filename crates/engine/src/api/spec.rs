@@ -23,6 +23,10 @@ pub const DEFAULT_PASSPHRASE_FIELD: &str = "passphrase";
     "rule": "!self.validity.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.renewBefore.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.renewBefore) < duration(self.validity)",
     "message": "renewBefore must be shorter than validity, or every re-signed role would be due again at once",
     "fieldPath": ".renewBefore"
+}, {
+    "rule": "!has(self.formats) || !self.formats.exists(f, f == 'notation') || has(self.notation)",
+    "message": "formats lists notation: give spec.notation.certificateSecretRef (the signing certificate chain)",
+    "fieldPath": ".notation"
 }]))]
 pub struct SignedImageSpec {
     /// The image repository, which is also the notary GUN, e.g. `docker.io/acme/app` or
@@ -112,11 +116,20 @@ pub struct SignedImageSpec {
     /// (Docker Content Trust on the notary server, the default) and `cosign` (Sigstore cosign's
     /// `sha256-<hex>.sig` tag in the registry, checked by `cosign verify --key PUB
     /// --insecure-ignore-tlog`, policy-controller and Kyverno; needs push access to the
-    /// registry and an ECDSA P-256 key). Dual-sign with both while admission policies move.
+    /// registry and an ECDSA P-256 key) and `notation` (Notary Project JWS signatures as OCI
+    /// referrers, checked by `notation verify` and Ratify; needs `spec.notation`, the signing
+    /// certificate chain). Dual-sign while admission policies move,
+    /// then drop `notary` (the off-ramp): no trust data is read and no notary server is
+    /// needed; `status.signatures` then says what is signed.
     #[serde(default = "default_formats")]
-    #[schemars(length(min = 1, max = 2))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.exists(f, f == 'notary')", "message": "the operator signs cosign beside notary for now: keep notary in formats (`trustkeeper sign --format cosign` signs cosign alone)"}]))]
+    #[schemars(length(min = 1, max = 3))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(f, self.exists_one(g, g == f))", "message": "a format is listed twice"}]))]
     pub formats: Vec<SignatureFormat>,
+
+    /// Settings of the `notation` format (Notary Project signatures, JWS, stored as OCI
+    /// referrers of the signed manifest): required when formats lists notation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notation: Option<NotationSpec>,
 
     /// Plan only, publish nothing: each run reads the registry and the notary server as usual
     /// and writes what it would sign, renew or remove to `status.plannedChanges` (Ready False,
@@ -133,6 +146,38 @@ pub enum SignatureFormat {
     Notary,
     /// Sigstore cosign, key-based, in the registry.
     Cosign,
+    /// Notary Project (Notation) signatures, JWS, as OCI referrers in the registry.
+    Notation,
+}
+
+/// Default data key of the certificate chain in its Secret: what cert-manager writes.
+pub const DEFAULT_CERTIFICATE_KEY: &str = "tls.crt";
+
+fn default_certificate_key() -> String {
+    DEFAULT_CERTIFICATE_KEY.into()
+}
+
+/// The `notation` format's settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotationSpec {
+    /// The Secret holding the signing certificate chain, PEM, leaf first; the leaf is for the
+    /// signing key (`trustkeeper key certificate` makes a self-signed one, cert-manager
+    /// renews one). The trust store of `notation verify` holds its root. A renewed
+    /// certificate makes new signatures on the next run.
+    pub certificate_secret_ref: CertificateSecretRef,
+}
+
+/// A certificate chain in a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct CertificateSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Data key of the PEM chain (default `tls.crt`, as cert-manager writes it).
+    #[serde(default = "default_certificate_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// `[notary]`: what a SignedImage made before formats existed.

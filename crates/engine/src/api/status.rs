@@ -57,6 +57,34 @@ pub struct SignedImageStatus {
     /// While `spec.dryRun` is true: what the next run would publish. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_changes: Option<super::planned::PlannedChanges>,
+    /// Per selected tag, its signatures in the registry formats (`cosign`, `notation`) of
+    /// `spec.formats`: digest, signer and until when. At most 1024 entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub signatures: Vec<FormatSignature>,
+}
+
+/// One tag's signature in one registry format.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FormatSignature {
+    /// Tag name.
+    pub tag: String,
+    /// Signed manifest digest, `sha256:<hex>`.
+    pub digest: String,
+    /// `cosign` or `notation`.
+    pub format: super::spec::SignatureFormat,
+    /// Who signed: the key ID (cosign) or the signing certificate's SHA-256 thumbprint
+    /// (notation).
+    pub signer: String,
+    /// When the signature stops verifying: the signing certificate's notAfter (notation);
+    /// absent for cosign, whose key-based signatures do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<super::meta::Time>,
+    /// The digest of the signature manifest (notation), verified when it was made or first
+    /// found: a later run that finds it listed needs not read it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl SignedImageStatus {
