@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use super::failure::Failure;
 use super::model::Manifest;
-use crate::api::{FormatSignature, SignatureFormat, SignedImageSpec, Time, reasons};
+use crate::api::{FormatSignature, SignatureFormat, Time, reasons};
 use trustkeeper_formats::notation_sign::{
     self, NotationOptions, NotationSignError, NotationSigned,
 };
@@ -99,15 +99,15 @@ fn pick<'k>(keys: &'k [Box<dyn Signer>], leaf: &[u8]) -> Result<&'k dyn Signer, 
 
 /// Signs every desired digest in Notation's layout when the spec asks for it.
 pub(crate) async fn step(
-    spec: &SignedImageSpec,
+    req: &crate::request::ReconcileRequest<'_>,
     registry: &RegistryClient,
     image: &ImageRef,
     desired: &BTreeMap<String, Manifest>,
     keys: &[Box<dyn Signer>],
-    chain_pem: Option<&[u8]>,
-    previous: Option<&crate::api::SignedImageStatus>,
     now: Timestamp,
 ) -> Result<(Vec<NotationSigned>, Option<Chain>), Failure> {
+    let (spec, previous) = (req.spec, req.previous);
+    let chain_pem = req.credentials.notation_chain_pem.as_deref();
     if !crate::cosign::wants(spec, SignatureFormat::Notation) {
         return Ok((Vec::new(), None));
     }
@@ -284,6 +284,7 @@ pub(crate) fn events(signed: &[NotationSigned]) -> Vec<crate::request::EngineEve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::SignedImageSpec;
     use crate::secrets::{MAX_CHAIN_BYTES, MapSecrets, gather};
 
     fn spec() -> SignedImageSpec {

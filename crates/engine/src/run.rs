@@ -199,13 +199,11 @@ impl Engine {
                 )
                 .await?;
                 let (notation, chain) = crate::notation::step(
-                    req.spec,
+                    req,
                     &clients.registry,
                     &settings.image,
                     &resolved.desired,
                     &keys,
-                    req.credentials.notation_chain_pem.as_deref(),
-                    req.previous,
                     now,
                 )
                 .await?;
@@ -293,13 +291,11 @@ impl Engine {
             )
             .await?;
             let (notation, chain) = crate::notation::step(
-                req.spec,
+                req,
                 &clients.registry,
                 &settings.image,
                 &resolved.desired,
                 &keys,
-                req.credentials.notation_chain_pem.as_deref(),
-                req.previous,
                 now,
             )
             .await?;

@@ -91,17 +91,8 @@ impl Engine {
         desired.extend(req.pinned.clone());
         let cosign =
             crate::cosign::step(req.spec, registry, &settings.image, &desired, &keys).await?;
-        let (notation, chain) = crate::notation::step(
-            req.spec,
-            registry,
-            &settings.image,
-            &desired,
-            &keys,
-            req.credentials.notation_chain_pem.as_deref(),
-            req.previous,
-            now,
-        )
-        .await?;
+        let (notation, chain) =
+            crate::notation::step(req, registry, &settings.image, &desired, &keys, now).await?;
         Ok(Signed {
             notation,
             chain,
