@@ -31,6 +31,7 @@ pub mod outcome;
 pub mod plan;
 pub mod planned;
 pub mod progress;
+mod registry_formats;
 pub mod report;
 pub mod request;
 pub mod resolve;

@@ -190,15 +190,11 @@ impl Engine {
             if p.is_noop() {
                 self.cache
                     .put(&settings.notary_url, &settings.gun, Files::of(&repo));
-                let cosign = crate::cosign::step(
-                    req.spec,
-                    &clients.registry,
-                    &settings.image,
-                    &resolved.desired,
-                    &keys,
-                )
-                .await?;
-                let (notation, chain) = crate::notation::step(
+                let crate::registry_formats::RegistrySigned {
+                    cosign,
+                    notation,
+                    chain,
+                } = crate::registry_formats::sign(
                     req,
                     &clients.registry,
                     &settings.image,
@@ -282,15 +278,11 @@ impl Engine {
             verify(&planned, &p, &served, &resolved.desired)?;
             self.cache
                 .put(&settings.notary_url, &settings.gun, Files::of(&served_repo));
-            let cosign = crate::cosign::step(
-                req.spec,
-                &clients.registry,
-                &settings.image,
-                &resolved.desired,
-                &keys,
-            )
-            .await?;
-            let (notation, chain) = crate::notation::step(
+            let crate::registry_formats::RegistrySigned {
+                cosign,
+                notation,
+                chain,
+            } = crate::registry_formats::sign(
                 req,
                 &clients.registry,
                 &settings.image,

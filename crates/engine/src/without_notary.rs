@@ -89,10 +89,12 @@ impl Engine {
         check_new_manifests(registry, &settings.image, &fresh, &RepoView::default()).await?;
         let mut desired = resolved.desired;
         desired.extend(req.pinned.clone());
-        let cosign =
-            crate::cosign::step(req.spec, registry, &settings.image, &desired, &keys).await?;
-        let (notation, chain) =
-            crate::notation::step(req, registry, &settings.image, &desired, &keys, now).await?;
+        let crate::registry_formats::RegistrySigned {
+            cosign,
+            notation,
+            chain,
+        } = crate::registry_formats::sign(req, registry, &settings.image, &desired, &keys, now)
+            .await?;
         Ok(Signed {
             notation,
             chain,
