@@ -499,6 +499,24 @@ pub fn write_stdout(args: fmt::Arguments<'_>) {
     std::process::exit(1);
 }
 
+/// Per-digest results of a signing step, split into what was signed (by digest) and one
+/// `digest: error` line per failure.
+pub fn split_by_digest<T, E: std::fmt::Display>(
+    results: Vec<(String, Result<T, E>)>,
+) -> (std::collections::BTreeMap<String, T>, Vec<String>) {
+    let mut by_digest = std::collections::BTreeMap::new();
+    let mut failures = Vec::new();
+    for (d, r) in results {
+        match r {
+            Ok(s) => {
+                by_digest.insert(d, s);
+            }
+            Err(e) => failures.push(format!("{d}: {e}")),
+        }
+    }
+    (by_digest, failures)
+}
+
 pub fn print_json<T: serde::Serialize>(v: &T) {
     outln!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }

@@ -78,16 +78,7 @@ pub async fn sign(
             .buffer_unordered(crate::engine::cosign::CONCURRENCY)
             .collect()
             .await;
-    let mut by_digest = BTreeMap::new();
-    let mut failures = Vec::new();
-    for (d, r) in results {
-        match r {
-            Ok(s) => {
-                by_digest.insert(d, s);
-            }
-            Err(e) => failures.push(format!("{d}: {e}")),
-        }
-    }
+    let (by_digest, failures) = super::common::split_by_digest(results);
     let rows: Vec<Row> = digests
         .iter()
         .filter_map(|(tag, d)| {

@@ -216,19 +216,10 @@ pub async fn sign(
         })
         // Most of a digest's time is the settle wait after its push: the registry client's
         // own permits bound the requests, so the waits overlap freely.
-        .buffer_unordered(64)
+        .buffer_unordered(crate::engine::cosign::CONCURRENCY)
         .collect()
         .await;
-    let mut by_digest = std::collections::BTreeMap::new();
-    let mut failures = Vec::new();
-    for (d, r) in results {
-        match r {
-            Ok(s) => {
-                by_digest.insert(d, s);
-            }
-            Err(e) => failures.push(format!("{d}: {e}")),
-        }
-    }
+    let (by_digest, failures) = super::common::split_by_digest(results);
     let rows: Vec<Row> = targets
         .iter()
         .filter_map(|(tag, d)| {
