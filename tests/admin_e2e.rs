@@ -3,14 +3,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::admin::{go_delegations, served_version, text};
 use common::{Seed, Testbed};
 
 fn trustkeeper(tb: &Testbed, trust: &Path, seed: &Seed, args: &[&str]) -> Output {
-    trustkeeper_env(tb, trust, seed, args, &[])
+    common::admin::trustkeeper(tb, trust, seed, args, &[])
 }
 
 fn trustkeeper_env(
@@ -20,63 +20,12 @@ fn trustkeeper_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
-    let pass = std::fs::read_to_string(seed.var("TARGETS_PASSPHRASE_FILE")).unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
-    c.args(args)
-        .env("TRUSTKEEPER_TRUST_DIR", trust)
-        .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
-        .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
-        .env("TRUSTKEEPER_REPO_PASSPHRASE", pass.trim())
-        .env_remove("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE")
-        .env_remove("TRUSTKEEPER_PASSPHRASE")
-        .env_remove("TRUSTKEEPER_KEY_PASSPHRASE")
-        .env_remove("TRUSTKEEPER_DOCKER_CONFIG");
-    let o = common::cli_output(&mut c, trust, env);
-    // The passphrase never shows, whatever the command answers.
-    assert!(!text(&o).contains(pass.trim()), "passphrase in output");
-    o
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `notary delegation list GUN` by the Go client: role → (key IDs, paths column).
-fn go_delegations(tb: &Testbed, gun: &str) -> BTreeMap<String, Vec<String>> {
-    let out = tb.notary(&["delegation", "list", gun]);
-    assert!(out.status.success(), "{}", common::stderr_text(&out));
-    let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut last = None;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if line.starts_with("targets/") {
-            last = line.split_whitespace().next().map(str::to_string);
-            roles.entry(last.clone().unwrap()).or_default();
-        }
-        let ids = line
-            .split_whitespace()
-            .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
-        if let Some(r) = &last {
-            roles.get_mut(r).unwrap().extend(ids.map(str::to_string));
-        }
-    }
-    roles
+    common::admin::trustkeeper(tb, trust, seed, args, env)
 }
 
 /// The version of `targets.json` the server serves now.
 fn served_targets_version(tb: &Testbed, gun: &str) -> u64 {
-    let url = format!("{}/v2/{gun}/_trust/tuf/targets.json", tb.var("NOTARY_URL"));
-    let out = Command::new("curl")
-        .args(["-sf", "--cacert", tb.var("CA_CERT"), &url])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "curl {url}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["signed"]["version"].as_u64().unwrap()
+    served_version(tb, gun, "targets")
 }
 
 #[test]
@@ -307,8 +256,8 @@ fn delegation_refusals_publish_nothing() {
             pubkey,
             "--all-paths",
         ],
-        2,
-        "--repo-key",
+        1,
+        "holds none of the keys targets accept",
     );
     // The root key is refused before anything is asked.
     fail(

@@ -554,3 +554,149 @@ async fn token_registry_signing_with_docker_config_credentials() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("refused access"), "{err}");
 }
+
+/// `inspect --format notary,cosign,notation` on a seeded repository after one `sign` in all
+/// three formats and a cosign signature by another key: per tag, notary's digest equals the
+/// registry's, our cosign signature verifies under our public key and cosign's does not, and
+/// the Notation signature names our certificate; without notary a bare repository is refused.
+#[tokio::test]
+async fn inspect_shows_every_format_per_tag() {
+    let tb = Testbed::get();
+    let seed = tb.seed("inspect-formats");
+    let dir = tempdir();
+    let cert = dir.path.join("signer.crt");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.args(["key", "certificate", "--key", seed.var("DELEGATION_KEY")])
+        .args(["--passphrase-file", seed.var("DELEGATION_PASSPHRASE_FILE")])
+        .args([
+            "--subject",
+            "CN=inspect,O=trustkeeper tests,ST=WA,C=US",
+            "--out",
+        ])
+        .arg(&cert);
+    let o = common::cli_output(&mut c, &dir.path, &[]);
+    assert!(o.status.success(), "key certificate: {}", text(&o));
+    let tags = ["v1", "multi"];
+    let images: Vec<String> = tags.iter().map(|t| format!("{}:{t}", seed.gun)).collect();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.arg("sign")
+        .args(&images)
+        .args(["--format", "notary,cosign,notation", "--certificate"])
+        .arg(&cert)
+        .args(["--key", seed.var("DELEGATION_KEY")])
+        .args(["--passphrase-file", seed.var("DELEGATION_PASSPHRASE_FILE")])
+        .args(["--notary-url", tb.var("NOTARY_URL")])
+        .args(["--ca-file", tb.var("CA_CERT")])
+        .env_remove("TRUSTKEEPER_KEY")
+        .env_remove("TRUSTKEEPER_PASSPHRASE");
+    let o = common::cli_output(&mut c, &dir.path, &[]);
+    assert!(o.status.success(), "sign: {}", text(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    for t in tags {
+        for f in ["cosign", "notation"] {
+            assert!(
+                said.lines().any(|l| l.starts_with("signed")
+                    && l.contains(&format!(":{t} "))
+                    && l.contains(&format!(" in {f} ("))),
+                "no `signed ... {t} ... in {f}` line:\n{said}"
+            );
+        }
+    }
+    // cosign itself adds a signature by another key on v1
+    let (theirs, _) = cosign_key(&dir.path, &dir.path, "theirs");
+    let v1 = seed.digest("v1");
+    let o = cosign_sign(
+        "COSIGN",
+        &dir.path,
+        &theirs,
+        &seed.gun,
+        &format!("sha256:{v1}"),
+    );
+    assert!(o.status.success(), "cosign sign: {}", text(&o));
+
+    let public = Path::new(tb.var("TESTBED_KEYS_DIR")).join("delegation.pub.pem");
+    let inspect = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+        c.arg("inspect")
+            .args(args)
+            .args(["--notary-url", tb.var("NOTARY_URL")])
+            .args(["--ca-file", tb.var("CA_CERT")]);
+        common::cli_output(&mut c, &dir.path, &[])
+    };
+    let key = public.to_str().unwrap();
+    let o = inspect(&[
+        &seed.gun,
+        "--format",
+        "notation,notary",
+        "--format",
+        "cosign",
+        "--key",
+        key,
+        "-o",
+        "json",
+    ]);
+    assert!(o.status.success(), "inspect: {}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["notary"]["gun"], seed.gun.as_str(), "{j}");
+    let rows = j["tags"].as_array().unwrap();
+    for t in tags {
+        let row = rows
+            .iter()
+            .find(|r| r["tag"] == t)
+            .unwrap_or_else(|| panic!("{t}: {j}"));
+        let digest = format!("sha256:{}", seed.digest(t));
+        assert_eq!(row["digest"], digest.as_str(), "{row}");
+        assert_eq!(row["notary_digest"], digest.as_str(), "{row}");
+        let sigs = row["cosign"]["signatures"].as_array().unwrap();
+        let ours: Vec<_> = sigs.iter().filter(|s| s["verified_by"][0] == key).collect();
+        assert_eq!(ours.len(), 1, "{t}: {row}");
+        assert_eq!(sigs.len(), if t == "v1" { 2 } else { 1 }, "{t}: {row}");
+        assert!(sigs.iter().all(|s| s["signs_digest"] == true), "{row}");
+        let n = row["notation"]["signatures"].as_array().unwrap();
+        assert_eq!(n.len(), 1, "{t}: {row}");
+        assert_eq!(n[0]["valid"], true, "{row}");
+        assert!(
+            n[0]["certificate_subject"]
+                .as_str()
+                .unwrap()
+                .contains("CN=inspect"),
+            "{row}"
+        );
+    }
+    // the tag the seed did not name has no registry signatures, and says so per format
+    if let Some(row) = rows.iter().find(|r| r["tag"] == "oci-multi") {
+        assert_eq!(
+            row["cosign"]["signatures"].as_array().map(Vec::len),
+            Some(0),
+            "{row}"
+        );
+        assert_eq!(
+            row["notation"]["signatures"].as_array().map(Vec::len),
+            Some(0),
+            "{row}"
+        );
+    }
+    let o = inspect(&[
+        &format!("{}:v1", seed.gun),
+        "--format",
+        "notary,cosign,notation",
+        "--key",
+        key,
+    ]);
+    assert!(o.status.success(), "inspect: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("v1 ") && l.contains("signature(s)"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("signed")
+            && line.contains("2 signature(s), 1 verify")
+            && line.contains("1 valid: CN=inspect"),
+        "{line}"
+    );
+    // cosign and notation without notary need a tag
+    let o = inspect(&[&seed.gun, "--format", "cosign,notation"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("IMAGE:TAG"), "{}", text(&o));
+}

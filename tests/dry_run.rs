@@ -280,3 +280,133 @@ async fn reconcile_of_a_dry_run_resource_keeps_the_plan_in_its_status() {
     let kept = std::fs::read_to_string(dir.path().join("app.yaml.status.yaml")).unwrap();
     assert!(!kept.contains("plannedChanges"), "{kept}");
 }
+
+/// The tags of `repository` on the testbed registry that hold signatures (`sha256-…`).
+async fn signature_tags(tb: &Testbed, repository: &str) -> Vec<String> {
+    let http = reqwest::Client::builder()
+        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&tb.ca_pem()).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("{}/v2/{repository}/tags/list", tb.var("REGISTRY_URL"));
+    let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+    (v["tags"].as_array().into_iter().flatten())
+        .filter_map(|t| t.as_str())
+        .filter(|t| t.starts_with("sha256-"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `out` holds `line(format)` for cosign and for notation.
+fn says_for_both(out: &str, line: impl Fn(&str) -> String) {
+    for f in ["cosign", "notation"] {
+        assert!(out.contains(&line(f)), "{f}: {out}");
+    }
+}
+
+/// No signature tag in the registry, every notary version as `before`.
+async fn nothing_pushed(tb: &Testbed, seed: &Seed, before: &[u64]) {
+    assert_eq!(
+        signature_tags(tb, &seed.repository).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        versions(tb, &seed.gun).await,
+        before,
+        "the dry run published"
+    );
+}
+
+/// `--dry-run` with cosign and Notation lists the signatures those formats would push and
+/// pushes none: `sign`, and `reconcile -f` with and without notary in the formats; after the
+/// real run the same dry run has nothing to do.
+#[tokio::test]
+async fn a_dry_run_lists_the_registry_signatures_and_pushes_none() {
+    let tb = Testbed::get();
+    let seed = tb.seed("dry-run-formats");
+    let dir = tempfile::tempdir().unwrap();
+    let key = seed.var("DELEGATION_KEY");
+    let cert = dir.path().join("signer.crt");
+    let o = trustkeeper(
+        tb,
+        &seed,
+        dir.path(),
+        &[
+            "key",
+            "certificate",
+            "--key",
+            key,
+            "--out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let image = format!("{}:multi", seed.gun);
+    let digest = format!("sha256:{}", seed.digest("multi"));
+    let before = versions(tb, &seed.gun).await;
+    let sign = |dry: bool| {
+        let mut args = vec![
+            "sign",
+            &image,
+            "--key",
+            key,
+            "--format",
+            "notary,cosign,notation",
+        ];
+        args.extend(["--certificate", cert.to_str().unwrap()]);
+        if dry {
+            args.push("--dry-run");
+        }
+        trustkeeper(tb, &seed, dir.path(), &args)
+    };
+    let o = sign(true);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    says_for_both(&out, |f| format!("would sign {image} {digest} in {f} ("));
+    nothing_pushed(tb, &seed, &before).await;
+
+    // reconcile -f --dry-run: with notary, and with the registry formats alone
+    let cert_b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&cert).unwrap())
+    };
+    let three = resource(&seed, tb, "[multi]").replacen(
+        "  signingKey:",
+        "  formats: [notary, cosign, notation]\n  notation: {certificateSecretRef: {name: cert}}\n  signingKey:",
+        1,
+    ) + &format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: cert, namespace: ci}}\ndata:\n  tls.crt: {cert_b64}\n"
+    );
+    let file = dir.path().join("app.yaml");
+    for spec in [
+        three.clone(),
+        three.replace("[notary, cosign, notation]", "[cosign, notation]"),
+    ] {
+        std::fs::write(&file, &spec).unwrap();
+        let o = trustkeeper(
+            tb,
+            &seed,
+            dir.path(),
+            &["reconcile", "-f", file.to_str().unwrap(), "--dry-run"],
+        );
+        let out = text(&o);
+        assert!(o.status.success(), "{out}");
+        says_for_both(&out, |f| {
+            format!("would sign {}@{digest} in {f}\n", seed.gun)
+        });
+        assert!(
+            out.contains("dry run: nothing was signed or published"),
+            "{out}"
+        );
+        nothing_pushed(tb, &seed, &before).await;
+    }
+
+    // the real run pushes both; the same dry run then has nothing to push
+    let o = sign(false);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(signature_tags(tb, &seed.repository).await.len(), 2);
+    let o = sign(true);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("would sign"), "{out}");
+    says_for_both(&out, |f| format!("unchanged {image} {digest} in {f} ("));
+}

@@ -6,26 +6,14 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::vectors::{Memory, now, vdir};
+use common::vectors::{Memory, key, now, vdir};
 use secrecy::SecretString;
 use trustkeeper::notary::client::{TrustAnchor, count_valid, update_with, update_with_memo};
 use trustkeeper::notary::metadata::Envelope;
 use trustkeeper::notary::{Error, Repository, SignatureMemo, SigningKey};
 
 async fn repo(dir: &str, gun: &str) -> Repository {
-    update_with(&Memory::load(dir), gun, &TrustAnchor::FirstUse, now())
-        .await
-        .unwrap()
-        .0
-}
-
-fn key(file: &str, pass: &str) -> SigningKey {
-    SigningKey::from_pem(
-        &std::fs::read(vdir().join(file)).unwrap(),
-        Some(&SecretString::from(pass.to_string())),
-    )
-    .unwrap()
-    .remove(0)
+    common::vectors::repository(dir, gun).await
 }
 
 fn delegation_key() -> SigningKey {

@@ -154,3 +154,25 @@ async fn token_registry_asks_for_push_scope() {
     assert!(matches!(e, RegistryError::Unauthorized { .. }), "{msg}");
     assert!(msg.contains("push"), "{msg}");
 }
+
+/// docker-registry 2.8 has no referrers API: the first ask finds the 404, and the client does
+/// not ask that host again (for `NO_REFERRERS_API_FOR`), for any repository or digest.
+#[tokio::test]
+async fn a_registry_without_the_referrers_api_is_asked_once() {
+    let tb = Testbed::get();
+    let c = client(tb, Credentials::Anonymous);
+    let image = fresh_image(tb.var("REGISTRY_HOST"), "referrers");
+    let other = fresh_image(tb.var("REGISTRY_HOST"), "referrers-other");
+    assert_eq!(c.referrers_api(&image), None);
+    let d = |n: u8| format!("sha256:{}", hex::encode([n; 32]));
+    let before = c.stats().get;
+    assert_eq!(c.get_referrers(&image, &d(1)).await.unwrap(), None);
+    assert_eq!(c.stats().get, before + 1);
+    assert_eq!(c.referrers_api(&image), Some(false));
+    assert_eq!(c.referrers_api(&other), Some(false), "it is the host's");
+    for n in 2..6 {
+        assert_eq!(c.get_referrers(&other, &d(n)).await.unwrap(), None);
+        c.learn_referrers_api(&image, &d(n)).await;
+    }
+    assert_eq!(c.stats().get, before + 1, "asked again");
+}

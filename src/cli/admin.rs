@@ -25,9 +25,10 @@ const PUBLISH_ATTEMPTS: u32 = 5;
 #[derive(Args, Debug)]
 pub struct RepoKeyArgs {
     /// The key that signs the parent role: the repository (targets) key for `targets/NAME`,
-    /// as `notary key export` wrote it.
+    /// as `notary key export` wrote it [default: the one the repository lists, found by ID in
+    /// the docker/notary trust directory].
     #[arg(long, value_name = "FILE")]
-    pub repo_key: PathBuf,
+    pub repo_key: Option<PathBuf>,
     /// File holding its passphrase [default: TRUSTKEEPER_REPO_PASSPHRASE, then
     /// DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE, then a prompt on a terminal].
     #[arg(long, value_name = "FILE")]
@@ -106,6 +107,10 @@ pub enum SignerCommand {
         #[command(flatten)]
         repo_key: RepoKeyArgs,
     },
+    /// Replace a signer's key without downtime: in one publish `targets/NAME` and
+    /// `targets/releases` list the new key instead of the old one(s), and both roles are
+    /// re-signed with it, keeping every tag (the old key is not needed).
+    Rotate(super::rotate::RotateArgs),
 }
 
 #[derive(Serialize)]
@@ -122,7 +127,7 @@ struct DelegationRow {
 }
 
 #[derive(Serialize)]
-struct Published {
+pub(super) struct Published {
     gun: String,
     published: Vec<PublishedRole>,
 }
@@ -133,7 +138,7 @@ struct PublishedRole {
     version: u64,
 }
 
-fn gun_of(image: &str) -> Result<String, CliError> {
+pub(super) fn gun_of(image: &str) -> Result<String, CliError> {
     let r = ImageRef::parse(image).map_err(|e| CliError::new(e.to_string()))?;
     if r.tag().is_some() || r.digest().is_some() {
         return Err(CliError::new(format!(
@@ -145,7 +150,7 @@ fn gun_of(image: &str) -> Result<String, CliError> {
     Ok(r.gun())
 }
 
-fn err(e: NotaryError) -> CliError {
+pub(super) fn err(e: NotaryError) -> CliError {
     CliError::new(e.to_string())
 }
 
@@ -179,7 +184,10 @@ fn repo_passphrase(a: &RepoKeyArgs) -> Result<Option<SecretString>, CliError> {
     if std::io::stdin().is_terminal() {
         let p = rpassword::prompt_password(format!(
             "Passphrase for the repository key {}: ",
-            a.repo_key.display()
+            a.repo_key
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
         ))
         .map_err(|e| CliError::new(format!("cannot read the passphrase: {e}")))?;
         return Ok(Some(SecretString::from(p)));
@@ -187,8 +195,29 @@ fn repo_passphrase(a: &RepoKeyArgs) -> Result<Option<SecretString>, CliError> {
     Ok(None)
 }
 
-fn load_repo_key(a: &RepoKeyArgs) -> Result<Vec<SigningKey>, CliError> {
-    let path = &a.repo_key;
+/// The repository key of `--repo-key`, else the one `gun`'s parent role `parent` lists that
+/// the docker/notary trust directory holds.
+pub(super) async fn load_repo_key_for(
+    g: &Global,
+    gun: &str,
+    parent: &str,
+    a: &RepoKeyArgs,
+) -> Result<Vec<SigningKey>, CliError> {
+    if a.repo_key.is_some() {
+        return load_repo_key(a);
+    }
+    let found =
+        super::key_lookup::find_for_roles(g, gun, &[parent.to_string()], "--repo-key").await?;
+    load_repo_key(&RepoKeyArgs {
+        repo_key: Some(found),
+        repo_passphrase_file: a.repo_passphrase_file.clone(),
+    })
+}
+
+pub(super) fn load_repo_key(a: &RepoKeyArgs) -> Result<Vec<SigningKey>, CliError> {
+    let Some(path) = &a.repo_key else {
+        return Err(CliError::new("no repository key: give --repo-key FILE").with_code(2));
+    };
     if common::looks_like_key_material(&path.to_string_lossy()) {
         return Err(CliError::new(
             "the --repo-key argument looks like the key itself (not shown): give a file",
@@ -250,7 +279,7 @@ fn load_public_keys(files: &[PathBuf]) -> Result<Vec<PublicKey>, CliError> {
 }
 
 /// A verified repository and what the trust directory kept, for one command.
-struct Session {
+pub(super) struct Session {
     g: Global,
     gun: String,
     settings: Settings,
@@ -261,7 +290,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(g: &Global, gun: &str) -> Result<Session, CliError> {
+    pub(super) fn new(g: &Global, gun: &str) -> Result<Session, CliError> {
         let spec = common::spec(g, gun, vec![], vec![]);
         let settings = Settings::from_spec(&spec)?;
         settings.notary_in_service(Timestamp::now())?;
@@ -283,7 +312,7 @@ impl Session {
 
     /// The repository as the server has it now, verified from the kept trust state; the new
     /// state is kept.
-    async fn update(&mut self) -> Result<Repository, CliError> {
+    pub(super) async fn update(&mut self) -> Result<Repository, CliError> {
         let previous = self.kept.kept.as_ref().map(trust_dir::Kept::status);
         let anchor = trust_anchor(&self.spec, previous.as_ref());
         let (repo, trust) = crate::notary::client::update_with_memo(
@@ -317,7 +346,11 @@ impl Session {
     /// Stages with `stage` on the current repository, signs with `keys`, publishes once, and
     /// reads back: every published role must be served at its new version and verify. A
     /// version conflict re-reads and stages again.
-    async fn publish<F>(&mut self, keys: &[SigningKey], stage: F) -> Result<Published, CliError>
+    pub(super) async fn publish<F>(
+        &mut self,
+        keys: &[SigningKey],
+        stage: F,
+    ) -> Result<Published, CliError>
     where
         F: Fn(&Repository, &mut Editor<'_>) -> Result<(), CliError>,
     {
@@ -385,7 +418,7 @@ impl Session {
     }
 }
 
-fn print_published(g: &Global, p: &Published, what: &str) {
+pub(super) fn print_published(g: &Global, p: &Published, what: &str) {
     if g.output == Output::Json {
         common::print_json(p);
         return;
@@ -475,6 +508,7 @@ pub async fn delegation(g: &Global, cmd: DelegationCommand) -> Result<(), CliErr
         } => {
             let gun = gun_of(&image)?;
             crate::notary::delegations::check_delegation_name(&role).map_err(err)?;
+            let parent = crate::notary::delegations::parent_of(&role).unwrap_or("targets");
             let pubs = load_public_keys(&keys)?;
             let paths: Vec<String> = if all_paths {
                 vec![String::new()]
@@ -487,7 +521,7 @@ pub async fn delegation(g: &Global, cmd: DelegationCommand) -> Result<(), CliErr
                 )
                 .with_code(2));
             }
-            let signing = load_repo_key(&repo_key)?;
+            let signing = load_repo_key_for(g, &gun, parent, &repo_key).await?;
             let mut s = Session::new(g, &gun)?;
             let p = s
                 .publish(&signing, |repo, ed| {
@@ -520,7 +554,8 @@ pub async fn delegation(g: &Global, cmd: DelegationCommand) -> Result<(), CliErr
         } => {
             let gun = gun_of(&image)?;
             crate::notary::delegations::check_delegation_name(&role).map_err(err)?;
-            let signing = load_repo_key(&repo_key)?;
+            let parent = crate::notary::delegations::parent_of(&role).unwrap_or("targets");
+            let signing = load_repo_key_for(g, &gun, parent, &repo_key).await?;
             let mut s = Session::new(g, &gun)?;
             let p = s
                 .publish(&signing, |_, ed| {
@@ -543,10 +578,10 @@ pub async fn delegation(g: &Global, cmd: DelegationCommand) -> Result<(), CliErr
     }
 }
 
-const RELEASES: &str = "targets/releases";
+pub(super) const RELEASES: &str = "targets/releases";
 
 /// A signer name as docker takes it (`targets/NAME`).
-fn signer_role(name: &str) -> Result<String, CliError> {
+pub(super) fn signer_role(name: &str) -> Result<String, CliError> {
     if name == "releases" {
         return Err(CliError::new(
             "releases is reserved (it is targets/releases, which every signer signs into): \
@@ -572,6 +607,7 @@ fn signer_role(name: &str) -> Result<String, CliError> {
 
 pub async fn signer(g: &Global, cmd: SignerCommand) -> Result<(), CliError> {
     match cmd {
+        SignerCommand::Rotate(a) => super::rotate::rotate(g, a).await,
         SignerCommand::Add {
             name,
             image,
@@ -581,7 +617,7 @@ pub async fn signer(g: &Global, cmd: SignerCommand) -> Result<(), CliError> {
             let role = signer_role(&name)?;
             let gun = gun_of(&image)?;
             let pubs = load_public_keys(&keys)?;
-            let signing = load_repo_key(&repo_key)?;
+            let signing = load_repo_key_for(g, &gun, "targets", &repo_key).await?;
             let mut s = Session::new(g, &gun)?;
             let all = [String::new()];
             let p = s
@@ -607,7 +643,7 @@ pub async fn signer(g: &Global, cmd: SignerCommand) -> Result<(), CliError> {
         } => {
             let role = signer_role(&name)?;
             let gun = gun_of(&image)?;
-            let signing = load_repo_key(&repo_key)?;
+            let signing = load_repo_key_for(g, &gun, "targets", &repo_key).await?;
             let mut s = Session::new(g, &gun)?;
             let emptied = std::sync::atomic::AtomicBool::new(false);
             let p = s
@@ -687,57 +723,10 @@ pub async fn remove(g: &Global, a: RemoveArgs) -> Result<(), CliError> {
             CliError::new(format!("{:?}: give IMAGE:TAG without a digest", a.image)).with_code(2),
         );
     }
-    let creds = common::signing_credentials(g, a.key.as_deref())?;
-    if SigningKey::pem_holds_only_root_keys(&creds.signing_key_pem) {
-        return Err(CliError::new(
-            "that is a root key: a tag is removed with the key of the role that holds it",
-        ));
-    }
-    let keys =
-        SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref()).map_err(err)?;
-    let ids: Vec<String> = keys.iter().map(|k| k.key_id().to_string()).collect();
-    let mut s = Session::new(g, &r.gun())?;
-    let chosen = std::sync::Mutex::new(Vec::new());
-    let p = s
-        .publish(&keys, |repo, ed| {
-            let holding: Vec<&str> = repo.all_entries(&tag).into_iter().map(|f| f.role).collect();
-            let roles: Vec<String> = if a.roles.is_empty() {
-                holding
-                    .iter()
-                    .filter(|role| {
-                        repo.signers_of(role)
-                            .is_ok_and(|s| s.canonical_ids().iter().any(|c| ids.contains(c)))
-                    })
-                    .map(|r| r.to_string())
-                    .collect()
-            } else {
-                a.roles.clone()
-            };
-            if holding.is_empty() {
-                return Err(CliError::new(format!(
-                    "no role of {} holds {tag}: nothing to remove",
-                    repo.gun
-                )));
-            }
-            if roles.is_empty() {
-                return Err(CliError::new(format!(
-                    "{tag} is in {holding:?}, none of which the key {ids:?} signs: give the key \
-                     of the role (--key) and --role"
-                )));
-            }
-            for role in &roles {
-                if !holding.contains(&role.as_str()) {
-                    return Err(CliError::new(format!(
-                        "{role} does not hold {tag} (it is in {holding:?}): nothing to remove there"
-                    )));
-                }
-                ed.remove_target(role, &tag).map_err(err)?;
-            }
-            *chosen.lock().unwrap_or_else(|e| e.into_inner()) = roles;
-            Ok(())
-        })
-        .await?;
-    let roles = chosen.into_inner().unwrap_or_else(|e| e.into_inner());
+    let keys = super::revoke::role_keys(g, &r.gun(), a.key.as_deref(), &a.roles).await?;
+    let (p, dropped) =
+        super::revoke::drop_signatures(g, &r.gun(), &keys, Some(&tag), &a.roles).await?;
+    let roles: Vec<&str> = dropped.iter().map(|(r, _)| r.as_str()).collect();
     print_published(g, &p, &format!("{tag} removed from {}", roles.join(", ")));
     Ok(())
 }

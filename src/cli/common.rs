@@ -611,3 +611,25 @@ mod insecure_realm_tests {
         assert!(!s.registry.insecure_token_realm && !s.notary.insecure_token_realm);
     }
 }
+
+/// The first word of a signing line: `signed`, `unchanged`, or in a dry run `would sign`.
+pub fn signed_word(added: bool, dry_run: bool) -> &'static str {
+    match (added, dry_run) {
+        (false, _) => "unchanged",
+        (true, false) => "signed",
+        (true, true) => "would sign",
+    }
+}
+
+/// The settings and a registry client for reading `repo` (no notary, no signing key): what
+/// `inspect --format cosign|notation` use.
+pub fn registry_reader(
+    g: &Global,
+    repo: &crate::registry::ImageRef,
+) -> Result<(crate::engine::Settings, crate::registry::RegistryClient), CliError> {
+    let spec = spec(g, &repo.gun(), vec![], vec![]);
+    let settings = crate::engine::Settings::from_spec(&spec)?;
+    let creds = credentials(g, None)?;
+    let registry = engine(g)?.clients(&settings, &creds)?.registry;
+    Ok((settings, registry))
+}

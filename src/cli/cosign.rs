@@ -33,6 +33,7 @@ pub async fn sign(
     credentials: &RunSecrets,
     key_id: Option<&str>,
     pinned: &BTreeMap<String, Manifest>,
+    dry_run: bool,
 ) -> Result<(), CliError> {
     let settings =
         crate::engine::Settings::from_spec(spec).map_err(|f| CliError::new(f.message))?;
@@ -64,7 +65,10 @@ pub async fn sign(
     let mut unique: Vec<String> = digests.iter().map(|(_, d)| d.clone()).collect();
     unique.sort();
     unique.dedup();
-    let opts = CosignOptions::default();
+    let opts = CosignOptions {
+        dry_run,
+        ..Default::default()
+    };
     let signer_ref: &dyn Signer = signer.as_ref();
     let results: Vec<(String, Result<CosignSigned, cosign_sign::CosignError>)> =
         futures::stream::iter(unique)
@@ -93,11 +97,11 @@ pub async fn sign(
         })
         .collect();
     if g.output == Output::Json {
-        common::print_json(&serde_json::json!({ "cosign": rows }));
+        common::print_json(&serde_json::json!({ "cosign": rows, "dry_run": dry_run }));
     } else {
         let repo = image.gun();
         for r in &rows {
-            let what = if r.added { "signed" } else { "unchanged" };
+            let what = common::signed_word(r.added, dry_run);
             outln!(
                 "{what:9} {repo}:{} {} in cosign ({} signature{} on {})",
                 r.tag,

@@ -28,11 +28,12 @@ pub struct InspectArgs {
     /// starts warning), 0 when every role is fine; the roles and their expiry go to stderr.
     #[arg(long)]
     pub check: bool,
-    /// Which signatures to show: `notary` (the trust metadata), `cosign` (the signatures on
-    /// the tag's `sha256-<hex>.sig` tag; needs IMAGE:TAG) or `notation` (the Notation
-    /// signatures among the tag's referrers; needs IMAGE:TAG).
-    #[arg(long = "format", value_name = "FORMAT", default_value = "notary", value_parser = crate::formats::Format::parse)]
-    pub format: crate::formats::Format,
+    /// Which signatures to show (repeatable or comma-separated): `notary` (the trust
+    /// metadata), `cosign` (the signatures on the tag's `sha256-<hex>.sig` tag) or `notation`
+    /// (the Notation signatures among the tag's referrers). cosign or notation alone need
+    /// IMAGE:TAG; with notary, every tag notary lists gets them, per tag.
+    #[arg(long = "format", value_name = "FORMAT", default_value = "notary", value_delimiter = ',', value_parser = crate::formats::Format::parse)]
+    pub format: Vec<crate::formats::Format>,
     /// With --format cosign: a public key (PEM, as `cosign verify --key` takes; repeatable) to
     /// tell which signatures verify.
     #[arg(long = "key", value_name = "PUB")]
@@ -40,9 +41,9 @@ pub struct InspectArgs {
 }
 
 #[derive(Serialize)]
-struct TagRow {
-    tag: String,
-    digest: String,
+pub(super) struct TagRow {
+    pub(super) tag: String,
+    pub(super) digest: String,
     size: u64,
     /// The role docker takes the digest from.
     role: String,
@@ -72,10 +73,10 @@ struct RoleRow {
 }
 
 #[derive(Serialize)]
-struct Inspection {
+pub(super) struct Inspection {
     gun: String,
     notary_url: String,
-    tags: Vec<TagRow>,
+    pub(super) tags: Vec<TagRow>,
     signers: Vec<SignerRow>,
     repository_key_ids: Vec<String>,
     root_key_ids: Vec<String>,
@@ -83,22 +84,47 @@ struct Inspection {
 }
 
 pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
+    use crate::formats::Format;
     let r = ImageRef::parse(&a.image).map_err(|e| CliError::new(e.to_string()))?;
-    match a.format {
-        crate::formats::Format::Cosign => {
-            return super::inspect_cosign::inspect(g, &r, &a.keys).await;
-        }
-        crate::formats::Format::Notation if !a.keys.is_empty() => {
-            return Err(CliError::new("--key is for --format cosign"));
-        }
-        crate::formats::Format::Notation => {
-            return super::inspect_notation::inspect(g, &r).await;
-        }
-        crate::formats::Format::Notary if !a.keys.is_empty() => {
-            return Err(CliError::new("--key is for --format cosign"));
-        }
-        crate::formats::Format::Notary => {}
+    let mut formats = a.format.clone();
+    formats.sort_by_key(|f| Format::ALL.iter().position(|x| x == f));
+    formats.dedup();
+    if !a.keys.is_empty() && !formats.contains(&Format::Cosign) {
+        return Err(CliError::new("--key is for --format cosign"));
     }
+    match formats.as_slice() {
+        [Format::Cosign] => return super::inspect_cosign::inspect(g, &r, &a.keys).await,
+        [Format::Notation] => return super::inspect_notation::inspect(g, &r).await,
+        [Format::Notary] => {}
+        _ => return super::inspect_formats::inspect(g, &a, &r, &formats).await,
+    }
+    let (out, readable) = notary(g, &a, &r).await?;
+    if g.output == Output::Json {
+        common::print_json(&out);
+    } else {
+        print_text(&out);
+    }
+    finish(&a, &out, readable)
+}
+
+/// `--check`'s verdict, or whether the repository is readable.
+pub(super) fn finish(
+    a: &InspectArgs,
+    out: &Inspection,
+    readable: Result<(), CliError>,
+) -> Result<(), CliError> {
+    if !a.check {
+        return readable;
+    }
+    check(&out.gun, &out.roles, readable)
+}
+
+/// The notary inspection of `r`'s repository, and whether readers can use it.
+pub(super) async fn notary(
+    g: &Global,
+    a: &InspectArgs,
+    r: &ImageRef,
+) -> Result<(Inspection, Result<(), CliError>), CliError> {
     let renew_before = api::parse_go_duration(&a.renew_before)
         .map_err(|e| CliError::new(e.to_string()))?
         .0;
@@ -221,16 +247,8 @@ pub async fn inspect(g: &Global, a: InspectArgs) -> Result<(), CliError> {
         root_key_ids: root_ids("root"),
         roles,
     };
-    if g.output == Output::Json {
-        common::print_json(&out);
-    } else {
-        print_text(&out);
-    }
     let readable = unreadable(&settings.gun, &repo, &view);
-    if !a.check {
-        return readable;
-    }
-    check(&settings.gun, &out.roles, readable)
+    Ok((out, readable))
 }
 
 /// `--check`: exit 3 when a role is inside the notary client's warning window.
@@ -452,7 +470,7 @@ fn secs(t: Option<Timestamp>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn print_text(i: &Inspection) {
+pub(super) fn print_text(i: &Inspection) {
     outln!("Signatures for {} ({})\n", i.gun, i.notary_url);
     outln!(
         "{:<24} {:<71} {:>8}  {:<18} SIGNERS",

@@ -8,40 +8,49 @@ use serde::Serialize;
 
 use super::common::{self, CliError};
 use super::{Global, Output};
-use crate::engine::Settings;
 use crate::formats::cosign::{self, MAX_PAYLOAD_BYTES, payload_digest, verify_p256_der};
 use crate::formats::cosign_sign;
 use crate::notary::PublicKey;
-use crate::registry::ImageRef;
+use crate::registry::{ImageRef, RegistryClient};
 
 /// Public keys given: more than this many is a mistake, not a key set.
 const MAX_KEYS: usize = 64;
 
 #[derive(Serialize)]
-struct Signature {
+pub(super) struct Signature {
     /// The payload blob's digest.
-    layer: String,
+    pub(super) layer: String,
     /// Whether the payload names this tag's digest (a signature copied from elsewhere does not).
-    signs_digest: bool,
+    pub(super) signs_digest: bool,
     /// The `--key` files it verifies under (empty: none given, or none matches).
-    verified_by: Vec<String>,
+    pub(super) verified_by: Vec<String>,
     /// Other signature material on the layer (certificate, bundle), by annotation name.
     other: Vec<String>,
 }
 
 #[derive(Serialize)]
-struct TagSignatures {
+pub(super) struct TagSignatures {
     tag: String,
     digest: String,
     signature_tag: String,
-    signatures: Vec<Signature>,
+    pub(super) signatures: Vec<Signature>,
 }
 
 /// `inspect IMAGE:TAG --format cosign [--key PUB]...`.
 pub async fn inspect(g: &Global, image: &ImageRef, keys: &[PathBuf]) -> Result<(), CliError> {
-    let tag = image.tag().ok_or_else(|| {
-        CliError::new("inspect --format cosign needs IMAGE:TAG (the tag whose signatures to show)")
-    })?;
+    let spkis = public_keys(keys)?;
+    let t = super::inspect_formats::one_tag(g, image, "cosign").await?;
+    let out = read(&t.registry, &t.image, &t.tag, &t.descriptor.digest, &spkis).await?;
+    if g.output == Output::Json {
+        common::print_json(&out);
+        return Ok(());
+    }
+    print(&t.gun, &out, !spkis.is_empty());
+    Ok(())
+}
+
+/// The `--key` files as (name, SubjectPublicKeyInfo DER).
+pub(super) fn public_keys(keys: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, CliError> {
     if keys.len() > MAX_KEYS {
         return Err(CliError::new(format!(
             "{} --key files: at most {MAX_KEYS}",
@@ -67,93 +76,95 @@ pub async fn inspect(g: &Global, image: &ImageRef, keys: &[PathBuf]) -> Result<(
             .map_err(|e| CliError::new(format!("{}: {e}", k.display())))?;
         spkis.push((k.display().to_string(), spki));
     }
-    let repo = image.repository_only();
-    let spec = common::spec(g, &repo.gun(), vec![], vec![]);
-    let settings = Settings::from_spec(&spec)?;
-    let creds = common::credentials(g, None)?;
-    let engine = common::engine(g)?;
-    let registry = engine.clients(&settings, &creds)?.registry;
-    let image = &settings.image;
-    let d = registry
-        .resolve(image, tag)
-        .await
-        .map_err(|e| CliError::new(e.to_string()))?;
-    let m = cosign_sign::read(&registry, image, &d.digest)
+    Ok(spkis)
+}
+
+/// The cosign signatures on `digest` (the manifest `tag` names now), each checked against
+/// `spkis`.
+pub(super) async fn read(
+    registry: &RegistryClient,
+    image: &ImageRef,
+    tag: &str,
+    digest: &str,
+    spkis: &[(String, Vec<u8>)],
+) -> Result<TagSignatures, CliError> {
+    let m = cosign_sign::read(registry, image, digest)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
     let layers: Vec<_> = m.layers.iter().filter(|l| l.is_simple_signing()).collect();
     let rows: Vec<Signature> = futures::stream::iter(layers)
-        .map(|l| {
-            let (registry, spkis, digest) = (&registry, &spkis, &d.digest);
-            async move {
-                let payload = registry
-                    .get_blob(image, &l.digest, MAX_PAYLOAD_BYTES)
-                    .await
-                    .ok();
-                let signs_digest = payload
-                    .as_deref()
-                    .and_then(payload_digest)
-                    .is_some_and(|p| &p == digest);
-                let verified_by = match (&payload, l.signature()) {
-                    (Some(p), Some(sig)) if signs_digest => spkis
-                        .iter()
-                        .filter(|(_, spki)| verify_p256_der(spki, p, &sig))
-                        .map(|(name, _)| name.clone())
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                Signature {
-                    layer: l.digest.clone(),
-                    signs_digest,
-                    verified_by,
-                    other: l
-                        .annotations
-                        .keys()
-                        .filter(|k| k.as_str() != cosign::SIGNATURE_ANNOTATION)
-                        .cloned()
-                        .collect(),
-                }
+        .map(|l| async move {
+            let payload = registry
+                .get_blob(image, &l.digest, MAX_PAYLOAD_BYTES)
+                .await
+                .ok();
+            let signs_digest = payload
+                .as_deref()
+                .and_then(payload_digest)
+                .is_some_and(|p| p == digest);
+            let verified_by = match (&payload, l.signature()) {
+                (Some(p), Some(sig)) if signs_digest => spkis
+                    .iter()
+                    .filter(|(_, spki)| verify_p256_der(spki, p, &sig))
+                    .map(|(name, _)| name.clone())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Signature {
+                layer: l.digest.clone(),
+                signs_digest,
+                verified_by,
+                other: l
+                    .annotations
+                    .keys()
+                    .filter(|k| k.as_str() != cosign::SIGNATURE_ANNOTATION)
+                    .cloned()
+                    .collect(),
             }
         })
         .buffered(8)
         .collect()
         .await;
-    let out = TagSignatures {
+    Ok(TagSignatures {
         tag: tag.to_string(),
-        digest: d.digest.clone(),
-        signature_tag: cosign::signature_tag(&d.digest),
+        digest: digest.to_string(),
+        signature_tag: cosign::signature_tag(digest),
         signatures: rows,
-    };
-    if g.output == Output::Json {
-        common::print_json(&out);
-        return Ok(());
-    }
+    })
+}
+
+/// The text report of one tag; `checked`: keys were given.
+pub(super) fn print(gun: &str, out: &TagSignatures, checked: bool) {
     outln!(
-        "{}:{} {} cosign signatures on {}: {}",
-        repo.gun(),
+        "{gun}:{} {} cosign signatures on {}: {}",
         out.tag,
         out.digest,
         out.signature_tag,
         out.signatures.len()
     );
     for s in &out.signatures {
-        let state = if !s.signs_digest {
+        outln!("  {} {}", s.layer, s.state(checked));
+    }
+}
+
+impl Signature {
+    /// Whether it signs the digest and under which keys it verifies, with other material.
+    pub(super) fn state(&self, checked: bool) -> String {
+        let state = if !self.signs_digest {
             "does not sign this digest".to_string()
-        } else if s.verified_by.is_empty() {
-            if spkis.is_empty() {
-                "not checked (no --key)".to_string()
-            } else {
+        } else if self.verified_by.is_empty() {
+            if checked {
                 "verifies under no --key".to_string()
+            } else {
+                "not checked (no --key)".to_string()
             }
         } else {
-            format!("verifies under {}", s.verified_by.join(", "))
+            format!("verifies under {}", self.verified_by.join(", "))
         };
-        let other = if s.other.is_empty() {
-            String::new()
+        if self.other.is_empty() {
+            state
         } else {
-            format!(" [{}]", s.other.join(", "))
-        };
-        outln!("  {} {state}{other}", s.layer);
+            format!("{state} [{}]", self.other.join(", "))
+        }
     }
-    Ok(())
 }

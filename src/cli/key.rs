@@ -37,6 +37,35 @@ pub enum KeyCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Copy a key out of a docker/notary trust directory into a file, with its `path:`
+    /// (key ID) header, as `notary key export` does; the key stays encrypted.
+    Export {
+        /// The key's ID (its file name in TRUST_DIR/private).
+        #[arg(long = "key-id", value_name = "ID")]
+        key_id: String,
+        /// The trust directory [default: $DOCKER_CONFIG/trust, else ~/.docker/trust].
+        #[arg(long, value_name = "TRUST_DIR")]
+        dir: Option<PathBuf>,
+        /// The file to write (0600; an existing file is never replaced).
+        #[arg(long = "output-file", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Copy the keys of a file (`notary key export` or `key generate` output) into a
+    /// docker/notary trust directory as TRUST_DIR/private/<key ID>.key, as `notary key import`
+    /// does: the Go client and docker then use them.
+    Import {
+        /// The PEM file.
+        file: PathBuf,
+        /// The trust directory [default: $DOCKER_CONFIG/trust, else ~/.docker/trust].
+        #[arg(long, value_name = "TRUST_DIR")]
+        dir: Option<PathBuf>,
+        /// The key's role when the file has no `role:` header.
+        #[arg(long)]
+        role: Option<String>,
+        /// The repository of a targets or snapshot key when the file has no `gun:` header.
+        #[arg(long)]
+        gun: Option<String>,
+    },
 }
 
 #[derive(Serialize)]
@@ -54,6 +83,23 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
         KeyCommand::Public { file } => return public(g, &file),
         KeyCommand::Certificate(a) => return super::notation::certificate(g, a),
         KeyCommand::Generate { name, dir } => return super::key_generate::generate(g, &name, &dir),
+        KeyCommand::Export { key_id, dir, file } => {
+            return super::key_transfer::export(g, &key_id, dir.as_deref(), &file);
+        }
+        KeyCommand::Import {
+            file,
+            dir,
+            role,
+            gun,
+        } => {
+            return super::key_transfer::import(
+                g,
+                &file,
+                dir.as_deref(),
+                role.as_deref(),
+                gun.as_deref(),
+            );
+        }
     };
     let creds = common::credentials(g, Some(&file))?;
     let keys = SigningKey::from_pem(&creds.signing_key_pem, creds.passphrase.as_ref())

@@ -18,11 +18,16 @@ mod common;
 mod cosign;
 mod inspect;
 mod inspect_cosign;
+mod inspect_formats;
 mod inspect_notation;
 mod key;
 mod key_generate;
+mod key_lookup;
+mod key_transfer;
 mod notation;
 mod reconcile;
+mod revoke;
+mod rotate;
 mod sign;
 mod trust_dir;
 
@@ -67,6 +72,10 @@ pub struct Global {
     /// Where trust on first use and the last versions seen are kept [default: ~/.trustkeeper].
     #[arg(long, env = "TRUSTKEEPER_TRUST_DIR", global = true)]
     pub trust_dir: Option<PathBuf>,
+    /// The docker/notary trust directory where a key is found by ID when none is given
+    /// [default: $DOCKER_CONFIG/trust, else ~/.docker/trust]; not --trust-dir, trustkeeper's own.
+    #[arg(long, env = "TRUSTKEEPER_DOCKER_TRUST_DIR", global = true)]
+    pub docker_trust_dir: Option<PathBuf>,
     /// Pin the repository's root key ID(s) instead of trusting on first use.
     #[arg(
         long = "root-key-id",
@@ -159,6 +168,8 @@ pub enum Command {
     Signer(admin::SignerCommand),
     /// Remove a tag's signature from a role (`notary remove` + `notary publish`).
     Remove(admin::RemoveArgs),
+    /// Remove the key's signatures of a tag, or of every tag (`docker trust revoke`).
+    Revoke(revoke::RevokeArgs),
 }
 
 /// The global flags (by id) that `controller` accepts, as every subcommand does, but never reads:
@@ -169,6 +180,7 @@ const IGNORED_BY_CONTROLLER: &[&str] = &[
     "notary_url",
     "insecure_token_realm",
     "trust_dir",
+    "docker_trust_dir",
     "root_key_ids",
     "passphrase_file",
     "output",
@@ -310,6 +322,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Command::Delegation(c) => admin::delegation(&cli.global, c).await,
             Command::Signer(c) => admin::signer(&cli.global, c).await,
             Command::Remove(a) => admin::remove(&cli.global, a).await,
+            Command::Revoke(a) => revoke::revoke(&cli.global, a).await,
             Command::Crd | Command::Controller(_) => unreachable!("handled above"),
         }
     });

@@ -112,6 +112,8 @@ pub(super) fn read_chain(path: &std::path::Path) -> Result<Chain, CliError> {
 pub struct NotationFlags<'a> {
     pub certificate: &'a std::path::Path,
     pub signature_expiry: Option<std::time::Duration>,
+    /// Read only: say which digests would be signed, push nothing.
+    pub dry_run: bool,
 }
 
 /// Signs every tag's digest (or the pinned one) in the Notation format.
@@ -127,6 +129,7 @@ pub async fn sign(
     let NotationFlags {
         certificate,
         signature_expiry,
+        dry_run,
     } = notation_args;
     use crate::formats::notation_sign::{self, NotationOptions, ReferrersStore};
     use futures::StreamExt as _;
@@ -190,6 +193,7 @@ pub async fn sign(
     unique.dedup();
     let opts = NotationOptions {
         expiry: signature_expiry,
+        dry_run,
         ..Default::default()
     };
     let leaf = chain.leaf_info();
@@ -206,6 +210,9 @@ pub async fn sign(
         );
     }
     let signer_ref: &dyn crate::notary::Signer = signer.as_ref();
+    if let Some(first) = unique.first() {
+        registry.learn_referrers_api(image, &first.digest).await;
+    }
     let results: Vec<_> = futures::stream::iter(unique)
         .map(|d| {
             let (registry, opts, chain) = (&registry, &opts, &chain);
@@ -240,11 +247,11 @@ pub async fn sign(
         })
         .collect();
     if g.output == super::Output::Json {
-        common::print_json(&serde_json::json!({ "notation": rows }));
+        common::print_json(&serde_json::json!({ "notation": rows, "dry_run": dry_run }));
     } else {
         let repo = image.gun();
         for r in &rows {
-            let what = if r.added { "signed" } else { "unchanged" };
+            let what = super::common::signed_word(r.added, dry_run);
             outln!(
                 "{what:9} {repo}:{} {} in notation ({} signature{}, {}; certificate {} until {})",
                 r.tag,

@@ -43,8 +43,8 @@ pub struct SignArgs {
     /// for every tag (as `notary addhash` never does), e.g. when the registry cannot be reached.
     #[arg(long, requires = "digest")]
     pub no_registry_check: bool,
-    /// Print the plan (tags to add, roles to re-sign with versions and new expiries) and
-    /// publish nothing.
+    /// Print the plan (tags to add, roles to re-sign with versions and new expiries; with
+    /// cosign or notation, the digests they would sign) and publish nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Signature formats to make (repeatable or comma-separated): `notary` (Docker Content
@@ -139,8 +139,14 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         dry_run: a.dry_run,
         ..Default::default()
     };
+    // Keys by ID are the notary roles' (the repository names them); other formats name theirs.
+    let found = if a.formats.contains(&Format::Notary) {
+        super::key_lookup::key_path(g, &gun, a.key.as_deref(), &spec.roles).await?
+    } else {
+        None
+    };
     // Read once: `--key -` is standard input.
-    let credentials = common::signing_credentials(g, a.key.as_deref())?;
+    let credentials = common::signing_credentials(g, found.as_deref().or(a.key.as_deref()))?;
     let notation = a.formats.contains(&Format::Notation);
     let for_registry = RunSecrets {
         signing_key_pem: credentials.signing_key_pem.clone(),
@@ -152,10 +158,13 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
         notation_chain_pem: None,
     };
     // Each format is tried whatever the others' outcome (a notary that is gone must not stop
-    // the signatures that replace it).
-    let mut errors: Vec<CliError> = Vec::new();
-    if a.formats.contains(&Format::Notary) {
-        let r = run(
+    // the signatures that replace it), all at once: they write to different servers or tags,
+    // and most of a registry format's time is the wait before its read-back.
+    let notary_run = async {
+        if !a.formats.contains(&Format::Notary) {
+            return None;
+        }
+        run(
             g,
             &spec,
             engine.clone(),
@@ -163,24 +172,28 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
             credentials,
             pinned.clone(),
         )
-        .await;
-        errors.extend(r.err());
-    }
-    if a.formats.contains(&Format::Cosign) {
-        let r = super::cosign::sign(
+        .await
+        .err()
+    };
+    let cosign_run = async {
+        if !a.formats.contains(&Format::Cosign) {
+            return None;
+        }
+        super::cosign::sign(
             g,
             &spec,
             &engine,
             &for_registry,
             a.key_id.as_deref(),
             &pinned,
+            a.dry_run,
         )
-        .await;
-        errors.extend(r.err());
-    }
-    if notation {
-        let cert = a.certificate.as_deref().expect("checked above");
-        let r = super::notation::sign(
+        .await
+        .err()
+    };
+    let notation_run = async {
+        let cert = a.certificate.as_deref().filter(|_| notation)?;
+        super::notation::sign(
             g,
             &spec,
             &engine,
@@ -189,12 +202,15 @@ pub async fn sign(g: &Global, a: SignArgs) -> Result<(), CliError> {
             super::notation::NotationFlags {
                 certificate: cert,
                 signature_expiry: a.signature_expiry,
+                dry_run: a.dry_run,
             },
             &pinned,
         )
-        .await;
-        errors.extend(r.err());
-    }
+        .await
+        .err()
+    };
+    let (n, c, t) = tokio::join!(notary_run, cosign_run, notation_run);
+    let mut errors: Vec<CliError> = [n, c, t].into_iter().flatten().collect();
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.pop().expect("one")),
@@ -335,7 +351,8 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
         dry_run: a.dry_run,
     };
     let engine = common::engine(g)?;
-    let credentials = common::signing_credentials(g, a.key.as_deref())?;
+    let found = super::key_lookup::key_path(g, &r.gun(), a.key.as_deref(), &spec.roles).await?;
+    let credentials = common::signing_credentials(g, found.as_deref().or(a.key.as_deref()))?;
     run(g, &spec, engine, &options, credentials, BTreeMap::new()).await
 }
 
@@ -441,6 +458,21 @@ pub fn report(g: &Global, gun: &str, o: &Outcome) -> Result<(), CliError> {
                 t.digest,
                 t.size,
                 t.role
+            );
+        }
+        for f in &o.status.signatures {
+            let new = if (o.signed_formats.iter()).any(|(d, x)| *d == f.digest && *x == f.format) {
+                "signed"
+            } else {
+                "unchanged"
+            };
+            let until = (f.until.as_ref()).map_or(String::new(), |u| format!(" until {}", u.0));
+            outln!(
+                "{new:9} {gun}:{} {} in {} by {}{until}",
+                f.tag,
+                f.digest,
+                format!("{:?}", f.format).to_lowercase(),
+                f.signer
             );
         }
         for r in &o.renewed {

@@ -93,6 +93,7 @@ fn outcome() -> Outcome {
         publishes: 1,
         renewed: vec![],
         signed: vec!["v1".into()],
+        signed_formats: vec![],
         failure_reason: None,
         requests: Default::default(),
     }

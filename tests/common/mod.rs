@@ -6,6 +6,7 @@
 //! - `TRUSTKEEPER_TESTBED_TOKEN`: `up --token` mode (Docker-style bearer tokens)
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod delay_proxy;
 pub mod images;
 pub mod loopback;

@@ -107,3 +107,22 @@ impl Fetch for Memory {
         }
     }
 }
+
+/// The vector repository `dir` as the client verifies it (trust on first use, at [`now`]).
+pub async fn repository(dir: &str, gun: &str) -> trustkeeper::notary::Repository {
+    use trustkeeper::notary::client::{TrustAnchor, update_with};
+    update_with(&Memory::load(dir), gun, &TrustAnchor::FirstUse, now())
+        .await
+        .unwrap()
+        .0
+}
+
+/// The first key of the vector key file `file`, decrypted with `pass`.
+pub fn key(file: &str, pass: &str) -> trustkeeper::notary::SigningKey {
+    trustkeeper::notary::SigningKey::from_pem(
+        &std::fs::read(vdir().join(file)).unwrap(),
+        Some(&secrecy::SecretString::from(pass.to_string())),
+    )
+    .unwrap()
+    .remove(0)
+}

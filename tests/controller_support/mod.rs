@@ -179,6 +179,7 @@ pub fn signed_outcome() -> Outcome {
         publishes: 1,
         renewed: vec![],
         signed: vec!["v1".into()],
+        signed_formats: vec![],
         failure_reason: None,
         requests: Default::default(),
     }

@@ -31,6 +31,7 @@ pub(crate) async fn step(
     image: &ImageRef,
     desired: &BTreeMap<String, Manifest>,
     keys: &[Box<dyn Signer>],
+    dry_run: bool,
 ) -> Result<Vec<CosignSigned>, Failure> {
     if !wants(spec, SignatureFormat::Cosign) {
         return Ok(Vec::new());
@@ -48,7 +49,10 @@ pub(crate) async fn step(
         .collect();
     digests.sort();
     digests.dedup();
-    let opts = CosignOptions::default();
+    let opts = CosignOptions {
+        dry_run,
+        ..CosignOptions::default()
+    };
     let signer: &dyn Signer = key.as_ref();
     let results: Vec<Result<CosignSigned, CosignError>> = futures::stream::iter(digests)
         .map(|d| {

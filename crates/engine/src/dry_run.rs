@@ -41,6 +41,16 @@ pub struct DryRun {
     pub roles: Vec<PlannedRole>,
     /// What the run would warn about (roles near expiry that the key cannot sign, ...).
     pub warnings: Vec<String>,
+    /// Signatures the registry formats would push: (digest, format), none signed yet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<PlannedSignature>,
+}
+
+/// A signature a registry format (cosign, Notation) would push.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlannedSignature {
+    pub digest: String,
+    pub format: crate::api::SignatureFormat,
 }
 
 impl DryRun {
@@ -74,13 +84,25 @@ impl DryRun {
             gun: gun.to_string(),
             roles,
             warnings: (plan.warnings.iter()).map(|w| w.message()).collect(),
+            signatures: Vec::new(),
         }
+    }
+
+    /// The plan with the registry formats' part: what their dry run found to add.
+    pub(crate) fn with_signatures(
+        mut self,
+        made: Vec<(String, crate::api::SignatureFormat)>,
+    ) -> DryRun {
+        self.signatures = (made.into_iter())
+            .map(|(digest, format)| PlannedSignature { digest, format })
+            .collect();
+        self
     }
 
     /// The plan as lines of text.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        if self.roles.is_empty() {
+        if self.roles.is_empty() && self.signatures.is_empty() {
             out.push_str(&format!(
                 "dry run: nothing to publish for {}: every selected tag is signed and every held \
                  role is fresh\n",
@@ -103,10 +125,18 @@ impl DryRun {
                 out.push_str(&format!("  remove {}:{t}\n", self.gun));
             }
         }
+        for p in &self.signatures {
+            out.push_str(&format!(
+                "would sign {}@{} in {}\n",
+                self.gun,
+                p.digest,
+                format!("{:?}", p.format).to_lowercase()
+            ));
+        }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }
-        if !self.roles.is_empty() {
+        if !self.roles.is_empty() || !self.signatures.is_empty() {
             out.push_str("dry run: nothing was signed or published\n");
         }
         out

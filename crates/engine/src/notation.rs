@@ -105,6 +105,7 @@ pub(crate) async fn step(
     desired: &BTreeMap<String, Manifest>,
     keys: &[Box<dyn Signer>],
     now: Timestamp,
+    dry_run: bool,
 ) -> Result<(Vec<NotationSigned>, Option<Chain>), Failure> {
     let (spec, previous) = (req.spec, req.previous);
     let chain_pem = req.credentials.notation_chain_pem.as_deref();
@@ -161,11 +162,15 @@ pub(crate) async fn step(
         .collect();
     let opts = NotationOptions {
         known,
+        dry_run,
         ..NotationOptions::default()
     };
     let der = &trustkeeper_formats::notation::Chain {
         der: chain.der.clone(),
     };
+    if let Some(first) = targets.first() {
+        registry.learn_referrers_api(image, &first.digest).await;
+    }
     let results: Vec<Result<NotationSigned, NotationSignError>> = futures::stream::iter(targets)
         .map(|d| {
             let opts = &opts;

@@ -66,6 +66,7 @@ impl Outcome {
             publishes: 0,
             renewed: vec![],
             signed: vec![],
+            signed_formats: vec![],
             failure_reason: None,
             requests: Requests::default(),
         }
@@ -148,16 +149,7 @@ impl Outcome {
                         }
                     }
                 }
-                for c in done.cosign.iter().filter(|c| c.added) {
-                    events.push(EngineEvent {
-                        type_: EventType::Normal,
-                        reason: "SignedCosign".into(),
-                        note: format!(
-                            "signed {} in cosign ({} signatures on {})",
-                            c.digest, c.signatures, c.tag
-                        ),
-                    });
-                }
+                events.extend(crate::without_notary::cosign_events(&done.cosign));
                 events.extend(crate::notation::events(&done.notation));
                 if prev_ready.is_some_and(|c| c.is(ConditionStatus::False)) && events.is_empty() {
                     events.push(EngineEvent {
@@ -176,6 +168,10 @@ impl Outcome {
                     publishes: done.publishes,
                     renewed,
                     signed,
+                    signed_formats: crate::without_notary::signed_formats(
+                        &done.cosign,
+                        &done.notation,
+                    ),
                     failure_reason: None,
                     requests: Requests::default(),
                 }
@@ -220,6 +216,7 @@ impl Outcome {
             publishes: 0,
             renewed: vec![],
             signed: vec![],
+            signed_formats: vec![],
             failure_reason: Some(f.reason),
             requests: Requests::default(),
         }

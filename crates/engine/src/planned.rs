@@ -85,6 +85,7 @@ impl PlannedChanges {
             roles,
             tags_to_sign: distinct(|r| r.set.iter().map(|t| &t.tag).collect()),
             tags_to_remove: distinct(|r| r.remove.iter().collect()),
+            signatures_to_make: plan.signatures.len() as u64,
             omitted,
             warnings,
         }
@@ -92,7 +93,7 @@ impl PlannedChanges {
 
     /// Ready's message while dry-running: what the plan holds and how to publish it.
     pub fn message(&self) -> String {
-        if self.roles.is_empty() && self.omitted == 0 {
+        if self.roles.is_empty() && self.omitted == 0 && self.signatures_to_make == 0 {
             return "dry run: nothing to publish, every selected tag is signed and every held \
                     role is fresh; set spec.dryRun to false to have trustkeeper keep it so"
                 .to_string();
@@ -110,6 +111,16 @@ impl PlannedChanges {
             self.tags_to_remove,
             plural(roles, "role", "roles"),
         );
+        if self.signatures_to_make > 0 {
+            m.push_str(&format!(
+                "; {} in the registry formats",
+                plural(
+                    self.signatures_to_make,
+                    "signature to push",
+                    "signatures to push"
+                )
+            ));
+        }
         for w in &self.warnings {
             m.push_str("; warning: ");
             m.push_str(w);
@@ -159,7 +170,9 @@ pub(crate) fn outcome(
         Ok(d) => d,
         Err(f) => return Outcome::failed(prev, gen_, f, now, jitter),
     };
-    let plan = DryRun::of(&settings.gun, &done.repo, &done.plan);
+    let plan = DryRun::of(&settings.gun, &done.repo, &done.plan).with_signatures(
+        crate::without_notary::signed_formats(&done.cosign, &done.notation),
+    );
     let planned = PlannedChanges::of(&plan, settings.validity);
     let seen = status::Observed {
         repo: &done.repo,
@@ -189,6 +202,7 @@ pub(crate) fn outcome(
         publishes: 0,
         renewed: vec![],
         signed: vec![],
+        signed_formats: vec![],
         failure_reason: None,
         requests: Requests::default(),
     }
@@ -235,6 +249,7 @@ mod tests {
                 role("targets", "renew", 0, 0),
             ],
             warnings: vec!["w".repeat(5000); 40],
+            signatures: vec![],
         };
         let p = PlannedChanges::of(&plan, validity());
         let listed: usize = p.roles.len()
@@ -282,6 +297,7 @@ mod tests {
             gun: "g".into(),
             roles: vec![r],
             warnings: vec![],
+            signatures: vec![],
         };
         let p = PlannedChanges::of(&plan, validity());
         assert_eq!(p.roles[0].role.chars().count(), MAX_PLANNED_NAME);
@@ -314,6 +330,7 @@ mod tests {
                 gun: "g".into(),
                 roles: vec![r],
                 warnings: vec![],
+                signatures: vec![],
             }
         };
         let first = dry_run_status(

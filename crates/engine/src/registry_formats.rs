@@ -20,7 +20,8 @@ pub(crate) struct RegistrySigned {
     pub(crate) chain: Option<crate::notation::Chain>,
 }
 
-/// Signs every desired digest in each registry format the spec lists.
+/// Signs every desired digest in each registry format the spec lists; with `dry_run`, only
+/// tells which it would sign (`added`) and pushes nothing.
 pub(crate) async fn sign(
     req: &ReconcileRequest<'_>,
     registry: &RegistryClient,
@@ -28,12 +29,56 @@ pub(crate) async fn sign(
     desired: &BTreeMap<String, Manifest>,
     keys: &[Box<dyn Signer>],
     now: Timestamp,
+    dry_run: bool,
 ) -> Result<RegistrySigned, Failure> {
-    let cosign = crate::cosign::step(req.spec, registry, image, desired, keys).await?;
-    let (notation, chain) = crate::notation::step(req, registry, image, desired, keys, now).await?;
+    // Both at once: different tags, and each waits out its settle before the read-back.
+    let (cosign, notation) = futures::join!(
+        crate::cosign::step(req.spec, registry, image, desired, keys, dry_run),
+        crate::notation::step(req, registry, image, desired, keys, now, dry_run)
+    );
+    let (cosign, (notation, chain)) = (cosign?, notation?);
     Ok(RegistrySigned {
         cosign,
         notation,
         chain,
     })
+}
+
+impl crate::outcome::Done {
+    /// What notary's part of an attempt saw and did, before the registry formats' part.
+    pub(crate) fn of_notary(
+        repo: crate::model::RepoView,
+        desired: BTreeMap<String, Manifest>,
+        key_ids: Vec<String>,
+        trust: trustkeeper_notary::TrustState,
+        plan: crate::plan::Plan,
+        publishes: u32,
+    ) -> Self {
+        crate::outcome::Done {
+            repo,
+            desired,
+            key_ids,
+            trust,
+            plan,
+            publishes,
+            cosign: Vec::new(),
+            notation: Vec::new(),
+            chain: None,
+        }
+    }
+
+    /// The attempt ended by the registry formats' part on the desired digests ([`sign`]).
+    pub(crate) async fn signed_in_registry(
+        mut self,
+        req: &ReconcileRequest<'_>,
+        registry: &RegistryClient,
+        image: &ImageRef,
+        keys: &[Box<dyn Signer>],
+        now: Timestamp,
+        dry_run: bool,
+    ) -> Result<Self, Failure> {
+        let r = sign(req, registry, image, &self.desired, keys, now, dry_run).await?;
+        (self.cosign, self.notation, self.chain) = (r.cosign, r.notation, r.chain);
+        Ok(self)
+    }
 }

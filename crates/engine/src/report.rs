@@ -174,7 +174,8 @@ impl Problem {
                 "{tag} would still resolve to sha256:{} from {role}, which docker reads first; \
                  remove the stale entry with the key of {role} (`trustkeeper remove {gun}:{tag} \
                  --role {role} --key <key of {role}>`, or `notary remove {gun} {tag} -r {role}` \
-                 and `notary publish {gun}`) or sign into {role} too",
+                 and `notary publish {gun}`; not trustkeeper revoke, which drops {tag} from every role \
+                 that key signs) or sign into {role} too",
                 short(sha256)
             ),
             Problem::RoleNotRead { tag, roles } => format!(

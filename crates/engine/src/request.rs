@@ -104,6 +104,8 @@ pub struct Outcome {
     pub renewed: Vec<String>,
     /// Tags newly signed or moved in this run.
     pub signed: Vec<String>,
+    /// Digests signed in a registry format (cosign, Notation) in this run.
+    pub signed_formats: Vec<(String, crate::api::SignatureFormat)>,
     /// The Ready reason when the run failed, for failure metrics.
     pub failure_reason: Option<&'static str>,
     /// HTTP requests the run sent.

@@ -187,46 +187,24 @@ impl Engine {
                     .join("; ");
                 return Err(Failure::new(first.reason(), message));
             }
-            if p.is_noop() {
-                self.cache
-                    .put(&settings.notary_url, &settings.gun, Files::of(&repo));
-                let crate::registry_formats::RegistrySigned {
-                    cosign,
-                    notation,
-                    chain,
-                } = crate::registry_formats::sign(
-                    req,
-                    &clients.registry,
-                    &settings.image,
-                    &resolved.desired,
-                    &keys,
-                    now,
-                )
-                .await?;
-                return Ok(Done {
-                    repo: view,
-                    desired: resolved.desired,
-                    key_ids,
-                    trust,
-                    plan: p,
-                    publishes,
-                    cosign,
-                    notation,
-                    chain,
-                });
-            }
-            if options.dry_run {
-                return Ok(Done {
-                    repo: view,
-                    desired: resolved.desired,
-                    key_ids,
-                    trust,
-                    plan: p,
-                    publishes,
-                    cosign: Vec::new(),
-                    notation: Vec::new(),
-                    chain: None,
-                });
+            // Nothing for notary to publish, or a dry run: the registry formats' part (read
+            // only in a dry run) ends the attempt.
+            if p.is_noop() || options.dry_run {
+                if p.is_noop() {
+                    self.cache
+                        .put(&settings.notary_url, &settings.gun, Files::of(&repo));
+                }
+                let done = Done::of_notary(view, resolved.desired, key_ids, trust, p, publishes);
+                return done
+                    .signed_in_registry(
+                        req,
+                        &clients.registry,
+                        &settings.image,
+                        &keys,
+                        now,
+                        options.dry_run,
+                    )
+                    .await;
             }
             // None of our publishes went through yet: every snapshot since the first fetch is
             // another writer's. While they make progress, losing to them is contention, not a
@@ -278,30 +256,17 @@ impl Engine {
             verify(&planned, &p, &served, &resolved.desired)?;
             self.cache
                 .put(&settings.notary_url, &settings.gun, Files::of(&served_repo));
-            let crate::registry_formats::RegistrySigned {
-                cosign,
-                notation,
-                chain,
-            } = crate::registry_formats::sign(
-                req,
-                &clients.registry,
-                &settings.image,
-                &resolved.desired,
-                &keys,
-                now,
-            )
-            .await?;
-            return Ok(Done {
-                repo: served,
-                desired: resolved.desired,
+            let done = Done::of_notary(
+                served,
+                resolved.desired,
                 key_ids,
-                trust: served_trust,
-                plan: p,
+                served_trust,
+                p,
                 publishes,
-                cosign,
-                notation,
-                chain,
-            });
+            );
+            return done
+                .signed_in_registry(req, &clients.registry, &settings.image, &keys, now, false)
+                .await;
         }
     }
 
@@ -322,14 +287,33 @@ impl Engine {
             dry_run: true,
             ..options.clone()
         };
-        if !crate::cosign::wants(req.spec, crate::api::SignatureFormat::Notary) {
-            return Err(Failure::new(
-                reasons::INVALID_SPEC,
-                "a dry run plans the notary format only: add notary to the formats, or run \
-                 without --dry-run",
-            ));
-        }
         let settings = Settings::from_spec(req.spec)?;
+        if !crate::cosign::wants(req.spec, crate::api::SignatureFormat::Notary) {
+            let clients = self.clients(&settings, &req.credentials)?;
+            let progress = Progress::default();
+            let now = Timestamp::now();
+            let attempt = self.attempt_without_notary(
+                &req,
+                &settings,
+                &clients.registry,
+                &progress,
+                now,
+                true,
+            );
+            let done = tokio::time::timeout(self.deadline, attempt)
+                .await
+                .unwrap_or_else(|_| Err(progress.deadline_failure(self.deadline, &settings)))?;
+            let plan = crate::dry_run::DryRun {
+                gun: settings.gun.clone(),
+                roles: vec![],
+                warnings: vec![],
+                signatures: vec![],
+            };
+            return Ok(plan.with_signatures(crate::without_notary::signed_formats(
+                &done.cosign,
+                &done.notation,
+            )));
+        }
         settings.notary_in_service(Timestamp::now())?;
         let clients = self.clients(&settings, &req.credentials)?;
         let progress = Progress::default();
@@ -344,11 +328,11 @@ impl Engine {
         let done = tokio::time::timeout(self.deadline, attempt)
             .await
             .unwrap_or_else(|_| Err(progress.deadline_failure(self.deadline, &settings)))?;
-        Ok(crate::dry_run::DryRun::of(
-            &settings.gun,
-            &done.repo,
-            &done.plan,
-        ))
+        Ok(
+            crate::dry_run::DryRun::of(&settings.gun, &done.repo, &done.plan).with_signatures(
+                crate::without_notary::signed_formats(&done.cosign, &done.notation),
+            ),
+        )
     }
 
     /// [`Engine::run_with`] for a spec whose formats lack notary: the notary server is never
@@ -365,8 +349,9 @@ impl Engine {
         if options.dry_run {
             let f = Failure::new(
                 reasons::INVALID_SPEC,
-                "dryRun plans the notary format only: without notary in formats, set dryRun \
-                 back to false (cosign's part adds a signature and removes none)",
+                "spec.dryRun needs notary in formats (its plan is notary's); without notary, \
+                 `trustkeeper reconcile -f FILE --dry-run` lists the signatures the registry \
+                 formats would push: set dryRun back to false",
             );
             return Outcome::failed(prev, gen_, f, now, jitter);
         }
@@ -378,7 +363,7 @@ impl Engine {
         let span = tracing::info_span!("reconcile", id = req.id, image = %settings.gun);
         let result = tokio::time::timeout(
             self.deadline,
-            self.attempt_without_notary(req, settings, &clients.registry, &progress, now)
+            self.attempt_without_notary(req, settings, &clients.registry, &progress, now, false)
                 .instrument(span),
         )
         .await

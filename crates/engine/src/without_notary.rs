@@ -41,6 +41,7 @@ impl Engine {
         registry: &trustkeeper_registry::RegistryClient,
         progress: &Progress,
         now: Timestamp,
+        dry_run: bool,
     ) -> Result<Signed, Failure> {
         // Not waited for: a deadline names the registry alone.
         progress.mark(NOTARY_DONE);
@@ -93,8 +94,16 @@ impl Engine {
             cosign,
             notation,
             chain,
-        } = crate::registry_formats::sign(req, registry, &settings.image, &desired, &keys, now)
-            .await?;
+        } = crate::registry_formats::sign(
+            req,
+            registry,
+            &settings.image,
+            &desired,
+            &keys,
+            now,
+            dry_run,
+        )
+        .await?;
         Ok(Signed {
             notation,
             chain,
@@ -128,6 +137,18 @@ pub(crate) fn signatures(
     }
     out.truncate(MAX_STATUS_SIGNATURES);
     out
+}
+
+/// (digest, format) of every signature pushed in this run.
+pub(crate) fn signed_formats(
+    cosign: &[CosignSigned],
+    notation: &[trustkeeper_formats::notation_sign::NotationSigned],
+) -> Vec<(String, SignatureFormat)> {
+    let c =
+        (cosign.iter().filter(|c| c.added)).map(|c| (c.digest.clone(), SignatureFormat::Cosign));
+    let n = (notation.iter().filter(|n| n.added))
+        .map(|n| (n.digest.clone(), SignatureFormat::Notation));
+    c.chain(n).collect()
 }
 
 /// Events of the cosign signatures pushed in this run.
@@ -242,6 +263,7 @@ impl Outcome {
             publishes: 0,
             renewed: vec![],
             signed,
+            signed_formats: signed_formats(&done.cosign, &done.notation),
             failure_reason: None,
             requests: Requests::default(),
         }

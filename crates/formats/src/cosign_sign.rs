@@ -60,6 +60,8 @@ pub struct CosignOptions {
     pub settle: Duration,
     /// Reads of the tag in all, before [`CosignError::Contended`].
     pub max_reads: usize,
+    /// Read only: say whether a signature would be added (`added`), push nothing.
+    pub dry_run: bool,
 }
 
 impl Default for CosignOptions {
@@ -67,6 +69,7 @@ impl Default for CosignOptions {
         CosignOptions {
             settle: Duration::from_millis(1500),
             max_reads: 12,
+            dry_run: false,
         }
     }
 }
@@ -78,7 +81,8 @@ pub struct CosignSigned {
     pub digest: String,
     /// `sha256-<hex>.sig`.
     pub tag: String,
-    /// Whether our layer was pushed now (false: it was there and verified).
+    /// Whether our layer was pushed now (false: it was there and verified); in a dry run,
+    /// whether it would be.
     pub added: bool,
     /// Signatures (layers) on the tag afterwards, ours included.
     pub signatures: usize,
@@ -194,6 +198,14 @@ pub async fn sign(
             settled = true;
             continue;
         }
+        if opts.dry_run {
+            return Ok(CosignSigned {
+                digest: digest.to_string(),
+                tag,
+                added: true,
+                signatures: current.layers.len() + 1,
+            });
+        }
         if lost {
             tracing::info!(%tag, "a concurrent writer replaced the cosign signature tag; merging and pushing again");
         }
@@ -220,12 +232,16 @@ pub async fn sign(
             let jitter = rand::random_range(50..400);
             tokio::time::sleep(Duration::from_millis(jitter)).await;
         }
-        if !payload_pushed {
-            client.push_blob(image, &p).await?;
-            payload_pushed = true;
-        }
         let config = next.config();
-        client.push_blob(image, &config).await?;
+        // Independent uploads: one round trip chain instead of two.
+        let payload_push = async {
+            if !payload_pushed {
+                client.push_blob(image, &p).await?;
+            }
+            Ok::<_, RegistryError>(())
+        };
+        futures::try_join!(payload_push, client.push_blob(image, &config))?;
+        payload_pushed = true;
         // Narrows the race to one round trip: a writer that replaced the tag since our read
         // is merged on the next turn instead of overwritten.
         if tag_digest(client, image, &tag).await? != seen {

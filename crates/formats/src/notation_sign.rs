@@ -69,6 +69,8 @@ pub struct NotationOptions {
     /// referrers is taken as it was verified, without reading it again; only without an own
     /// expiry, which would have to be read.
     pub known: Vec<String>,
+    /// Read only: say whether a signature would be added (`added`), push nothing.
+    pub dry_run: bool,
 }
 
 impl Default for NotationOptions {
@@ -79,6 +81,7 @@ impl Default for NotationOptions {
             expiry: None,
             renew_before: Duration::from_secs(7 * 86_400),
             known: Vec::new(),
+            dry_run: false,
         }
     }
 }
@@ -98,7 +101,7 @@ pub struct NotationSigned {
     pub digest: String,
     /// Whether a signature was pushed now (false: a valid one of ours was there).
     pub added: bool,
-    /// The digest of our signature manifest.
+    /// The digest of our signature manifest (empty in a dry run that would add one).
     pub signature: String,
     /// Notation signatures among the digest's referrers afterwards, ours included.
     pub signatures: usize,
@@ -270,6 +273,15 @@ pub async fn sign(
         }
     }
 
+    if opts.dry_run {
+        return Ok(NotationSigned {
+            digest,
+            added: true,
+            signature: String::new(),
+            signatures: count(&current) + 1,
+            store,
+        });
+    }
     let expiry = opts
         .expiry
         .map(|d| now + jiff::SignedDuration::from_secs(d.as_secs() as i64));
@@ -277,8 +289,11 @@ pub async fn sign(
         signer.sign(input).map_err(|e| e.to_string())
     })?;
     let manifest = signature_manifest(&env, &subject, chain, now);
-    client.push_blob(image, &env).await?;
-    client.push_blob(image, EMPTY_CONFIG).await?;
+    // Independent uploads: one round trip chain instead of two.
+    futures::try_join!(
+        client.push_blob(image, &env),
+        client.push_blob(image, EMPTY_CONFIG)
+    )?;
     let sig = sha256_digest(&manifest);
     client
         .put_manifest(image, &sig, OCI_MANIFEST_V1, &manifest)

@@ -207,6 +207,31 @@ impl Editor<'_> {
     }
 }
 
+/// The keys and threshold `parent_body` (a targets body) declares for delegation `name`.
+pub(crate) fn declared_in(name: &str, parent_body: &Value) -> Result<super::client::Signers> {
+    let d: super::metadata::Delegations = parent_body
+        .get("delegations")
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()
+        .map_err(|e| invalid(parent_of(name).unwrap_or(name), &e.to_string()))?
+        .unwrap_or_default();
+    let r = d
+        .roles
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| Error::UnknownRole { role: name.into() })?;
+    Ok(super::client::Signers {
+        role: name.into(),
+        keys: r
+            .keyids
+            .iter()
+            .filter_map(|id| d.keys.get(id).map(|k| (id.clone(), k.clone())))
+            .collect(),
+        threshold: r.threshold,
+    })
+}
+
 fn invalid(role: &str, reason: &str) -> Error {
     Error::invalid(role, reason)
 }

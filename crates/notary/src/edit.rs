@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::canonical;
-use super::client::{Repository, count_valid_with};
+use super::client::{Repository, Signers, count_valid_with};
 use super::error::{Error, Result};
 use super::keys::{SignatureAlgorithm, Signer};
 use super::metadata::{FileMeta, Signature, file_bytes};
@@ -219,6 +219,10 @@ impl<'a> Editor<'a> {
         let mut planned = Vec::new();
         // Delegations removed from their parent: the snapshot no longer lists them.
         let mut dropped = Vec::new();
+        // Parents' bodies as this edit leaves them: a delegation is signed, and checked,
+        // against its staged declaration (a key rotated in the same publish). Parents sort
+        // before their children (a prefix), so each is recorded before it is needed.
+        let mut staged_parents: BTreeMap<String, Value> = BTreeMap::new();
         for (role, change) in &self.changes {
             let (mut body, old_version) = match self.repo.role(role) {
                 Some(r) => (r.envelope.signed.clone(), r.version),
@@ -278,25 +282,32 @@ impl<'a> Editor<'a> {
             let version = next_version(role, old_version)?;
             obj.insert("expires".into(), Value::String(time::format(expires)));
             obj.insert("version".into(), json!(version));
-            let signers = self.pick_signers(role, keys)?;
-            planned.push((role.clone(), version, body, signers));
+            let declared = self.staged_signers(role, &staged_parents)?;
+            let signers = pick_signers(role, &declared, keys)?;
+            if !change.delegations.is_empty() {
+                staged_parents.insert(role.clone(), body.clone());
+            }
+            planned.push((role.clone(), version, body, signers, declared));
         }
         let snapshot_signers = if planned.is_empty() {
             None
         } else {
-            self.pick_signers("snapshot", keys).ok()
+            self.repo
+                .signers_of("snapshot")
+                .ok()
+                .and_then(|s| pick_signers("snapshot", &s, keys).ok())
         };
 
         // Pass 2: sign.
         let mut snap_updates = Vec::new();
-        for (role, version, body, signers) in planned {
+        for (role, version, body, signers, declared) in planned {
             let msg = canonical::to_vec(&body).map_err(|e| Error::invalid(&role, e.to_string()))?;
             let sigs = signers
                 .iter()
                 .map(|(label, k)| tuf_signature(*k, label, &msg))
                 .collect::<Result<Vec<_>>>()?;
             let bytes = file_bytes(&msg, &sigs);
-            self.self_check(&role, &bytes)?;
+            self.self_check(&role, &declared, &bytes)?;
             snap_updates.push((role.clone(), FileMeta::of_file(&bytes)));
             out.push(SignedFile {
                 role,
@@ -342,48 +353,26 @@ impl<'a> Editor<'a> {
         Ok(out)
     }
 
-    /// (label TUF ID, key) for each listed key we hold, matched by canonical ID; errors if none
-    /// or fewer than the threshold.
-    fn pick_signers<'k, S: Signer>(
+    /// The keys and threshold that sign `role`: its parent's declaration as staged in this
+    /// edit when the parent changes, else the repository's.
+    fn staged_signers(
         &self,
         role: &str,
-        keys: &'k [S],
-    ) -> Result<Vec<(String, &'k S)>> {
-        let signers = self.repo.signers_of(role)?;
-        let mut picked = Vec::new();
-        let mut used = BTreeSet::new();
-        for (tuf_id, pk) in &signers.keys {
-            let Ok(cid) = pk.canonical_id() else {
-                continue;
-            };
-            if let Some(k) = keys.iter().find(|k| k.key_id() == cid)
-                && used.insert(tuf_id.clone())
-            {
-                picked.push((tuf_id.clone(), k));
-            }
+        staged_parents: &BTreeMap<String, Value>,
+    ) -> Result<Signers> {
+        let parent = role
+            .strip_prefix("targets/")
+            .and_then(|_| super::delegations::parent_of(role))
+            .and_then(|p| staged_parents.get(p));
+        match parent {
+            Some(body) => super::delegations::declared_in(role, body),
+            None => self.repo.signers_of(role),
         }
-        if picked.is_empty() {
-            return Err(Error::KeyNotSigner {
-                role: role.into(),
-                accepted: signers.canonical_ids(),
-                offered: keys.iter().map(|k| k.key_id().to_string()).collect(),
-            });
-        }
-        if (picked.len() as u64) < signers.threshold {
-            return Err(Error::ThresholdNotMet {
-                role: role.into(),
-                valid: picked.len(),
-                threshold: signers.threshold as usize,
-                listed: signers.keys.keys().cloned().collect(),
-            });
-        }
-        Ok(picked)
     }
 
     /// Re-verifies what we produced (Go's second pass), so a bad signature never leaves.
-    fn self_check(&self, role: &str, bytes: &[u8]) -> Result<()> {
+    fn self_check(&self, role: &str, s: &Signers, bytes: &[u8]) -> Result<()> {
         let env = super::metadata::Envelope::parse(role, bytes)?;
-        let s = self.repo.signers_of(role)?;
         let listed: Vec<String> = s.keys.keys().cloned().collect();
         let valid = count_valid_with(&env, &s.keys, &listed, self.repo.memo.as_ref());
         if (valid as u64) < s.threshold {
@@ -396,4 +385,41 @@ impl<'a> Editor<'a> {
         }
         Ok(())
     }
+}
+
+/// (label TUF ID, key) for each listed key we hold, matched by canonical ID; errors if none
+/// or fewer than the threshold.
+fn pick_signers<'k, S: Signer>(
+    role: &str,
+    signers: &Signers,
+    keys: &'k [S],
+) -> Result<Vec<(String, &'k S)>> {
+    let mut picked = Vec::new();
+    let mut used = BTreeSet::new();
+    for (tuf_id, pk) in &signers.keys {
+        let Ok(cid) = pk.canonical_id() else {
+            continue;
+        };
+        if let Some(k) = keys.iter().find(|k| k.key_id() == cid)
+            && used.insert(tuf_id.clone())
+        {
+            picked.push((tuf_id.clone(), k));
+        }
+    }
+    if picked.is_empty() {
+        return Err(Error::KeyNotSigner {
+            role: role.into(),
+            accepted: signers.canonical_ids(),
+            offered: keys.iter().map(|k| k.key_id().to_string()).collect(),
+        });
+    }
+    if (picked.len() as u64) < signers.threshold {
+        return Err(Error::ThresholdNotMet {
+            role: role.into(),
+            valid: picked.len(),
+            threshold: signers.threshold as usize,
+            listed: signers.keys.keys().cloned().collect(),
+        });
+    }
+    Ok(picked)
 }

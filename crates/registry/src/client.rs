@@ -28,6 +28,7 @@ use trustkeeper_http::counters::{Counters, Kind, RequestStats};
 // Writes (blob upload, manifest PUT): a child module, so that it shares the request state.
 #[path = "push.rs"]
 mod push;
+pub use push::NO_REFERRERS_API_FOR;
 pub use push::{MAX_PUSH_BLOB_BYTES, MAX_WRITE_ANSWER};
 
 /// Largest manifest read or signed (distribution itself refuses manifests over 4 MiB).
@@ -125,6 +126,11 @@ struct Inner {
     retry: RetryPolicy,
     plain_http: bool,
     tags_page_size: Option<u32>,
+    /// Per host, whether it serves the referrers API, and since when that is known: a host
+    /// without it is not asked again for [`NO_REFERRERS_API_FOR`] (every digest's read would
+    /// repeat the 404).
+    pub(crate) referrers_api:
+        std::sync::Mutex<std::collections::HashMap<String, (bool, std::time::Instant)>>,
 }
 
 struct Fetched {
@@ -163,6 +169,7 @@ impl RegistryClient {
                 retry: opts.retry,
                 plain_http: opts.plain_http,
                 tags_page_size: opts.tags_page_size,
+                referrers_api: Default::default(),
             }),
         })
     }

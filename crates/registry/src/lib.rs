@@ -84,7 +84,9 @@ pub mod retry;
 pub mod tags;
 mod transport;
 
-pub use client::{MAX_PUSH_BLOB_BYTES, MAX_WRITE_ANSWER, RegistryClient, RegistryOptions};
+pub use client::{
+    MAX_PUSH_BLOB_BYTES, MAX_WRITE_ANSWER, NO_REFERRERS_API_FOR, RegistryClient, RegistryOptions,
+};
 pub use credentials::{Credentials, DockerConfig};
 pub use error::{RegistryError, Result};
 pub use manifest::{ManifestDescriptor, RawManifest};

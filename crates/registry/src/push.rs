@@ -19,6 +19,8 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 
+use std::time::{Duration, Instant};
+
 use super::super::auth::Net;
 use super::super::error::{RegistryError, Result};
 use super::super::manifest::sha256_digest;
@@ -26,6 +28,11 @@ use super::super::reference::{ImageRef, validate_digest};
 use super::super::transport::{read_limited, transport_error};
 use super::{DOCKER_CONTENT_DIGEST, Fetched, RegistryClient, header_str};
 use trustkeeper_http::counters::Kind;
+
+/// How long a registry host that answered 404 to the referrers API is taken to lack it: an
+/// upgrade that adds the API is seen within this; until then the referrers tag schema, which
+/// Notation reads too, serves.
+pub const NO_REFERRERS_API_FOR: Duration = Duration::from_secs(3600);
 
 /// Largest answer to a write (distribution sends an empty body or a short error).
 pub const MAX_WRITE_ANSWER: usize = 64 << 10;
@@ -211,8 +218,12 @@ impl RegistryClient {
 
     /// `GET /v2/<repo>/referrers/<digest>` (the OCI referrers API): its index, or `None` when
     /// the registry does not serve that API (404), as distribution 2 does not.
+    /// A host found without the API is not asked again for [`NO_REFERRERS_API_FOR`].
     pub async fn get_referrers(&self, image: &ImageRef, digest: &str) -> Result<Option<Vec<u8>>> {
         validate_digest(digest).map_err(|r| RegistryError::bad_reference(digest, r))?;
+        if self.referrers_api(image) == Some(false) {
+            return Ok(None);
+        }
         let url = format!(
             "{}/v2/{}/referrers/{digest}",
             self.base_url(image),
@@ -231,10 +242,37 @@ impl RegistryClient {
             scope: &scope,
             limit: super::MAX_MANIFEST_BYTES,
         };
-        match self.call(image, &call).await {
-            Ok(f) => Ok(Some(f.body)),
-            Err(RegistryError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+        let (known, answer) = match self.call(image, &call).await {
+            Ok(f) => (true, Ok(Some(f.body))),
+            Err(RegistryError::NotFound { .. }) => (false, Ok(None)),
+            Err(e) => return Err(e),
+        };
+        (self.inner.referrers_api.lock())
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(image.api_host().to_string(), (known, Instant::now()));
+        answer
+    }
+
+    /// Whether `image`'s registry serves the referrers API, when a recent answer told
+    /// ([`NO_REFERRERS_API_FOR`]); `None` until one did.
+    pub fn referrers_api(&self, image: &ImageRef) -> Option<bool> {
+        let m = self
+            .inner
+            .referrers_api
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        (m.get(image.api_host()))
+            .filter(|(_, at)| at.elapsed() < NO_REFERRERS_API_FOR)
+            .map(|(has, _)| *has)
+    }
+
+    /// Asks the referrers API about `digest` when whether the registry has it is not known:
+    /// callers about to read many digests at once call this first, so that the others need
+    /// not all ask (and, on a registry without it, all find the 404). Errors are left to the
+    /// reads that follow.
+    pub async fn learn_referrers_api(&self, image: &ImageRef, digest: &str) {
+        if self.referrers_api(image).is_none() {
+            self.get_referrers(image, digest).await.ok();
         }
     }
 

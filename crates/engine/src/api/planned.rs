@@ -34,6 +34,10 @@ pub struct PlannedChanges {
     /// Tags the run would remove (`spec.pruneVanishedTags`), listed or not.
     #[serde(default)]
     pub tags_to_remove: u64,
+    /// Signatures the registry formats (cosign, notation) would push, one per digest and
+    /// format.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub signatures_to_make: u64,
     /// Entries (roles, tags, warnings) not listed past the bounds: `trustkeeper reconcile -f
     /// FILE --dry-run` prints the whole plan.
     #[serde(default, skip_serializing_if = "is_zero")]
