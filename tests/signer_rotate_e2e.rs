@@ -6,46 +6,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use common::admin::{go_delegations, served_version, text, trustkeeper};
+use common::admin::{GoClient, go_delegations, served_version, text, trustkeeper};
 use common::{Seed, Testbed};
 
 fn served_targets_version(tb: &Testbed, gun: &str) -> u64 {
     served_version(tb, gun, "targets")
-}
-
-/// The Go client with its own trust directory and a delegation passphrase.
-struct GoClient {
-    dir: tempfile::TempDir,
-    pass: String,
-}
-
-impl GoClient {
-    fn new(pass: &str) -> GoClient {
-        GoClient {
-            dir: tempfile::tempdir().unwrap(),
-            pass: pass.into(),
-        }
-    }
-
-    fn run(&self, tb: &Testbed, args: &[&str]) -> Output {
-        Command::new(tb.var("NOTARY_CLIENT"))
-            .args(args)
-            .env("TESTBED_TRUST_DIR", self.dir.path())
-            .env("NOTARY_DELEGATION_PASSPHRASE", &self.pass)
-            .output()
-            .unwrap()
-    }
-
-    fn publish(&self, tb: &Testbed, gun: &str, tag: &str, sha: &str, role: &str) -> Output {
-        let o = self.run(tb, &["addhash", gun, tag, "3", "--sha256", sha, "-r", role]);
-        assert!(o.status.success(), "addhash: {}", text(&o));
-        self.run(tb, &["publish", gun])
-    }
 }
 
 /// `key generate NAME` into `dir` with `pass`: (key file, public key file, key ID).

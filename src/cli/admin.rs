@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use secrecy::SecretString;
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use super::common::{self, CliError};
 use super::trust_dir;
@@ -93,6 +92,10 @@ pub enum SignerCommand {
         keys: Vec<PathBuf>,
         #[command(flatten)]
         repo_key: RepoKeyArgs,
+        /// On a repository without trust data, which is then created (as docker did): its
+        /// root key, else a new one (see `init`).
+        #[command(flatten)]
+        root_key: super::init::RootKeyArgs,
     },
     /// Remove a signer as `docker trust signer remove` does: `targets/NAME` goes and its keys
     /// leave `targets/releases`.
@@ -157,42 +160,13 @@ pub(super) fn err(e: NotaryError) -> CliError {
 /// The passphrase of the repository key: the file, TRUSTKEEPER_REPO_PASSPHRASE, docker's
 /// DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE, or a prompt on a terminal.
 fn repo_passphrase(a: &RepoKeyArgs) -> Result<Option<SecretString>, CliError> {
-    let trimmed = |t: &str| SecretString::from(t.trim_end_matches(['\r', '\n']).to_string());
-    if let Some(f) = &a.repo_passphrase_file {
-        let bytes = common::read_file_bounded(
-            "passphrase file",
-            f,
-            common::MAX_PASSPHRASE_FILE_BYTES,
-            "give a file holding only the passphrase",
-        )?;
-        let t = std::str::from_utf8(&bytes)
-            .map_err(|_| CliError::new("the passphrase file is not UTF-8"))?;
-        return Ok(Some(trimmed(t)));
-    }
-    for var in [
-        "TRUSTKEEPER_REPO_PASSPHRASE",
-        "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
-    ] {
-        if let Some(v) = std::env::var_os(var) {
-            let v = Zeroizing::new(v.into_encoded_bytes());
-            let t = std::str::from_utf8(&v)
-                .map_err(|_| CliError::new(format!("{var} is not UTF-8")))?;
-            return Ok(Some(trimmed(t)));
-        }
-    }
-    use std::io::IsTerminal;
-    if std::io::stdin().is_terminal() {
-        let p = rpassword::prompt_password(format!(
-            "Passphrase for the repository key {}: ",
-            a.repo_key
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""))
-                .display()
-        ))
-        .map_err(|e| CliError::new(format!("cannot read the passphrase: {e}")))?;
-        return Ok(Some(SecretString::from(p)));
-    }
-    Ok(None)
+    let label = a.repo_key.as_deref().unwrap_or(std::path::Path::new(""));
+    super::init::passphrase_from(
+        a.repo_passphrase_file.as_deref(),
+        super::init::REPO_VARS,
+        &format!("the repository key {}", label.display()),
+        false,
+    )
 }
 
 /// The repository key of `--repo-key`, else the one `gun`'s parent role `parent` lists that
@@ -325,9 +299,10 @@ impl Session {
         .await
         .map_err(|e| match e {
             NotaryError::UnknownRepository { .. } => CliError::new(format!(
-                "{}: the repository is not initialized on {} (no trust data): sign a tag into \
-                 it first (`docker trust sign` did this; trustkeeper init is not there yet)",
-                self.gun, self.settings.notary_url
+                "{}: the repository is not initialized on {} (no trust data): create it with \
+                 `trustkeeper init {}` (or `signer add NAME {}`, which creates it with the \
+                 signer)",
+                self.gun, self.settings.notary_url, self.gun, self.gun
             )),
             e => err(e),
         })?;
@@ -343,9 +318,31 @@ impl Session {
         Ok(repo)
     }
 
+    /// Whether the server has trust data for the repository (a root.json).
+    pub(super) async fn exists(&self) -> Result<bool, CliError> {
+        let root = self.within_deadline(self.clients.notary.get_role(&self.gun, "root"));
+        Ok(root.await?.map_err(err)?.is_some())
+    }
+
+    /// Creates the repository (see [`crate::notary::NewRepository::create`]).
+    pub(super) async fn create(
+        &self,
+        new: &crate::notary::NewRepository<'_>,
+    ) -> Result<crate::notary::InitialMetadata, CliError> {
+        let made = self.within_deadline(new.create(&self.clients.notary, Timestamp::now()));
+        made.await?.map_err(err)
+    }
+
+    async fn within_deadline<T>(
+        &self,
+        f: impl std::future::Future<Output = T>,
+    ) -> Result<T, CliError> {
+        let late = self.late();
+        (tokio::time::timeout(self.engine.deadline, f).await).map_err(|_| CliError::new(late))
+    }
+
     /// Stages with `stage` on the current repository, signs with `keys`, publishes once, and
-    /// reads back: every published role must be served at its new version and verify. A
-    /// version conflict re-reads and stages again.
+    /// reads back (see [`Session::publish_files`]).
     pub(super) async fn publish<F>(
         &mut self,
         keys: &[SigningKey],
@@ -354,15 +351,29 @@ impl Session {
     where
         F: Fn(&Repository, &mut Editor<'_>) -> Result<(), CliError>,
     {
+        self.publish_files(|repo| {
+            let mut ed = repo.edit();
+            stage(repo, &mut ed)?;
+            ed.sign(keys, Timestamp::now()).map_err(err)
+        })
+        .await
+    }
+
+    /// Publishes what `make` signs from the current repository once, and reads back: every
+    /// published role must be served at its new version and verify. A version conflict
+    /// re-reads and makes the files again.
+    pub(super) async fn publish_files<F>(&mut self, make: F) -> Result<Published, CliError>
+    where
+        F: Fn(&Repository) -> Result<Vec<crate::notary::SignedFile>, CliError>,
+    {
         let deadline = self.engine.deadline;
+        let late = self.late();
         let run = async {
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 let repo = self.update().await?;
-                let mut ed = repo.edit();
-                stage(&repo, &mut ed)?;
-                let files = ed.sign(keys, Timestamp::now()).map_err(err)?;
+                let files = make(&repo)?;
                 // Already as asked: nothing is published, and a script run twice succeeds.
                 if files.is_empty() {
                     return Ok(Published {
@@ -390,9 +401,11 @@ impl Session {
                     })
                     .collect();
                 for p in &published {
-                    let ok = after
-                        .role(&p.role)
-                        .is_some_and(|r| r.version >= p.version && r.usable());
+                    let ok = if p.role == "root" {
+                        after.root_info.version >= p.version
+                    } else {
+                        (after.role(&p.role)).is_some_and(|r| r.version >= p.version && r.usable())
+                    };
                     if !ok {
                         return Err(CliError::new(format!(
                             "published {} v{} to {}, but reading it back does not show it \
@@ -407,14 +420,18 @@ impl Session {
                 });
             }
         };
-        tokio::time::timeout(deadline, run).await.map_err(|_| {
-            CliError::new(format!(
-                "did not finish within the deadline of {} (waiting for the trust server {}): \
-                 retry, or raise --deadline",
-                crate::api::human_duration(deadline),
-                self.settings.notary_url
-            ))
-        })?
+        tokio::time::timeout(deadline, run)
+            .await
+            .map_err(|_| CliError::new(late))?
+    }
+
+    fn late(&self) -> String {
+        format!(
+            "did not finish within the deadline of {} (waiting for the trust server {}): retry, \
+             or raise --deadline",
+            crate::api::human_duration(self.engine.deadline),
+            self.settings.notary_url
+        )
     }
 }
 
@@ -613,10 +630,28 @@ pub async fn signer(g: &Global, cmd: SignerCommand) -> Result<(), CliError> {
             image,
             keys,
             repo_key,
+            root_key,
         } => {
             let role = signer_role(&name)?;
             let gun = gun_of(&image)?;
             let pubs = load_public_keys(&keys)?;
+            if !Session::new(g, &gun)?.exists().await? {
+                // docker trust signer add's first use: the repository is created with the
+                // signer in it, in one publish.
+                let c = super::init::create(
+                    g,
+                    &gun,
+                    &root_key,
+                    (
+                        repo_key.repo_key.as_deref(),
+                        repo_key.repo_passphrase_file.as_deref(),
+                    ),
+                    &[(role.clone(), pubs.clone()), (RELEASES.into(), pubs)],
+                )
+                .await?;
+                super::init::print_created(g, &c);
+                return Ok(());
+            }
             let signing = load_repo_key_for(g, &gun, "targets", &repo_key).await?;
             let mut s = Session::new(g, &gun)?;
             let all = [String::new()];

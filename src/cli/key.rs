@@ -37,6 +37,9 @@ pub enum KeyCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Replace the repository (targets) key in one root-signed publish, every target kept
+    /// (`notary key rotate GUN targets` without the window between its steps).
+    Rotate(super::init::KeyRotateArgs),
     /// Copy a key out of a docker/notary trust directory into a file, with its `path:`
     /// (key ID) header, as `notary key export` does; the key stays encrypted.
     Export {
@@ -83,6 +86,7 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
         KeyCommand::Public { file } => return public(g, &file),
         KeyCommand::Certificate(a) => return super::notation::certificate(g, a),
         KeyCommand::Generate { name, dir } => return super::key_generate::generate(g, &name, &dir),
+        KeyCommand::Rotate(_) => unreachable!("async: run by cli::run"),
         KeyCommand::Export { key_id, dir, file } => {
             return super::key_transfer::export(g, &key_id, dir.as_deref(), &file);
         }

@@ -95,7 +95,7 @@ fn private_blocks(label: &str, bytes: &[u8]) -> Result<Vec<Block>, CliError> {
 }
 
 /// Creates `path` 0600, never replacing a file.
-fn create_new(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+pub(super) fn create_new(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -16,6 +16,7 @@ mod admin;
 mod cluster;
 mod common;
 mod cosign;
+mod init;
 mod inspect;
 mod inspect_cosign;
 mod inspect_formats;
@@ -166,6 +167,10 @@ pub enum Command {
     /// Signers of a repository (`docker trust signer add|remove`).
     #[command(subcommand)]
     Signer(admin::SignerCommand),
+    /// Create a trusted repository (what the first `docker trust sign` did): root and
+    /// repository keys given or generated (written encrypted to the docker/notary trust
+    /// directory), snapshot and timestamp keys on the server; an existing one is refused.
+    Init(init::InitArgs),
     /// Remove a tag's signature from a role (`notary remove` + `notary publish`).
     Remove(admin::RemoveArgs),
     /// Remove the key's signatures of a tag, or of every tag (`docker trust revoke`).
@@ -315,7 +320,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Command::Sign(a) => sign::sign(&cli.global, a).await,
             Command::Witness(a) => sign::witness(&cli.global, a).await,
             Command::Inspect(a) => inspect::inspect(&cli.global, a).await,
+            Command::Key(key::KeyCommand::Rotate(a)) => init::rotate(&cli.global, a).await,
             Command::Key(k) => key::run(&cli.global, k),
+            Command::Init(a) => init::init(&cli.global, a).await,
             Command::Reconcile(a) => reconcile::reconcile(&cli.global, a).await,
             Command::Renew(a) => cluster::renew(&cli.global, a).await,
             Command::Status(a) => cluster::status(&cli.global, a).await,

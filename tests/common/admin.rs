@@ -79,3 +79,57 @@ pub fn served_version(tb: &Testbed, gun: &str, role: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["signed"]["version"].as_u64().unwrap()
 }
+
+/// The Go client with a trust directory of its own (or the one given) and passphrases in
+/// its environment.
+pub struct GoClient {
+    dir: std::path::PathBuf,
+    _own: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+}
+
+impl GoClient {
+    /// A fresh trust directory, delegation keys' passphrase `pass`.
+    pub fn new(pass: &str) -> GoClient {
+        let own = tempfile::tempdir().unwrap();
+        GoClient {
+            dir: own.path().to_path_buf(),
+            _own: Some(own),
+            env: vec![("NOTARY_DELEGATION_PASSPHRASE".into(), pass.into())],
+        }
+    }
+
+    /// The trust directory `dir` (e.g. one trustkeeper wrote keys into), with `env`.
+    pub fn in_dir(dir: &Path, env: &[(&str, &str)]) -> GoClient {
+        GoClient {
+            dir: dir.to_path_buf(),
+            _own: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Also `key`=`value` in its environment.
+    pub fn with(mut self, key: &str, value: &str) -> GoClient {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn run(&self, tb: &Testbed, args: &[&str]) -> Output {
+        Command::new(tb.var("NOTARY_CLIENT"))
+            .args(args)
+            .env("TESTBED_TRUST_DIR", &self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap()
+    }
+
+    /// `addhash GUN TAG 3 --sha256 SHA -r ROLE` (asserted) and `publish GUN` (returned).
+    pub fn publish(&self, tb: &Testbed, gun: &str, tag: &str, sha: &str, role: &str) -> Output {
+        let o = self.run(tb, &["addhash", gun, tag, "3", "--sha256", sha, "-r", role]);
+        assert!(o.status.success(), "addhash: {}", text(&o));
+        self.run(tb, &["publish", gun])
+    }
+}

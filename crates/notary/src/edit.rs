@@ -104,7 +104,7 @@ impl Repository {
 }
 
 /// The version after `old`, refused past [`MAX_VERSION`](super::client::MAX_VERSION).
-fn next_version(role: &str, old: u64) -> Result<u64> {
+pub(crate) fn next_version(role: &str, old: u64) -> Result<u64> {
     old.checked_add(1)
         .filter(|v| *v <= super::client::MAX_VERSION + 1)
         .ok_or_else(|| Error::AbsurdVersion {

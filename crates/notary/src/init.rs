@@ -59,7 +59,8 @@ impl RepositoryKeys {
 pub struct InitialDelegation {
     /// A direct child of `targets`, e.g. `targets/releases`.
     pub name: String,
-    pub key: PublicKey,
+    /// Its keys (threshold 1).
+    pub keys: Vec<PublicKey>,
     /// Path prefixes; `[""]` (every name) is what Docker writes.
     pub paths: Vec<String>,
 }
@@ -115,8 +116,21 @@ impl<'a> NewRepository<'a> {
     /// Also declares `name` (a direct child of `targets`, e.g. `targets/releases`) with `key`
     /// and path prefixes `paths` (`[""]` = every name) in targets v1, so that a signer can
     /// sign into it at once.
-    pub fn with_delegation(mut self, name: &str, key: PublicKey, paths: &[&str]) -> Result<Self> {
+    pub fn with_delegation(self, name: &str, key: PublicKey, paths: &[&str]) -> Result<Self> {
+        self.with_delegation_keys(name, vec![key], paths)
+    }
+
+    /// As [`NewRepository::with_delegation`], with several keys (any one signs).
+    pub fn with_delegation_keys(
+        mut self,
+        name: &str,
+        keys: Vec<PublicKey>,
+        paths: &[&str],
+    ) -> Result<Self> {
         check_delegation_name(name)?;
+        if keys.is_empty() {
+            return Err(invalid("delegation", name, "it needs at least one key"));
+        }
         if self.delegations.iter().any(|d| d.name == name) {
             return Err(invalid("delegation", name, "declared twice"));
         }
@@ -129,7 +143,7 @@ impl<'a> NewRepository<'a> {
         }
         self.delegations.push(InitialDelegation {
             name: name.to_string(),
-            key,
+            keys,
             paths: paths.iter().map(|p| p.to_string()).collect(),
         });
         Ok(self)
@@ -449,8 +463,8 @@ fn targets_body(delegations: &[InitialDelegation], expires: Timestamp) -> Value 
     let roles: Vec<Value> = delegations
         .iter()
         .map(|d| {
-            let id = key_entry(&mut keys, &d.key);
-            let mut role = json!({"keyids": [id], "name": d.name, "threshold": 1});
+            let ids: Vec<String> = d.keys.iter().map(|k| key_entry(&mut keys, k)).collect();
+            let mut role = json!({"keyids": ids, "name": d.name, "threshold": 1});
             if !d.paths.is_empty() {
                 role["paths"] = json!(d.paths);
             }

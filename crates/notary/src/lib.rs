@@ -89,6 +89,7 @@ pub mod init;
 pub mod keys;
 pub mod memo;
 pub mod metadata;
+pub mod rotate;
 pub mod server;
 pub mod time;
 
