@@ -305,15 +305,8 @@ fn key_generate_signer_add_and_remove_as_docker_did() {
     let dir = keys.path().to_str().unwrap();
 
     // key generate: an encrypted key the Go client imports, its public key, its ID printed.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
-    c.args(["key", "generate", "alice", "--dir", dir])
-        .env("TRUSTKEEPER_KEY_PASSPHRASE", "alice-pass-1");
-    let o = common::cli_output(&mut c, trust.path(), &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    let alice_id = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    assert_eq!(alice_id.len(), 64, "{}", text(&o));
-    let key_file = keys.path().join("alice.key");
-    let pub_file = keys.path().join("alice.pub");
+    let (key_file, pub_file, alice_id) =
+        common::admin::generate(tb, keys.path(), "alice", "alice-pass-1");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
@@ -324,12 +317,13 @@ fn key_generate_signer_add_and_remove_as_docker_did() {
         pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
         "{pem}"
     );
-    assert!(!String::from_utf8_lossy(&o.stderr).contains("alice-pass-1"));
     // A second generate does not overwrite it.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
-    c.args(["key", "generate", "alice", "--dir", dir])
-        .env("TRUSTKEEPER_KEY_PASSPHRASE", "other");
-    let o = common::cli_output(&mut c, trust.path(), &[]);
+    let o = common::admin::bare(
+        tb,
+        trust.path(),
+        &["key", "generate", "alice", "--dir", dir],
+        &[("TRUSTKEEPER_KEY_PASSPHRASE", "other-pass-2")],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), pem);
 
@@ -344,7 +338,7 @@ fn key_generate_signer_add_and_remove_as_docker_did() {
             "alice",
             gun,
             "--key",
-            pub_file.to_str().unwrap(),
+            &pub_file,
             "--repo-key",
             seed.var("TARGETS_KEY"),
         ],
@@ -373,7 +367,7 @@ fn key_generate_signer_add_and_remove_as_docker_did() {
             "alice",
             gun,
             "--key",
-            pub_file.to_str().unwrap(),
+            &pub_file,
             "--repo-key",
             seed.var("TARGETS_KEY"),
         ],
@@ -396,7 +390,7 @@ fn key_generate_signer_add_and_remove_as_docker_did() {
             .output()
             .unwrap()
     };
-    let o = go_env(&["key", "import", key_file.to_str().unwrap()]);
+    let o = go_env(&["key", "import", &key_file]);
     assert!(o.status.success(), "{}", text(&o));
     let sha = "ef".repeat(32);
     for args in [

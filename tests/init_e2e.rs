@@ -8,50 +8,19 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use common::Testbed;
-use common::admin::{GoClient, go_delegations, served_version, text};
+use common::admin::{
+    GoClient, bare as tk, check_readers, generate, go_delegations, reader, served_version, text,
+};
 use secrecy::SecretString;
 
 const ROOT_PASS: &str = "root-pass-init-1";
 const REPO_PASS: &str = "repo-pass-init-1";
-
-/// trustkeeper against the testbed with nothing of the environment that could change its
-/// answer but `env`; no passphrase given may show in what it answers.
-fn tk(tb: &Testbed, trust: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
-    c.args(args)
-        .env("TRUSTKEEPER_TRUST_DIR", trust)
-        .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
-        .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"));
-    for v in [
-        "TRUSTKEEPER_ROOT_PASSPHRASE",
-        "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
-        "TRUSTKEEPER_REPO_PASSPHRASE",
-        "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
-        "TRUSTKEEPER_PASSPHRASE",
-        "TRUSTKEEPER_KEY_PASSPHRASE",
-        "TRUSTKEEPER_KEY",
-        "TRUSTKEEPER_DOCKER_TRUST_DIR",
-        "DOCKER_CONFIG",
-        "NOTARY_AUTH",
-    ] {
-        c.env_remove(v);
-    }
-    let o = common::cli_output(&mut c, trust, env);
-    for (_, v) in env.iter().filter(|(k, _)| k.contains("PASSPHRASE")) {
-        assert!(
-            !text(&o).contains(v),
-            "a passphrase in the output: {}",
-            text(&o)
-        );
-    }
-    o
-}
 
 fn key_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir.join("private"))
@@ -243,21 +212,7 @@ fn signer_add_creates_a_repository_without_trust_data_with_the_signer_in_it() {
     let trust = tempfile::tempdir().unwrap();
     let docker = tempfile::tempdir().unwrap();
     let keys = tempfile::tempdir().unwrap();
-    let o = tk(
-        tb,
-        trust.path(),
-        &[
-            "key",
-            "generate",
-            "alice",
-            "--dir",
-            keys.path().to_str().unwrap(),
-        ],
-        &[("TRUSTKEEPER_KEY_PASSPHRASE", "alice-pass")],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let alice_id = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let alice_pub = keys.path().join("alice.pub");
+    let (alice_key, alice_pub, alice_id) = generate(tb, keys.path(), "alice", "alice-pass");
     let o = tk(
         tb,
         trust.path(),
@@ -267,7 +222,7 @@ fn signer_add_creates_a_repository_without_trust_data_with_the_signer_in_it() {
             "alice",
             &gun,
             "--key",
-            alice_pub.to_str().unwrap(),
+            &alice_pub,
             "--docker-trust-dir",
             docker.path().to_str().unwrap(),
         ],
@@ -299,14 +254,7 @@ fn signer_add_creates_a_repository_without_trust_data_with_the_signer_in_it() {
 
     // Alice's key, imported into a Go client, signs a release; the Go client lists it.
     let alice = GoClient::new("alice-pass");
-    let o = alice.run(
-        tb,
-        &[
-            "key",
-            "import",
-            keys.path().join("alice.key").to_str().unwrap(),
-        ],
-    );
+    let o = alice.run(tb, &["key", "import", &alice_key]);
     assert!(o.status.success(), "{}", text(&o));
     let o = alice.publish(tb, &gun, "r1", &"d1".repeat(32), "targets/releases");
     assert!(o.status.success(), "{}", text(&o));
@@ -317,19 +265,7 @@ fn signer_add_creates_a_repository_without_trust_data_with_the_signer_in_it() {
 
     // The repository exists now: a second signer add is the usual one publish of targets,
     // signed with the repository key found by ID where init wrote it.
-    let o = tk(
-        tb,
-        trust.path(),
-        &[
-            "key",
-            "generate",
-            "bob",
-            "--dir",
-            keys.path().to_str().unwrap(),
-        ],
-        &[("TRUSTKEEPER_KEY_PASSPHRASE", "bob-pass")],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    let (_, bob_pub, _) = generate(tb, keys.path(), "bob", "bob-pass");
     let o = tk(
         tb,
         trust.path(),
@@ -339,7 +275,7 @@ fn signer_add_creates_a_repository_without_trust_data_with_the_signer_in_it() {
             "bob",
             &gun,
             "--key",
-            keys.path().join("bob.pub").to_str().unwrap(),
+            &bob_pub,
             "--docker-trust-dir",
             docker.path().to_str().unwrap(),
         ],
@@ -426,34 +362,22 @@ fn key_rotate_targets_replaces_the_repository_key_in_one_publish_and_readers_nev
 
     // Readers with their own trust directories list the repository again and again meanwhile.
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (stop, gun) = (stop.clone(), gun.clone());
-        std::thread::spawn(move || {
-            let go = GoClient::new("unused");
-            let mut runs = vec![];
-            while !stop.load(Ordering::SeqCst) {
-                let t0 = Instant::now();
-                let o = go.run(tb, &["list", &gun]);
-                let ok = o.status.success()
-                    && String::from_utf8_lossy(&o.stdout).contains(&"c1".repeat(32));
-                runs.push((t0, Instant::now(), ok, text(&o)));
-            }
-            runs
+    let go_reader = {
+        let (go, gun) = (GoClient::new("unused"), gun.clone());
+        reader(stop.clone(), move || {
+            let o = go.run(tb, &["list", &gun]);
+            let ok =
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&"c1".repeat(32));
+            (ok, text(&o))
         })
     };
     let inspector = {
-        let (stop, image) = (stop.clone(), format!("{gun}:t1"));
-        std::thread::spawn(move || {
-            let own = tempfile::tempdir().unwrap();
-            let mut runs = vec![];
-            while !stop.load(Ordering::SeqCst) {
-                let t0 = Instant::now();
-                let o = tk(tb, own.path(), &["-o", "json", "inspect", &image], &[]);
-                let ok = o.status.success()
-                    && String::from_utf8_lossy(&o.stdout).contains(&"c1".repeat(32));
-                runs.push((t0, Instant::now(), ok, text(&o)));
-            }
-            runs
+        let (own, image) = (tempfile::tempdir().unwrap(), format!("{gun}:t1"));
+        reader(stop.clone(), move || {
+            let o = tk(tb, own.path(), &["-o", "json", "inspect", &image], &[]);
+            let ok =
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&"c1".repeat(32));
+            (ok, text(&o))
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -488,29 +412,13 @@ fn key_rotate_targets_replaces_the_repository_key_in_one_publish_and_readers_nev
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
-    for (who, runs) in [
-        ("notary list", reader.join().unwrap()),
-        ("trustkeeper inspect", inspector.join().unwrap()),
-    ] {
-        let overlapped = runs
-            .iter()
-            .filter(|(a, b, _, _)| spans.iter().any(|(t0, t1)| a < t1 && b > t0))
-            .count();
-        let failed: Vec<&String> = runs.iter().filter(|r| !r.2).map(|r| &r.3).collect();
-        eprintln!(
-            "concurrent reader {who}: {} runs, {overlapped} overlapping one of {} rotations \
-             ({:?} ms), {} failed",
-            runs.len(),
-            spans.len(),
-            spans
-                .iter()
-                .map(|(a, b)| (*b - *a).as_millis())
-                .collect::<Vec<_>>(),
-            failed.len()
-        );
-        assert!(overlapped >= 1, "{who}: no read overlapped a rotation");
-        assert!(failed.is_empty(), "{who}: a reader failed: {failed:?}");
-    }
+    check_readers(
+        &spans,
+        &[
+            ("notary list", go_reader.join().unwrap()),
+            ("trustkeeper inspect", inspector.join().unwrap()),
+        ],
+    );
 
     // One publish of root and targets per rotation, old and new key IDs in the answer.
     let j: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();

@@ -6,29 +6,10 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::admin::{served_version as served_targets_version, text};
+use common::admin::{
+    bare as trustkeeper, generate, served_version as served_targets_version, text,
+};
 use common::{Seed, Testbed};
-
-/// trustkeeper with the testbed and nothing of the environment that could change its answer,
-/// then `env` on top.
-fn trustkeeper(tb: &Testbed, trust: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
-    c.args(args)
-        .env("TRUSTKEEPER_TRUST_DIR", trust)
-        .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
-        .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
-        .env_remove("TRUSTKEEPER_REPO_PASSPHRASE")
-        .env_remove("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE")
-        .env_remove("TRUSTKEEPER_PASSPHRASE")
-        .env_remove("TRUSTKEEPER_KEY_PASSPHRASE")
-        .env_remove("TRUSTKEEPER_KEY")
-        .env_remove("TRUSTKEEPER_DOCKER_CONFIG")
-        .env_remove("TRUSTKEEPER_DOCKER_TRUST_DIR")
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("NOTARY_AUTH")
-        .stdin(std::process::Stdio::null());
-    common::cli_output(&mut c, trust, env)
-}
 
 fn pass_of(seed: &Seed, var: &str) -> String {
     std::fs::read_to_string(seed.var(var))
@@ -90,24 +71,11 @@ fn revoke_with_and_without_a_tag() {
     assert!(common::stderr_text(&o).contains("--yes"), "{}", text(&o));
     // A key that signs nothing there.
     let keys = tempfile::tempdir().unwrap();
+    let (stranger, _, _) = generate(tb, keys.path(), "stranger", "stranger-pass");
     let o = trustkeeper(
         tb,
         trust.path(),
-        &[
-            "key",
-            "generate",
-            "stranger",
-            "--dir",
-            keys.path().to_str().unwrap(),
-        ],
-        &[("TRUSTKEEPER_KEY_PASSPHRASE", "stranger-pass")],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let stranger = keys.path().join("stranger.key");
-    let o = trustkeeper(
-        tb,
-        trust.path(),
-        &["revoke", &gun, "--yes", "--key", stranger.to_str().unwrap()],
+        &["revoke", &gun, "--yes", "--key", &stranger],
         &[("TRUSTKEEPER_PASSPHRASE", "stranger-pass")],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -272,22 +240,9 @@ fn key_export_and_import_round_trip_with_the_go_client() {
     );
 
     // trustkeeper's key, imported by trustkeeper into a trust directory the Go client reads.
-    let o = trustkeeper(
-        tb,
-        trust.path(),
-        &[
-            "key",
-            "generate",
-            "alice",
-            "--dir",
-            files.path().to_str().unwrap(),
-        ],
-        &[("TRUSTKEEPER_KEY_PASSPHRASE", "alice-pass")],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let alice_id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let (alice, _, alice_id) = generate(tb, files.path(), "alice", "alice-pass");
+    let alice = std::path::PathBuf::from(alice);
     let go_c = tempfile::tempdir().unwrap();
-    let alice = files.path().join("alice.key");
     let import = |file: &Path, extra: &[&str]| {
         let mut args = vec![
             "key",

@@ -5,44 +5,17 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use common::admin::{GoClient, go_delegations, served_version, text, trustkeeper};
+use common::admin::{
+    GoClient, check_readers, generate, go_delegations, reader, served_version, text, trustkeeper,
+};
 use common::{Seed, Testbed};
 
 fn served_targets_version(tb: &Testbed, gun: &str) -> u64 {
     served_version(tb, gun, "targets")
-}
-
-/// `key generate NAME` into `dir` with `pass`: (key file, public key file, key ID).
-fn generate(
-    tb: &Testbed,
-    trust: &Path,
-    seed: &Seed,
-    dir: &Path,
-    name: &str,
-    pass: &str,
-) -> (String, String, String) {
-    let o = trustkeeper(
-        tb,
-        trust,
-        seed,
-        &["key", "generate", name, "--dir", dir.to_str().unwrap()],
-        &[("TRUSTKEEPER_KEY_PASSPHRASE", pass)],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    assert_eq!(id.len(), 64, "{}", text(&o));
-    let f = |ext: &str| {
-        dir.join(format!("{name}.{ext}"))
-            .to_str()
-            .unwrap()
-            .to_string()
-    };
-    (f("key"), f("pub"), id)
 }
 
 #[test]
@@ -59,7 +32,7 @@ fn signer_rotate_replaces_the_key_in_one_publish_and_readers_never_fail() {
     // Go client signed; bob is a second signer in releases with tags of his own.
     tb.go_publish_target(&gun, "c1", &"c1".repeat(32), "targets/ci-bot");
     tb.go_publish_target(&gun, "r1", &"a1".repeat(32), "targets/releases");
-    let (_, bob_pub, bob_id) = generate(tb, trust.path(), &seed, keys.path(), "bob", "bob-pass-1");
+    let (_, bob_pub, bob_id) = generate(tb, keys.path(), "bob", "bob-pass-1");
     let o = trustkeeper(
         tb,
         trust.path(),
@@ -94,23 +67,9 @@ fn signer_rotate_replaces_the_key_in_one_publish_and_readers_never_fail() {
     let before_ci = tb.notary_digests(&gun, Some("targets/ci-bot"));
     assert!(before_rel.contains_key("bob-1") && before_ci.contains_key("c1"));
 
-    let (new_key, _, new_id) = generate(
-        tb,
-        trust.path(),
-        &seed,
-        keys.path(),
-        "ci-new",
-        "ci-new-pass",
-    );
+    let (new_key, _, new_id) = generate(tb, keys.path(), "ci-new", "ci-new-pass");
     assert_ne!(new_id, old_id);
-    let (other_key, _, _) = generate(
-        tb,
-        trust.path(),
-        &seed,
-        keys.path(),
-        "ci-other",
-        "ci-new-pass",
-    );
+    let (other_key, _, _) = generate(tb, keys.path(), "ci-other", "ci-new-pass");
 
     // Refusals publish nothing: no such signer; the repository key is not the one given.
     let pass_env = [("TRUSTKEEPER_KEY_PASSPHRASE", "ci-new-pass")];
@@ -196,46 +155,34 @@ fn signer_rotate_replaces_the_key_in_one_publish_and_readers_never_fail() {
 
     // A reader with its own trust directory lists releases again and again meanwhile.
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (stop, gun) = (stop.clone(), gun.clone());
-        std::thread::spawn(move || {
-            let go = GoClient::new("unused");
-            let mut runs = vec![];
-            while !stop.load(Ordering::SeqCst) {
-                let t0 = Instant::now();
-                let o = go.run(tb, &["list", &gun, "-r", "targets/releases"]);
-                let ok = o.status.success() && String::from_utf8_lossy(&o.stdout).contains("bob-1");
-                runs.push((t0, Instant::now(), ok, text(&o)));
-            }
-            runs
+    let go_reader = {
+        let (go, gun) = (GoClient::new("unused"), gun.clone());
+        reader(stop.clone(), move || {
+            let o = go.run(tb, &["list", &gun, "-r", "targets/releases"]);
+            let ok = o.status.success() && String::from_utf8_lossy(&o.stdout).contains("bob-1");
+            (ok, text(&o))
         })
     };
     // And trustkeeper inspect, with its own trust state, as a second reader.
     let inspector = {
-        let (stop, image) = (stop.clone(), format!("{gun}:bob-1"));
+        let (own, image) = (tempfile::tempdir().unwrap(), format!("{gun}:bob-1"));
         let seed = Seed {
             gun: seed.gun.clone(),
             repository: seed.repository.clone(),
             vars: seed.vars.clone(),
             dir: seed.dir.clone(),
         };
-        std::thread::spawn(move || {
-            let own = tempfile::tempdir().unwrap();
-            let mut runs = vec![];
-            while !stop.load(Ordering::SeqCst) {
-                let t0 = Instant::now();
-                let o = trustkeeper(
-                    tb,
-                    own.path(),
-                    &seed,
-                    &["-o", "json", "inspect", &image],
-                    &[],
-                );
-                let ok = o.status.success()
-                    && String::from_utf8_lossy(&o.stdout).contains(&"b1".repeat(32));
-                runs.push((t0, Instant::now(), ok, text(&o)));
-            }
-            runs
+        reader(stop.clone(), move || {
+            let o = trustkeeper(
+                tb,
+                own.path(),
+                &seed,
+                &["-o", "json", "inspect", &image],
+                &[],
+            );
+            let ok =
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&"b1".repeat(32));
+            (ok, text(&o))
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -271,32 +218,14 @@ fn signer_rotate_replaces_the_key_in_one_publish_and_readers_never_fail() {
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
-    let runs = reader.join().unwrap();
-    let inspected = inspector.join().unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    for (who, runs) in [
-        ("notary list -r targets/releases", &runs),
-        ("trustkeeper inspect", &inspected),
-    ] {
-        let overlapped = runs
-            .iter()
-            .filter(|(a, b, _, _)| spans.iter().any(|(t0, t1)| a < t1 && b > t0))
-            .count();
-        let failed: Vec<&String> = runs.iter().filter(|r| !r.2).map(|r| &r.3).collect();
-        eprintln!(
-            "concurrent reader {who}: {} runs, {overlapped} overlapping one of {} rotations \
-             ({:?} ms), {} failed",
-            runs.len(),
-            spans.len(),
-            spans
-                .iter()
-                .map(|(a, b)| (*b - *a).as_millis())
-                .collect::<Vec<_>>(),
-            failed.len()
-        );
-        assert!(overlapped >= 1, "{who}: no read overlapped the rotation");
-        assert!(failed.is_empty(), "{who}: a reader failed: {failed:?}");
-    }
+    check_readers(
+        &spans,
+        &[
+            ("notary list -r targets/releases", go_reader.join().unwrap()),
+            ("trustkeeper inspect", inspector.join().unwrap()),
+        ],
+    );
 
     // -o json: one publish of targets and both re-signed roles, old and new key IDs.
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -21,44 +21,18 @@ struct Generated {
     public_key: String,
 }
 
-/// TRUSTKEEPER_KEY_PASSPHRASE, else `--passphrase-file`, else a prompt (twice) on a terminal.
+/// `--passphrase-file`, else TRUSTKEEPER_KEY_PASSPHRASE, else a prompt (twice) on a terminal.
 fn new_passphrase(g: &Global, what: &str) -> Result<SecretString, CliError> {
-    let trimmed = |t: &str| SecretString::from(t.trim_end_matches(['\r', '\n']).to_string());
-    if let Some(v) = std::env::var_os("TRUSTKEEPER_KEY_PASSPHRASE") {
-        let v = Zeroizing::new(v.into_encoded_bytes());
-        let t = std::str::from_utf8(&v)
-            .map_err(|_| CliError::new("TRUSTKEEPER_KEY_PASSPHRASE is not UTF-8"))?;
-        return Ok(trimmed(t));
-    }
-    if let Some(f) = &g.passphrase_file {
-        let bytes = common::read_file_bounded(
-            "passphrase file",
-            f,
-            common::MAX_PASSPHRASE_FILE_BYTES,
-            "give a file holding only the passphrase",
-        )?;
-        let t = std::str::from_utf8(&bytes)
-            .map_err(|_| CliError::new("the passphrase file is not UTF-8"))?;
-        return Ok(trimmed(t));
-    }
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::new(
-            "no passphrase for the new key: give it in TRUSTKEEPER_KEY_PASSPHRASE or \
-             --passphrase-file (the key is always written encrypted)",
-        ));
-    }
-    let ask = |prompt: String| {
-        rpassword::prompt_password(prompt)
-            .map(SecretString::from)
-            .map_err(|e| CliError::new(format!("cannot read the passphrase: {e}")))
-    };
-    let first = ask(format!("Passphrase for the new key {what}: "))?;
-    let again = ask("Repeat it: ".into())?;
-    if first.expose_secret() != again.expose_secret() {
-        return Err(CliError::new("the passphrases differ: nothing was written"));
-    }
-    Ok(first)
+    let file = g.passphrase_file.as_deref();
+    let vars = ["TRUSTKEEPER_KEY_PASSPHRASE"];
+    super::init::passphrase_from(file, &vars, &format!("the new key {what}"), true)?.ok_or_else(
+        || {
+            CliError::new(
+                "no passphrase for the new key: give it in TRUSTKEEPER_KEY_PASSPHRASE or \
+                 --passphrase-file (the key is always written encrypted)",
+            )
+        },
+    )
 }
 
 /// Creates `path` with `mode`, refusing to replace an existing file.

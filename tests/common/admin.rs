@@ -17,9 +17,44 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// trustkeeper against the testbed with the seed's repository key passphrase in
-/// TRUSTKEEPER_REPO_PASSPHRASE, nothing else of the environment that could change its answer,
-/// and `env` on top; the passphrase must never show in what it answers.
+/// trustkeeper against the testbed with nothing of the environment that could change its
+/// answer, standard input closed, and `env` on top; no passphrase in `env` may show in what it
+/// answers.
+pub fn bare(tb: &Testbed, trust: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
+    c.args(args)
+        .env("TRUSTKEEPER_TRUST_DIR", trust)
+        .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
+        .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
+        .stdin(std::process::Stdio::null());
+    for v in [
+        "TRUSTKEEPER_ROOT_PASSPHRASE",
+        "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
+        "TRUSTKEEPER_REPO_PASSPHRASE",
+        "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
+        "TRUSTKEEPER_PASSPHRASE",
+        "TRUSTKEEPER_KEY_PASSPHRASE",
+        "TRUSTKEEPER_KEY",
+        "TRUSTKEEPER_DOCKER_CONFIG",
+        "TRUSTKEEPER_DOCKER_TRUST_DIR",
+        "DOCKER_CONFIG",
+        "NOTARY_AUTH",
+    ] {
+        c.env_remove(v);
+    }
+    let o = super::cli_output(&mut c, trust, env);
+    for (_, v) in (env.iter()).filter(|(k, v)| k.contains("PASSPHRASE") && !v.is_empty()) {
+        assert!(
+            !text(&o).contains(v),
+            "a passphrase in the output: {}",
+            text(&o)
+        );
+    }
+    o
+}
+
+/// [`bare`] with the seed's repository key passphrase in TRUSTKEEPER_REPO_PASSPHRASE (`env`
+/// may override it).
 pub fn trustkeeper(
     tb: &Testbed,
     trust: &Path,
@@ -28,23 +63,78 @@ pub fn trustkeeper(
     env: &[(&str, &str)],
 ) -> Output {
     let pass = std::fs::read_to_string(seed.var("TARGETS_PASSPHRASE_FILE")).unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
-    c.args(args)
-        .env("TRUSTKEEPER_TRUST_DIR", trust)
-        .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
-        .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
-        .env("TRUSTKEEPER_REPO_PASSPHRASE", pass.trim())
-        .env_remove("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE")
-        .env_remove("TRUSTKEEPER_PASSPHRASE")
-        .env_remove("TRUSTKEEPER_KEY_PASSPHRASE")
-        .env_remove("TRUSTKEEPER_KEY")
-        .env_remove("TRUSTKEEPER_DOCKER_CONFIG")
-        .env_remove("TRUSTKEEPER_DOCKER_TRUST_DIR")
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("NOTARY_AUTH");
-    let o = super::cli_output(&mut c, trust, env);
-    assert!(!text(&o).contains(pass.trim()), "passphrase in output");
-    o
+    let mut all = vec![("TRUSTKEEPER_REPO_PASSPHRASE", pass.trim())];
+    all.extend_from_slice(env);
+    bare(tb, trust, args, &all)
+}
+
+/// `key generate NAME --dir DIR` with passphrase `pass`: (key file, public key file, key ID).
+pub fn generate(tb: &Testbed, dir: &Path, name: &str, pass: &str) -> (String, String, String) {
+    let scratch = tempfile::tempdir().unwrap();
+    let o = bare(
+        tb,
+        scratch.path(),
+        &["key", "generate", name, "--dir", dir.to_str().unwrap()],
+        &[("TRUSTKEEPER_KEY_PASSPHRASE", pass)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(id.len(), 64, "{}", text(&o));
+    let f = |ext: &str| {
+        dir.join(format!("{name}.{ext}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    (f("key"), f("pub"), id)
+}
+
+/// One read by a concurrent reader: when it started and ended, whether it saw what it
+/// should, and its output.
+pub type Read = (std::time::Instant, std::time::Instant, bool, String);
+
+/// Runs `read` (true: it saw what it should) again and again on a thread until `stop`.
+pub fn reader(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    read: impl Fn() -> (bool, String) + Send + 'static,
+) -> std::thread::JoinHandle<Vec<Read>> {
+    std::thread::spawn(move || {
+        let mut runs = vec![];
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let t0 = std::time::Instant::now();
+            let (ok, out) = read();
+            runs.push((t0, std::time::Instant::now(), ok, out));
+        }
+        runs
+    })
+}
+
+/// Prints each reader's figures against the `spans` of the writes, and asserts that at least
+/// one read overlapped a write and none failed.
+pub fn check_readers(
+    spans: &[(std::time::Instant, std::time::Instant)],
+    readers: &[(&str, Vec<Read>)],
+) {
+    for (who, runs) in readers {
+        let overlapped = runs
+            .iter()
+            .filter(|(a, b, _, _)| spans.iter().any(|(t0, t1)| a < t1 && b > t0))
+            .count();
+        let failed: Vec<&String> = runs.iter().filter(|r| !r.2).map(|r| &r.3).collect();
+        eprintln!(
+            "concurrent reader {who}: {} runs, {overlapped} overlapping one of {} writes \
+             ({:?} ms), {} failed",
+            runs.len(),
+            spans.len(),
+            spans
+                .iter()
+                .map(|(a, b)| (*b - *a).as_millis())
+                .collect::<Vec<_>>(),
+            failed.len()
+        );
+        assert!(overlapped >= 1, "{who}: no read overlapped a write");
+        assert!(failed.is_empty(), "{who}: a reader failed: {failed:?}");
+    }
 }
 
 /// `notary delegation list GUN` by the Go client: role → key IDs.
