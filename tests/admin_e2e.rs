@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::admin::{go_delegations, served_version, text};
+use common::admin::{go_delegations, served_targets_version, text};
 use common::{Seed, Testbed};
 
 fn trustkeeper(tb: &Testbed, trust: &Path, seed: &Seed, args: &[&str]) -> Output {
@@ -21,11 +21,6 @@ fn trustkeeper_env(
     env: &[(&str, &str)],
 ) -> Output {
     common::admin::trustkeeper(tb, trust, seed, args, env)
-}
-
-/// The version of `targets.json` the server serves now.
-fn served_targets_version(tb: &Testbed, gun: &str) -> u64 {
-    served_version(tb, gun, "targets")
 }
 
 #[test]

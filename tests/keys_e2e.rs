@@ -29,6 +29,19 @@ fn go(tb: &Testbed, dir: &Path, pass: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The ID of the key in `file`, as `key inspect` decrypts it with `pass`.
+fn key_id_of(tb: &Testbed, trust: &Path, file: &Path, pass: &str) -> String {
+    let o = trustkeeper(
+        tb,
+        trust,
+        &["-o", "json", "key", "inspect", file.to_str().unwrap()],
+        &[("TRUSTKEEPER_PASSPHRASE", pass)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    j[0]["key_id"].as_str().unwrap().to_string()
+}
+
 /// `notary key list` by the Go client: (role, gun, key ID) rows.
 fn go_keys(tb: &Testbed, dir: &Path) -> Vec<(String, String, String)> {
     let o = go(tb, dir, "x", &["key", "list"]);
@@ -190,15 +203,7 @@ fn key_export_and_import_round_trip_with_the_go_client() {
         0o600
     );
     // The key inside is the one: it decrypts to the same ID.
-    let o = trustkeeper(
-        tb,
-        trust.path(),
-        &["-o", "json", "key", "inspect", out.to_str().unwrap()],
-        &[("TRUSTKEEPER_PASSPHRASE", "foo-pass")],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(j[0]["key_id"], id.as_str());
+    assert_eq!(key_id_of(tb, trust.path(), &out, "foo-pass"), id);
     // Never overwritten.
     let o = export();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -282,15 +287,7 @@ fn key_export_and_import_round_trip_with_the_go_client() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let o = trustkeeper(
-        tb,
-        trust.path(),
-        &["-o", "json", "key", "inspect", back.to_str().unwrap()],
-        &[("TRUSTKEEPER_PASSPHRASE", "alice-pass")],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(j[0]["key_id"], alice_id.as_str());
+    assert_eq!(key_id_of(tb, trust.path(), &back, "alice-pass"), alice_id);
     // Again: refused, the file unchanged.
     let before = std::fs::read(&stored).unwrap();
     let o = import(&alice, &[]);

@@ -10,13 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use common::admin::{
-    GoClient, check_readers, generate, go_delegations, reader, served_version, text, trustkeeper,
+    GoClient, check_readers, generate, go_delegations, reader, served_targets_version, text,
+    trustkeeper,
 };
 use common::{Seed, Testbed};
-
-fn served_targets_version(tb: &Testbed, gun: &str) -> u64 {
-    served_version(tb, gun, "targets")
-}
 
 #[test]
 fn signer_rotate_replaces_the_key_in_one_publish_and_readers_never_fail() {

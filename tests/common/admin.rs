@@ -158,6 +158,11 @@ pub fn go_delegations(tb: &Testbed, gun: &str) -> BTreeMap<String, Vec<String>> 
     roles
 }
 
+/// The version of `targets.json` the notary server serves now.
+pub fn served_targets_version(tb: &Testbed, gun: &str) -> u64 {
+    served_version(tb, gun, "targets")
+}
+
 /// The version of `role` the notary server serves now.
 pub fn served_version(tb: &Testbed, gun: &str, role: &str) -> u64 {
     let url = format!("{}/v2/{gun}/_trust/tuf/{role}.json", tb.var("NOTARY_URL"));
