@@ -400,6 +400,32 @@ async fn a_dry_run_lists_the_registry_signatures_and_pushes_none() {
         nothing_pushed(tb, &seed, &before).await;
     }
 
+    // spec.dryRun without notary: the plan in the status, nothing pushed.
+    let registry_only = three
+        .replace("[notary, cosign, notation]", "[cosign, notation]")
+        .replace("  tags: ", "  dryRun: true\n  tags: ");
+    std::fs::write(&file, registry_only).unwrap();
+    let o = trustkeeper(
+        tb,
+        &seed,
+        dir.path(),
+        &["reconcile", "-f", file.to_str().unwrap(), "-o", "json"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ready = &st["conditions"][0];
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&"False".into(), &"DryRun".into()),
+        "{st}"
+    );
+    assert_eq!(st["plannedChanges"]["signaturesToMake"], 2, "{st}");
+    assert!(
+        (ready["message"].as_str().unwrap()).starts_with("dry run: 2 signatures to push"),
+        "{st}"
+    );
+    nothing_pushed(tb, &seed, &before).await;
+
     // the real run pushes both; the same dry run then has nothing to push
     let o = sign(false);
     assert!(o.status.success(), "{}", text(&o));

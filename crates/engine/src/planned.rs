@@ -99,6 +99,18 @@ impl PlannedChanges {
                 .to_string();
         }
         let roles = self.roles_to_resign;
+        if roles == 0 && self.omitted == 0 && self.tags_to_sign + self.tags_to_remove == 0 {
+            // Registry formats alone (a spec without notary, or notary already as asked).
+            return format!(
+                "dry run: {} in the registry formats, nothing pushed; set spec.dryRun to false \
+                 to push them (the plan is in status.plannedChanges)",
+                plural(
+                    self.signatures_to_make,
+                    "signature to push",
+                    "signatures to push"
+                )
+            );
+        }
         let mut m = format!(
             "dry run: {} planned ({} to sign, {} to remove, {} to re-sign), nothing published; \
              set spec.dryRun to false to publish them (the plan is in status.plannedChanges)",
@@ -182,6 +194,58 @@ pub(crate) fn outcome(
         trust: (&done.trust).into(),
     };
     let st = dry_run_status(prev, gen_, &seen, planned, now);
+    planned_outcome(prev, st, settings, now, jitter)
+}
+
+/// [`outcome`] for a spec without notary: the plan is the signatures the registry formats
+/// would push; what the last run recorded as signed stays in the status.
+pub(crate) fn registry_outcome(
+    prev: Option<&SignedImageStatus>,
+    gen_: Option<i64>,
+    settings: &Settings,
+    result: Result<crate::without_notary::Signed, Failure>,
+    now: Timestamp,
+    jitter: f64,
+) -> Outcome {
+    let done = match result {
+        Ok(d) => d,
+        Err(f) => return Outcome::failed(prev, gen_, f, now, jitter),
+    };
+    let plan = DryRun {
+        gun: settings.gun.clone(),
+        roles: vec![],
+        warnings: vec![],
+        signatures: vec![],
+    }
+    .with_signatures(crate::without_notary::signed_formats(
+        &done.cosign,
+        &done.notation,
+    ));
+    let planned = PlannedChanges::of(&plan, settings.validity);
+    let mut st = prev.cloned().unwrap_or_default();
+    st.observed_generation = gen_;
+    set_condition(
+        &mut st.conditions,
+        READY,
+        ConditionStatus::False,
+        reasons::DRY_RUN,
+        &planned.message(),
+        gen_,
+        now,
+    );
+    st.planned_changes = Some(planned);
+    planned_outcome(prev, st, settings, now, jitter)
+}
+
+/// A dry run's status as an outcome: an Event when Ready changes, the next run at the next
+/// poll (a due renewal stays planned, not retried every second).
+fn planned_outcome(
+    prev: Option<&SignedImageStatus>,
+    st: SignedImageStatus,
+    settings: &Settings,
+    now: Timestamp,
+    jitter: f64,
+) -> Outcome {
     let events = match st.ready() {
         Some(c) if status::ready_transition(prev, &st) => vec![EngineEvent {
             type_: EventType::Normal,

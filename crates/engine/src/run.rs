@@ -346,15 +346,6 @@ impl Engine {
         jitter: f64,
     ) -> Outcome {
         let (prev, gen_) = (req.previous, req.generation);
-        if options.dry_run {
-            let f = Failure::new(
-                reasons::INVALID_SPEC,
-                "spec.dryRun needs notary in formats (its plan is notary's); without notary, \
-                 `trustkeeper reconcile -f FILE --dry-run` lists the signatures the registry \
-                 formats would push: set dryRun back to false",
-            );
-            return Outcome::failed(prev, gen_, f, now, jitter);
-        }
         let clients = match self.clients(settings, &req.credentials) {
             Ok(c) => c,
             Err(f) => return Outcome::failed(prev, gen_, f, now, jitter),
@@ -363,13 +354,23 @@ impl Engine {
         let span = tracing::info_span!("reconcile", id = req.id, image = %settings.gun);
         let result = tokio::time::timeout(
             self.deadline,
-            self.attempt_without_notary(req, settings, &clients.registry, &progress, now, false)
-                .instrument(span),
+            self.attempt_without_notary(
+                req,
+                settings,
+                &clients.registry,
+                &progress,
+                now,
+                options.dry_run,
+            )
+            .instrument(span),
         )
         .await
         .unwrap_or_else(|_| Err(progress.deadline_failure(self.deadline, settings)));
-        let mut outcome =
-            Outcome::of_registry_run(prev, gen_, settings, &req.spec.formats, result, now, jitter);
+        let mut outcome = if options.dry_run {
+            crate::planned::registry_outcome(prev, gen_, settings, result, now, jitter)
+        } else {
+            Outcome::of_registry_run(prev, gen_, settings, &req.spec.formats, result, now, jitter)
+        };
         outcome.requests = Requests {
             notary: clients.notary.stats(),
             registry: clients.registry.stats(),

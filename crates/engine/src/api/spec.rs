@@ -132,8 +132,9 @@ pub struct SignedImageSpec {
     pub notation: Option<NotationSpec>,
 
     /// Plan only, publish nothing: each run reads the registry and the notary server as usual
-    /// and writes what it would sign, renew or remove to `status.plannedChanges` (Ready False,
-    /// reason `DryRun`) instead of publishing it. Set back to false to publish.
+    /// and writes what it would sign, renew or remove, and the cosign and Notation signatures
+    /// it would push, to `status.plannedChanges` (Ready False, reason `DryRun`) instead of
+    /// publishing them. Set back to false to publish.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
 }
