@@ -318,6 +318,10 @@ impl Session {
         Ok(repo)
     }
 
+    pub(super) fn gun(&self) -> &str {
+        &self.gun
+    }
+
     /// Whether the server has trust data for the repository (a root.json).
     pub(super) async fn exists(&self) -> Result<bool, CliError> {
         let root = self.within_deadline(self.clients.notary.get_role(&self.gun, "root"));
@@ -635,25 +639,28 @@ pub async fn signer(g: &Global, cmd: SignerCommand) -> Result<(), CliError> {
             let role = signer_role(&name)?;
             let gun = gun_of(&image)?;
             let pubs = load_public_keys(&keys)?;
-            if !Session::new(g, &gun)?.exists().await? {
-                // docker trust signer add's first use: the repository is created with the
-                // signer in it, in one publish.
-                let c = super::init::create(
-                    g,
-                    &gun,
-                    &root_key,
-                    (
-                        repo_key.repo_key.as_deref(),
-                        repo_key.repo_passphrase_file.as_deref(),
-                    ),
-                    &[(role.clone(), pubs.clone()), (RELEASES.into(), pubs)],
-                )
-                .await?;
+            let mut s = Session::new(g, &gun)?;
+            // docker trust signer add's first use: the repository is created with the signer
+            // in it, in one publish.
+            let created = super::init::create_if_missing(
+                g,
+                &mut s,
+                &root_key,
+                (
+                    repo_key.repo_key.as_deref(),
+                    repo_key.repo_passphrase_file.as_deref(),
+                ),
+                &[
+                    (role.clone(), pubs.clone()),
+                    (RELEASES.into(), pubs.clone()),
+                ],
+            )
+            .await?;
+            if let Some(c) = created {
                 super::init::print_created(g, &c);
                 return Ok(());
             }
             let signing = load_repo_key_for(g, &gun, "targets", &repo_key).await?;
-            let mut s = Session::new(g, &gun)?;
             let all = [String::new()];
             let p = s
                 .publish(&signing, |_, ed| {

@@ -234,22 +234,21 @@ pub(super) struct Created {
     delegations: Vec<String>,
 }
 
-/// Creates `gun` with the keys given or new ones, declaring `delegations` (name, keys) in
+/// Creates the session's repository, unless it has trust data already (`None`, before any key
+/// is read or made), with the keys given or new ones, declaring `delegations` (name, keys) in
 /// targets v1. New keys are written before the publish and removed again if it fails: a
 /// repository never exists without the keys that made it.
-pub(super) async fn create(
+pub(super) async fn create_if_missing(
     g: &Global,
-    gun: &str,
+    s: &mut Session,
     root: &RootKeyArgs,
     repo: (Option<&Path>, Option<&Path>),
     delegations: &[(String, Vec<PublicKey>)],
-) -> Result<Created, CliError> {
-    let mut s = Session::new(g, gun)?;
+) -> Result<Option<Created>, CliError> {
     if s.exists().await? {
-        return Err(admin::err(crate::notary::Error::RepositoryExists {
-            gun: gun.to_string(),
-        }));
+        return Ok(None);
     }
+    let gun = &s.gun().to_string();
     let root_key = key_or_new(
         g,
         gun,
@@ -303,14 +302,14 @@ pub(super) async fn create(
             meta.root_key_id()
         )));
     }
-    Ok(Created {
+    Ok(Some(Created {
         gun: gun.to_string(),
         root_key_id: root_key.key.key_id().to_string(),
         root_certificate_id: meta.root_key_id(),
         repository_key_id: targets.key.key_id().to_string(),
         written: written.iter().map(|p| p.display().to_string()).collect(),
         delegations: delegations.iter().map(|(n, _)| n.clone()).collect(),
-    })
+    }))
 }
 
 pub(super) fn print_created(g: &Global, c: &Created) {
@@ -333,16 +332,15 @@ pub(super) fn print_created(g: &Global, c: &Created) {
 pub async fn init(g: &Global, a: InitArgs) -> Result<(), CliError> {
     let gun = admin::gun_of(&a.image)?;
     crate::notary::init::check_gun(&gun).map_err(admin::err)?;
-    let c = create(
-        g,
-        &gun,
-        &a.root_key,
-        (a.repo_key.as_deref(), a.repo_passphrase_file.as_deref()),
-        &[],
-    )
-    .await?;
-    print_created(g, &c);
-    Ok(())
+    let mut s = Session::new(g, &gun)?;
+    let repo_key = (a.repo_key.as_deref(), a.repo_passphrase_file.as_deref());
+    match create_if_missing(g, &mut s, &a.root_key, repo_key, &[]).await? {
+        Some(c) => {
+            print_created(g, &c);
+            Ok(())
+        }
+        None => Err(admin::err(crate::notary::Error::RepositoryExists { gun })),
+    }
 }
 
 #[derive(Serialize)]
