@@ -227,7 +227,7 @@ async fn cosign_alone_signs_with_no_notary_server_and_a_new_key_signs_again() {
             .status
             .signatures
             .iter()
-            .all(|s| s.signer != delegation_id.trim())
+            .all(|s| s.signer == trustkeeper::notary::Signer::key_id(&key))
     );
     for tag in tags {
         let image = format!("{}@sha256:{}", seed.gun, seed.digest(tag));

@@ -25,6 +25,13 @@ pub fn wants(spec: &SignedImageSpec, format: SignatureFormat) -> bool {
 }
 
 /// Signs every desired digest in cosign's layout when the spec asks for it; nothing otherwise.
+/// The key cosign signs with: the first ECDSA P-256 one (cosign's key-based signatures are).
+pub(crate) fn signer_of(keys: &[Box<dyn Signer>]) -> Option<&dyn Signer> {
+    (keys.iter())
+        .find(|k| k.algorithm() == SignatureAlgorithm::EcdsaP256Sha256)
+        .map(|k| k.as_ref())
+}
+
 pub(crate) async fn step(
     spec: &SignedImageSpec,
     registry: &RegistryClient,
@@ -36,8 +43,7 @@ pub(crate) async fn step(
     if !wants(spec, SignatureFormat::Cosign) {
         return Ok(Vec::new());
     }
-    let Some(key) = (keys.iter()).find(|k| k.algorithm() == SignatureAlgorithm::EcdsaP256Sha256)
-    else {
+    let Some(key) = signer_of(keys) else {
         return Err(Failure::new(
             reasons::BAD_KEY,
             "formats lists cosign, whose key-based signatures are ECDSA P-256: the signing key \
@@ -53,7 +59,7 @@ pub(crate) async fn step(
         dry_run,
         ..CosignOptions::default()
     };
-    let signer: &dyn Signer = key.as_ref();
+    let signer: &dyn Signer = key;
     let results: Vec<Result<CosignSigned, CosignError>> = futures::stream::iter(digests)
         .map(|d| {
             let opts = &opts;

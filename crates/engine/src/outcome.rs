@@ -26,6 +26,7 @@ pub(crate) struct Done {
     pub(crate) publishes: u32,
     /// The cosign signatures of the desired digests (`spec.formats`), empty without cosign.
     pub(crate) cosign: Vec<trustkeeper_formats::cosign_sign::CosignSigned>,
+    pub(crate) cosign_key_id: Option<String>,
     /// The Notation signatures of the desired digests and the chain they were made with.
     pub(crate) notation: Vec<trustkeeper_formats::notation_sign::NotationSigned>,
     pub(crate) chain: Option<crate::notation::Chain>,
@@ -102,8 +103,11 @@ impl Outcome {
                 let published = !done.plan.changes.is_empty();
                 let mut st =
                     status::success(prev, gen_, &seen, &done.plan.warnings, published, now);
-                st.signatures =
-                    crate::without_notary::signatures(&done.desired, &done.cosign, &done.key_ids);
+                st.signatures = crate::without_notary::signatures(
+                    &done.desired,
+                    &done.cosign,
+                    &done.cosign_key_id,
+                );
                 st.signatures.extend(crate::notation::signatures(
                     &done.desired,
                     &done.notation,

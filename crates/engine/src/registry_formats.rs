@@ -16,6 +16,8 @@ use trustkeeper_registry::{ImageRef, RegistryClient};
 /// What the registry formats' steps signed (empty for a format the spec does not list).
 pub(crate) struct RegistrySigned {
     pub(crate) cosign: Vec<CosignSigned>,
+    /// The key the cosign signatures are by (see `cosign::signer_of`).
+    pub(crate) cosign_key_id: Option<String>,
     pub(crate) notation: Vec<NotationSigned>,
     pub(crate) chain: Option<crate::notation::Chain>,
 }
@@ -39,6 +41,7 @@ pub(crate) async fn sign(
     let (cosign, (notation, chain)) = (cosign?, notation?);
     Ok(RegistrySigned {
         cosign,
+        cosign_key_id: crate::cosign::signer_of(keys).map(|k| k.key_id().to_string()),
         notation,
         chain,
     })
@@ -62,6 +65,7 @@ impl crate::outcome::Done {
             plan,
             publishes,
             cosign: Vec::new(),
+            cosign_key_id: None,
             notation: Vec::new(),
             chain: None,
         }
@@ -78,7 +82,8 @@ impl crate::outcome::Done {
         dry_run: bool,
     ) -> Result<Self, Failure> {
         let r = sign(req, registry, image, &self.desired, keys, now, dry_run).await?;
-        (self.cosign, self.notation, self.chain) = (r.cosign, r.notation, r.chain);
+        (self.cosign, self.cosign_key_id) = (r.cosign, r.cosign_key_id);
+        (self.notation, self.chain) = (r.notation, r.chain);
         Ok(self)
     }
 }

@@ -28,7 +28,7 @@ pub const MAX_STATUS_SIGNATURES: usize = 1024;
 pub(crate) struct Signed {
     pub(crate) desired: BTreeMap<String, Manifest>,
     pub(crate) cosign: Vec<CosignSigned>,
-    pub(crate) key_ids: Vec<String>,
+    pub(crate) cosign_key_id: Option<String>,
     pub(crate) notation: Vec<trustkeeper_formats::notation_sign::NotationSigned>,
     pub(crate) chain: Option<crate::notation::Chain>,
 }
@@ -92,6 +92,7 @@ impl Engine {
         desired.extend(req.pinned.clone());
         let crate::registry_formats::RegistrySigned {
             cosign,
+            cosign_key_id,
             notation,
             chain,
         } = crate::registry_formats::sign(
@@ -109,7 +110,7 @@ impl Engine {
             chain,
             desired,
             cosign,
-            key_ids: keys.iter().map(|k| k.key_id().to_string()).collect(),
+            cosign_key_id,
         })
     }
 }
@@ -119,7 +120,7 @@ impl Engine {
 pub(crate) fn signatures(
     desired: &BTreeMap<String, Manifest>,
     cosign: &[CosignSigned],
-    key_ids: &[String],
+    cosign_key_id: &Option<String>,
 ) -> Vec<FormatSignature> {
     let mut out = Vec::new();
     for (tag, m) in desired {
@@ -129,7 +130,7 @@ pub(crate) fn signatures(
                 tag: tag.clone(),
                 digest: digest.clone(),
                 format: SignatureFormat::Cosign,
-                signer: key_ids.first().cloned().unwrap_or_default(),
+                signer: cosign_key_id.clone().unwrap_or_default(),
                 until: None,
                 signature: None,
             });
@@ -192,7 +193,7 @@ impl Outcome {
         s.trust = None;
         s.next_sync_time = None;
         s.failed_attempts = 0;
-        s.signatures = signatures(&done.desired, &done.cosign, &done.key_ids);
+        s.signatures = signatures(&done.desired, &done.cosign, &done.cosign_key_id);
         s.signatures.extend(crate::notation::signatures(
             &done.desired,
             &done.notation,
