@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::admin::{go_delegations, served_targets_version, text};
+use common::admin::{go_delegations, refused, served_targets_version, text};
 use common::{Seed, Testbed};
 
 fn trustkeeper(tb: &Testbed, trust: &Path, seed: &Seed, args: &[&str]) -> Output {
@@ -99,12 +99,7 @@ fn delegation_add_list_remove_with_the_go_client_as_referee() {
             seed.var("TARGETS_KEY"),
         ],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        common::stderr_text(&o).contains("remove the delegation instead"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, 1, "remove the delegation instead");
     assert_eq!(served_targets_version(tb, gun), v1);
 
     // Removing the role: the Go client no longer lists it, everything else stays.
@@ -447,12 +442,7 @@ fn key_generate_signer_add_and_remove_as_docker_did() {
             seed.var("TARGETS_KEY"),
         ],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        common::stderr_text(&o).contains("docker pulls"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, 1, "docker pulls");
     assert_eq!(served_targets_version(tb, gun), v);
     let o = trustkeeper(
         tb,
@@ -547,19 +537,9 @@ fn remove_drops_a_tag_from_the_roles_the_key_signs() {
         "--passphrase-file",
         seed.var("TARGETS_PASSPHRASE_FILE"),
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        common::stderr_text(&o).contains("no valid signing keys for targets/releases"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, 1, "no valid signing keys for targets/releases");
     let o = run(&["remove", &image("nope"), "--key", key]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        common::stderr_text(&o).contains("nothing to remove"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, 1, "nothing to remove");
     let o = run(&["remove", gun, "--key", key]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_eq!(served_targets_version(tb, gun), v);

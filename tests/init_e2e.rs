@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use common::Testbed;
 use common::admin::{
-    GoClient, bare as tk, check_readers, generate, go_delegations, reader, served_version, text,
+    GoClient, bare as tk, check_readers, generate, go_delegations, reader, refused, served_version,
+    text,
 };
 use secrecy::SecretString;
 
@@ -74,12 +75,7 @@ fn init_creates_a_repository_the_go_client_publishes_into_with_the_keys_it_wrote
         &["init", &gun, "--docker-trust-dir", dt],
         &pass[..1],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        common::stderr_text(&o).contains("no passphrase for the new repository key"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, 1, "no passphrase for the new repository key");
     assert!(key_files(docker.path()).is_empty());
     assert!(served_root(tb, &gun).is_none());
 
@@ -138,12 +134,7 @@ fn init_creates_a_repository_the_go_client_publishes_into_with_the_keys_it_wrote
         &["init", &gun, "--docker-trust-dir", dt],
         &pass,
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        common::stderr_text(&o).contains("already exists"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, 1, "already exists");
     assert_eq!(key_files(docker.path()), files);
     assert_eq!(served_version(tb, &gun, "targets"), v);
 
@@ -196,12 +187,7 @@ fn init_creates_a_repository_the_go_client_publishes_into_with_the_keys_it_wrote
         ],
         &pass,
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        common::stderr_text(&o).contains("is a root key"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, 1, "is a root key");
     assert!(served_root(tb, &gun3).is_none());
 }
 

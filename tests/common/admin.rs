@@ -17,6 +17,16 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Asserts that the command exited with `code` and said `needle` on standard error.
+pub fn refused(o: &Output, code: i32, needle: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+    assert!(
+        super::stderr_text(o).contains(needle),
+        "wanted {needle:?}: {}",
+        text(o)
+    );
+}
+
 /// trustkeeper against the testbed with nothing of the environment that could change its
 /// answer, standard input closed, and `env` on top; no passphrase in `env` may show in what it
 /// answers.
