@@ -11,10 +11,12 @@ apt_install() {
 # What building and the testbed need: curl, openssl, python3, a C compiler (aws-lc), and cargo.
 ensure_build_tools() {
   local need=()
-  for bin in curl openssl python3 gcc; do command -v "$bin" >/dev/null || need+=("$bin"); done
+  # script (bsdutils): the terminal-prompt tests run trustkeeper on a pty through it.
+  for bin in curl openssl python3 gcc script; do command -v "$bin" >/dev/null || need+=("$bin"); done
   if [ ${#need[@]} -gt 0 ]; then
     printf '\n== installing %s\n' "${need[*]}"
-    apt_install "${need[@]/gcc/build-essential}"
+    need=("${need[@]/gcc/build-essential}")
+    apt_install "${need[@]/script/bsdutils}"
   fi
   command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)"; exit 1; }
 }

@@ -32,11 +32,63 @@ pub fn refused(o: &Output, code: i32, needle: &str) {
 /// answers.
 pub fn bare(tb: &Testbed, trust: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trustkeeper"));
-    c.args(args)
-        .env("TRUSTKEEPER_TRUST_DIR", trust)
+    c.args(args).stdin(std::process::Stdio::null());
+    isolate(&mut c, tb, trust);
+    let o = super::cli_output(&mut c, trust, env);
+    for (_, v) in (env.iter()).filter(|(k, v)| k.contains("PASSPHRASE") && !v.is_empty()) {
+        assert!(
+            !text(&o).contains(v),
+            "a passphrase in the output: {}",
+            text(&o)
+        );
+    }
+    o
+}
+
+/// trustkeeper as [`bare`], but on a terminal of its own (a pty, by util-linux `script`) that
+/// `input` is typed into: its exit code and what the terminal showed (its output and the
+/// echo of what was typed before it turned echo off).
+pub fn on_terminal(
+    tb: &Testbed,
+    trust: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &str,
+) -> (Option<i32>, String) {
+    use std::io::Write as _;
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_trustkeeper"))
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect();
+    let mut c = Command::new("script");
+    isolate(&mut c, tb, trust);
+    c.args(["-qec", &line.join(" "), "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .env("HOME", trust)
+        .env_remove("TRUSTKEEPER_ROOT_KEY_ID")
+        .env_remove("RUST_LOG")
+        .env_remove("TRUSTKEEPER_LOG")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("util-linux script");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), text(&o))
+}
+
+/// The testbed's servers and nothing of the ambient environment that could change an answer.
+fn isolate(c: &mut Command, tb: &Testbed, trust: &Path) {
+    c.env("TRUSTKEEPER_TRUST_DIR", trust)
         .env("TRUSTKEEPER_CA_FILE", tb.var("CA_CERT"))
-        .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"))
-        .stdin(std::process::Stdio::null());
+        .env("TRUSTKEEPER_NOTARY_URL", tb.var("NOTARY_URL"));
     for v in [
         "TRUSTKEEPER_ROOT_PASSPHRASE",
         "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
@@ -52,15 +104,6 @@ pub fn bare(tb: &Testbed, trust: &Path, args: &[&str], env: &[(&str, &str)]) -> 
     ] {
         c.env_remove(v);
     }
-    let o = super::cli_output(&mut c, trust, env);
-    for (_, v) in (env.iter()).filter(|(k, v)| k.contains("PASSPHRASE") && !v.is_empty()) {
-        assert!(
-            !text(&o).contains(v),
-            "a passphrase in the output: {}",
-            text(&o)
-        );
-    }
-    o
 }
 
 /// [`bare`] with the seed's repository key passphrase in TRUSTKEEPER_REPO_PASSPHRASE (`env`
