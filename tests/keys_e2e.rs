@@ -338,6 +338,41 @@ fn key_export_and_import_round_trip_with_the_go_client() {
             .any(|(r, _, id)| r == "targets" && id == seed.var("TARGETS_KEY_ID")),
         "{listed:?}"
     );
+    // trustkeeper's key list says what the Go client's does, from the headers alone.
+    let o = trustkeeper(
+        tb,
+        trust.path(),
+        &[
+            "-o",
+            "json",
+            "key",
+            "list",
+            "--dir",
+            go_c.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let mut ours: Vec<(String, String, String)> = (rows.iter())
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("role"), s("gun"), s("key_id"))
+        })
+        .collect();
+    let mut theirs = listed.clone();
+    ours.sort();
+    theirs.sort();
+    assert!(theirs.len() >= 2, "{theirs:?}");
+    assert_eq!(ours.len(), theirs.len(), "{ours:?} vs {theirs:?}");
+    for (a, b) in ours.iter().zip(&theirs) {
+        // The Go client's table cuts a long GUN to `...` and its end.
+        let gun_agrees = match b.1.strip_prefix("...") {
+            Some(end) => a.1.ends_with(end),
+            None => a.1 == b.1,
+        };
+        assert!(a.0 == b.0 && a.2 == b.2 && gun_agrees, "{a:?} vs {b:?}");
+    }
     let stored = go_c
         .path()
         .join("private")

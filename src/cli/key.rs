@@ -53,6 +53,13 @@ pub enum KeyCommand {
         #[arg(long = "output-file", value_name = "FILE")]
         file: PathBuf,
     },
+    /// List the keys of a docker/notary trust directory with their roles and repositories
+    /// (`notary key list`); nothing is decrypted.
+    List {
+        /// The trust directory [default: $DOCKER_CONFIG/trust, else ~/.docker/trust].
+        #[arg(long, value_name = "TRUST_DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Copy the keys of a file (`notary key export` or `key generate` output) into a
     /// docker/notary trust directory as TRUST_DIR/private/<key ID>.key, as `notary key import`
     /// does: the Go client and docker then use them.
@@ -90,6 +97,7 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<(), CliError> {
         KeyCommand::Export { key_id, dir, file } => {
             return super::key_transfer::export(g, &key_id, dir.as_deref(), &file);
         }
+        KeyCommand::List { dir } => return super::key_transfer::list(g, dir.as_deref()),
         KeyCommand::Import {
             file,
             dir,

@@ -343,14 +343,13 @@ pub fn import(
     Ok(())
 }
 
-/// The first file of `dir/private` whose key ID is in `accepted` (in `accepted`'s order):
-/// its path and ID. At most [`MAX_TRUST_DIR_FILES`] names are looked at; only the chosen file
-/// is read, by the caller, bounded as any key file.
-pub fn find_key(dir: &Path, accepted: &[String]) -> Result<Option<(PathBuf, String)>, CliError> {
+/// The key IDs of the `<ID>.key` files in `dir/private` (none if it does not exist); at most
+/// [`MAX_TRUST_DIR_FILES`] names are looked at.
+fn key_ids_in(dir: &Path) -> Result<std::collections::BTreeSet<String>, CliError> {
     let private = dir.join("private");
     let entries = match std::fs::read_dir(&private) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
         Err(e) => {
             return Err(CliError::new(format!(
                 "cannot read {}: {e}",
@@ -374,10 +373,63 @@ pub fn find_key(dir: &Path, accepted: &[String]) -> Result<Option<(PathBuf, Stri
             ids.insert(id.to_string());
         }
     }
+    Ok(ids)
+}
+
+/// The first file of `dir/private` whose key ID is in `accepted` (in `accepted`'s order):
+/// its path and ID. Only the chosen file is read, by the caller, bounded as any key file.
+pub fn find_key(dir: &Path, accepted: &[String]) -> Result<Option<(PathBuf, String)>, CliError> {
+    let ids = key_ids_in(dir)?;
     Ok(accepted
         .iter()
         .find(|a| ids.contains(*a))
-        .map(|id| (private.join(format!("{id}.key")), id.clone())))
+        .map(|id| (dir.join("private").join(format!("{id}.key")), id.clone())))
+}
+
+/// `key list [--dir TRUST_DIR]` (`notary key list`): each key of the trust directory with its
+/// role and repository, from the files' headers; nothing is decrypted.
+pub fn list(g: &Global, dir: Option<&Path>) -> Result<(), CliError> {
+    let dir = docker_trust_dir(dir);
+    let mut rows = vec![];
+    for id in key_ids_in(&dir)? {
+        let file = dir.join("private").join(format!("{id}.key"));
+        let read =
+            common::read_file_bounded("key", &file, MAX_KEY_BYTES as u64, "remove or fix the file")
+                .and_then(|b| private_blocks(&file.display().to_string(), &b));
+        let blocks = match read {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("skipped {}: {e}", file.display());
+                continue;
+            }
+        };
+        let header = |k: &str| blocks[0].headers.get(k).cloned();
+        rows.push(Moved {
+            key_id: id,
+            role: header("role").unwrap_or_else(|| "(no role header)".into()),
+            gun: header("gun"),
+            file: file.display().to_string(),
+        });
+    }
+    if g.output == Output::Json {
+        common::print_json(&rows);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        outln!("no keys in {}", dir.join("private").display());
+        return Ok(());
+    }
+    outln!("{:<18} {:<40} {:<64} LOCATION", "ROLE", "GUN", "KEY ID");
+    for r in &rows {
+        outln!(
+            "{:<18} {:<40} {:<64} {}",
+            r.role,
+            r.gun.as_deref().unwrap_or(""),
+            r.key_id,
+            r.file
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
