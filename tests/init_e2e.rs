@@ -473,3 +473,101 @@ fn key_rotate_targets_replaces_the_repository_key_in_one_publish_and_readers_nev
     );
     assert_eq!(versions(), v);
 }
+
+#[test]
+fn witness_role_root_renews_root_with_the_root_key() {
+    let tb = Testbed::get();
+    let gun = tb.unique_gun("renew-root");
+    let trust = tempfile::tempdir().unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let dt = docker.path().to_str().unwrap();
+    let pass = [
+        ("TRUSTKEEPER_ROOT_PASSPHRASE", ROOT_PASS),
+        ("TRUSTKEEPER_REPO_PASSPHRASE", REPO_PASS),
+    ];
+    let o = tk(
+        tb,
+        trust.path(),
+        &["init", &gun, "--docker-trust-dir", dt],
+        &pass,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let go = GoClient::in_dir(docker.path(), &[("NOTARY_TARGETS_PASSPHRASE", REPO_PASS)]);
+    let o = go.publish(tb, &gun, "v1", &"a1".repeat(32), "targets");
+    assert!(o.status.success(), "{}", text(&o));
+    let before = served_root(tb, &gun).unwrap()["signed"].clone();
+    let witness = [
+        "witness",
+        gun.as_str(),
+        "--role",
+        "root",
+        "--docker-trust-dir",
+        dt,
+    ];
+
+    // Refusals, nothing published: root with other roles; the repository key as root key.
+    let o = tk(
+        tb,
+        trust.path(),
+        &["witness", &gun, "--role", "root", "--role", "targets"],
+        &pass,
+    );
+    refused(&o, 2, "renew root on its own");
+    let repo_file = (std::fs::read_dir(docker.path().join("private")).unwrap())
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("role: targets")
+        })
+        .unwrap();
+    let o = tk(
+        tb,
+        trust.path(),
+        &[
+            "witness",
+            &gun,
+            "--role",
+            "root",
+            "--key",
+            repo_file.to_str().unwrap(),
+        ],
+        &pass,
+    );
+    refused(&o, 1, "is not a root key");
+    // The dry run says what it would do and publishes nothing.
+    let mut dry = witness.to_vec();
+    dry.push("--dry-run");
+    let o = tk(tb, trust.path(), &dry, &pass);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("would renew root"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(served_root(tb, &gun).unwrap()["signed"], before);
+
+    // The root key found by ID where init wrote it: root v2, the same keys, a later expiry.
+    let o = tk(tb, trust.path(), &witness, &pass);
+    assert!(o.status.success(), "{}", text(&o));
+    let after = served_root(tb, &gun).unwrap()["signed"].clone();
+    assert_eq!(after["version"], 2, "{after}");
+    assert_eq!(
+        (&after["keys"], &after["roles"]),
+        (&before["keys"], &before["roles"])
+    );
+    assert!(
+        after["expires"].as_str() >= before["expires"].as_str(),
+        "{after}"
+    );
+    // The Go client that trusted root v1 and a fresh one both list the tag; the first
+    // publishes on top.
+    for client in [&go, &GoClient::new("unused")] {
+        let o = client.run(tb, &["list", &gun]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&"a1".repeat(32)));
+    }
+    let o = go.publish(tb, &gun, "v2", &"a2".repeat(32), "targets");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(served_root(tb, &gun).unwrap()["signed"]["version"], 2);
+}

@@ -408,3 +408,40 @@ pub async fn rotate(g: &Global, a: KeyRotateArgs) -> Result<(), CliError> {
     );
     Ok(())
 }
+
+/// `witness IMAGE --role root [--key ROOT.key]`: root re-signed as it is, a new version and
+/// expiry, one publish read back (`Repository::renew_root`). The root key's passphrase comes
+/// from `--passphrase-file`, TRUSTKEEPER_ROOT_PASSPHRASE or DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE.
+pub async fn renew_root(
+    g: &Global,
+    gun: &str,
+    key: Option<&Path>,
+    dry_run: bool,
+) -> Result<(), CliError> {
+    let path = match key {
+        Some(p) => p.to_path_buf(),
+        None => super::key_lookup::find_for_roles(g, gun, &["root".to_string()], "--key").await?,
+    };
+    let root = load_key(&path, true, g.passphrase_file.as_deref(), ROOT_VARS)?;
+    let mut s = Session::new(g, gun)?;
+    if dry_run {
+        let repo = s.update().await?;
+        let files = repo
+            .renew_root(&root, Timestamp::now())
+            .map_err(admin::err)?;
+        outln!(
+            "would renew root of {gun}: v{} -> v{} (expires {}, then {} from the publish); \
+             dry run: nothing was published",
+            repo.root_info.version,
+            files[0].version,
+            repo.root_info.expires,
+            crate::api::human_duration(crate::notary::time::ROOT_LIFETIME.unsigned_abs()),
+        );
+        return Ok(());
+    }
+    let p = s
+        .publish_files(|repo| repo.renew_root(&root, Timestamp::now()).map_err(admin::err))
+        .await?;
+    admin::print_published(g, &p, "root renewed, keys unchanged");
+    Ok(())
+}

@@ -83,7 +83,9 @@ pub struct WitnessArgs {
     /// nothing is published when it differs.
     #[arg(long, env = "TRUSTKEEPER_KEY_ID", value_name = "ID")]
     pub key_id: Option<String>,
-    /// Role to renew (repeatable) [default: every role the key can sign].
+    /// Role to renew (repeatable) [default: every role the key can sign]. `root` alone renews
+    /// root with the root key (`--key` or found by ID; its passphrase from --passphrase-file,
+    /// TRUSTKEEPER_ROOT_PASSPHRASE or DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE).
     #[arg(long = "role")]
     pub roles: Vec<String>,
     /// Print the plan (roles to re-sign with versions and new expiries) and publish nothing.
@@ -343,6 +345,17 @@ fn pinned_manifest(digest: &str, size: u64) -> Result<Manifest, CliError> {
 
 pub async fn witness(g: &Global, a: WitnessArgs) -> Result<(), CliError> {
     let r = ImageRef::parse(&a.image).map_err(|e| CliError::new(e.to_string()))?;
+    if a.roles.iter().any(|x| x == "root") {
+        // Root is signed by the root key, offline, never the key that renews the rest.
+        if a.roles.len() > 1 {
+            return Err(CliError::new(
+                "renew root on its own (`witness IMAGE --role root --key ROOT.key`), then the \
+                 other roles with their key",
+            )
+            .with_code(2));
+        }
+        return super::init::renew_root(g, &r.gun(), a.key.as_deref(), a.dry_run).await;
+    }
     let spec = common::spec(g, &r.gun(), vec![], a.roles);
     let options = RunOptions {
         force_renew: true,
